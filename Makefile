@@ -1,0 +1,37 @@
+# The two set-up commands of the README: `make run` and `make test`.
+# Each creates .venv and installs the project into it when needed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test demo bench lint schemas clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/incident-intel run
+
+test: $(STAMP)
+	@# pytest exits 5 when it collected no test: that is a failure of the suite's layout, not a pass.
+	$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
+
+demo: $(STAMP)
+	$(BIN)/incident-intel demo
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+schemas: $(STAMP)
+	$(BIN)/incident-intel topics schemas
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis

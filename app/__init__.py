@@ -1,0 +1,3 @@
+"""Incident Intelligence: incident recurrence, correlation and follow-ups over Kafka."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,20 @@
+"""`incident-intel policy check [DIR]`."""
+
+from __future__ import annotations
+
+import click
+
+from app.policy import POLICY_FILES, load_policy
+
+
+@click.group("policy")
+def command() -> None:
+    """Policy files (policy/*.yml)."""
+
+
+@command.command("check")
+@click.argument("directory", default="policy", type=click.Path())
+def check(directory: str) -> None:
+    """Validate every policy file of DIRECTORY; print `file: field: reason` on the first problem."""
+    load_policy(directory)
+    click.echo(f"{directory}: ok ({', '.join(POLICY_FILES)})")

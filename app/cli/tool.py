@@ -1,0 +1,109 @@
+"""`incident-intel tool`: answer a tool call offline from files of events.
+
+Prints the response JSON and exits 0; a bad action, argument or unknown
+incident prints ``{"error": {"code", "message"}}`` and exits 2. Bad event
+lines go to stderr with their line number and are skipped.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from app.artifacts import write_atomic
+from app.contracts import (
+    ErrorResponse,
+    InvalidRequest,
+    Timestamp,
+    ToolError,
+    dump_json,
+    parse_request,
+)
+from app.eventfile import read_events, summary_line
+from app.intel.engine import ActionError, IntelEngine
+from app.policy import load_policy
+
+_TIMESTAMP = TypeAdapter(Timestamp)
+
+
+def _fail(code: str, message: str) -> None:
+    click.echo(dump_json(ErrorResponse(error=ToolError(code=code, message=message))))
+    sys.exit(2)
+
+
+def _emitted(state: Path | None) -> set[str]:
+    if state is None or not state.exists():
+        return set()
+    try:
+        data = orjson.loads(state.read_bytes())
+        keys = data["emitted_followups"]
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise TypeError
+        return set(keys)
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
+        _fail("invalid_argument", f"--state {state}: not a state file written by this command")
+    return set()
+
+
+def _learning_section():
+    try:
+        from app.intel import velocity
+    except ImportError:
+        return None
+    return getattr(velocity, "digest_section", None)
+
+
+@click.command("tool")
+@click.option("--events", "event_files", multiple=True, required=True,
+              type=click.Path(dir_okay=False), help="JSONL file of events (repeatable).")
+@click.option("--policy", "policy_dir", default="policy", show_default=True,
+              type=click.Path(file_okay=False), help="Policy directory.")
+@click.option("--as-of", "as_of_text", default=None,
+              help="Answer as of this RFC 3339 time (default: newest occurred_at).")
+@click.option("--state", "state_file", default=None, type=click.Path(dir_okay=False),
+              help="JSON file remembering emitted follow-up keys between runs.")
+@click.argument("action_json")
+def command(event_files: tuple[str, ...], policy_dir: str, as_of_text: str | None,
+            state_file: str | None, action_json: str) -> None:
+    """Answer ACTION_JSON (correlate, recurrence, buckets, weekly_digest, gate) offline."""
+    policy = load_policy(policy_dir)
+    try:
+        request = parse_request(orjson.loads(action_json))
+    except orjson.JSONDecodeError as exc:
+        _fail("invalid_request", f"ACTION_JSON is not JSON: {exc}")
+    except InvalidRequest as exc:
+        _fail("invalid_request", str(exc))
+    as_of: datetime | None = None
+    if as_of_text is not None:
+        try:
+            as_of = _TIMESTAMP.validate_python(as_of_text)
+        except ValidationError:
+            _fail("invalid_argument", f"--as-of {as_of_text!r} is not an RFC 3339 time")
+    read = read_events(event_files)
+    for problem in read.problems:
+        click.echo(problem, err=True)
+    click.echo(summary_line(read), err=True)
+    if as_of is None:
+        if not read.events:
+            _fail("invalid_argument", "no valid events and no --as-of: nothing to answer from")
+        as_of = max(e.occurred_at for e in read.events)
+    engine = IntelEngine(policy, learning=_learning_section())
+    engine.apply_all(e for e in read.events if e.occurred_at <= as_of)
+    state = Path(state_file) if state_file else None
+    emitted = _emitted(state)
+    try:
+        answer = engine.answer(request, as_of, emitted)
+    except ActionError as exc:
+        _fail(exc.code, str(exc))
+    for artifact in answer.artifacts:
+        write_atomic(artifact.path, artifact.data)
+    if state is not None and answer.followups:
+        keys = sorted(emitted | {f.meta.dedupe_key for f in answer.followups})
+        write_atomic(state, orjson.dumps({"emitted_followups": keys}, option=orjson.OPT_INDENT_2))
+    click.echo(orjson.dumps(answer.response.model_dump(mode="json", by_alias=True),
+                            option=orjson.OPT_INDENT_2))

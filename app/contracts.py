@@ -1,0 +1,519 @@
+"""Payload models of every topic and of the tool requests and responses.
+
+These models are the single source of truth for what crosses a process
+boundary: the JSON Schemas under ``topics/schemas/`` are generated from them
+(``incident-intel topics schemas``) and a test fails when the two drift.
+
+Time stamps are RFC 3339; a stamp without an offset means UTC. Every stamp is
+normalised to an aware UTC ``datetime`` on input and written back as
+``YYYY-MM-DDTHH:MM:SSZ`` (fractions kept when present), so the same instant
+always serialises to the same bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+)
+
+MAX_EVENT_BYTES = 256 * 1024
+"""Records larger than this are rejected to the dead-letter topic."""
+
+Severity = Literal["P0", "P1", "P2", "P3"]
+SEVERITIES: tuple[str, ...] = ("P0", "P1", "P2", "P3")
+Status = Literal["open", "mitigating", "mitigated", "resolved", "closed"]
+OPEN_STATUSES: frozenset[str] = frozenset({"open", "mitigating", "mitigated"})
+AlertState = Literal["pending", "firing", "acknowledged", "resolved", "silenced"]
+Level = Literal["none", "warn", "high"]
+
+
+def _as_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def format_timestamp(value: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``; microseconds only when not zero."""
+    value = _as_utc(value)
+    if value.microsecond:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+Timestamp = Annotated[
+    datetime,
+    AfterValidator(_as_utc),
+    PlainSerializer(format_timestamp, return_type=str, when_used="json"),
+]
+
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+Name = Annotated[str, Field(min_length=1, max_length=120)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Input(BaseModel):
+    """Inbound payloads tolerate unknown fields (producers evolve first)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+class Incident(_Input):
+    incident_id: Id
+    service: Name
+    kind: Name | None = None
+    severity: Severity
+    status: Status
+    signature: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    title: Annotated[str, Field(max_length=1000)] = ""
+    env: Annotated[str, Field(max_length=60)] = "prod"
+    started_at: Timestamp
+    detected_at: Timestamp | None = None
+    resolved_at: Timestamp | None = None
+    root_cause: Annotated[str, Field(max_length=500)] | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class IncidentEvent(_Input):
+    event_id: Id
+    type: Literal["incident.opened", "incident.updated", "incident.closed"]
+    occurred_at: Timestamp
+    incident: Incident
+
+
+class Alert(_Input):
+    alert_id: Id
+    fingerprint: Id
+    service: Name
+    kind: Name | None = None
+    severity: Severity
+    env: Annotated[str, Field(max_length=60)] = "prod"
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class AlertTransition(_Input):
+    event_id: Id
+    type: Literal["alert.transition"]
+    occurred_at: Timestamp
+    alert: Alert
+    from_state: AlertState | None = None
+    to_state: AlertState
+    incident_id: Id | None = None
+
+
+class LearningEvent(_Input):
+    event_id: Id
+    type: Literal["regression_test.added", "postmortem.published"]
+    occurred_at: Timestamp
+    incident_id: Id | None = None
+    test_id: Id | None = None
+    root_cause: Annotated[str, Field(max_length=500)] | None = None
+
+
+Event = IncidentEvent | AlertTransition | LearningEvent
+
+_EVENT_MODELS: dict[str, type[BaseModel]] = {
+    "incident.opened": IncidentEvent,
+    "incident.updated": IncidentEvent,
+    "incident.closed": IncidentEvent,
+    "alert.transition": AlertTransition,
+    "regression_test.added": LearningEvent,
+    "postmortem.published": LearningEvent,
+}
+
+
+class InvalidEvent(ValueError):
+    """A record that cannot become an event; ``str()`` is the reason."""
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(part) for part in err["loc"]) or "value"
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {err['msg']}{more}"
+
+
+def event_from_obj(obj: Any) -> Event:
+    """Validate a decoded JSON value into the event model its ``type`` names."""
+    if not isinstance(obj, dict):
+        raise InvalidEvent(f"expected a JSON object, got {type(obj).__name__}")
+    kind = obj.get("type")
+    model = _EVENT_MODELS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        known = ", ".join(sorted(_EVENT_MODELS))
+        raise InvalidEvent(f"type: unknown event type {kind!r} (expected one of {known})")
+    try:
+        return model.model_validate(obj)  # type: ignore[return-value]
+    except ValidationError as exc:
+        raise InvalidEvent(_first_error(exc)) from None
+
+
+def decode_event(raw: bytes) -> Event:
+    """Parse one record's bytes into an event, or raise :class:`InvalidEvent`."""
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEvent(f"record too large: {len(raw)} bytes > {MAX_EVENT_BYTES}")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent(f"not JSON: {exc}") from None
+    return event_from_obj(obj)
+
+
+# -------------------------------------------------------------------------- outputs
+
+
+class RelatedIncident(_Model):
+    incident_id: str
+    score: int
+    reasons: list[str]
+    service: str
+    kind: str
+    severity: Severity
+    status: Status
+    started_at: Timestamp
+
+
+class NoteMeta(_Model):
+    related: list[RelatedIncident]
+
+
+class Note(_Model):
+    """Timeline note for ``incidents.notes``; ``note_id`` is deterministic."""
+
+    type: Literal["note"] = "note"
+    note_id: str
+    incident_id: str
+    message: str
+    meta: NoteMeta
+
+
+class FollowUpMeta(_Model):
+    title: str
+    owner: str
+    priority: Severity
+    due_date: str
+    dedupe_key: str
+    auto_created: bool = True
+    bucket_key: str
+    count_7d: int
+    count_30d: int
+
+
+class FollowUp(_Model):
+    """A follow-up for ``intel.followups``; ``meta.dedupe_key`` is its id."""
+
+    type: Literal["followup"] = "followup"
+    incident_id: str
+    message: str
+    meta: FollowUpMeta
+
+
+class RecurrenceUpdate(_Model):
+    """Compacted ``intel.recurrence`` record, keyed ``<type>:<key>``."""
+
+    update_id: str
+    type: Literal["signature", "kind", "service"]
+    key: str
+    as_of: Timestamp
+    count_7d: int
+    count_30d: int
+    level: Level
+
+
+class SignatureCount(_Model):
+    prefix: str
+    count: int
+
+
+class SampleIncident(_Model):
+    incident_id: str
+    title: str
+    severity: Severity
+    status: Status
+    started_at: Timestamp
+
+
+class Bucket(_Model):
+    """A root-cause bucket as served by ``buckets`` and ``intel.buckets``."""
+
+    bucket_key: str
+    count_7d: int
+    count_30d: int
+    open: int
+    last_seen: Timestamp
+    services: list[str]
+    kinds: list[str]
+    top_signatures: list[SignatureCount]
+    severity_mix: dict[str, int]
+    sample_incidents: list[SampleIncident]
+    recommendations: list[str]
+
+
+class DlqRecord(_Model):
+    """What an operator needs to understand and replay a rejected record."""
+
+    source_topic: str
+    partition: int
+    offset: int
+    key: str | None
+    error: str
+    raw: str
+    raw_encoding: Literal["utf-8", "base64"]
+
+    @classmethod
+    def from_raw(
+        cls,
+        *,
+        source_topic: str,
+        partition: int,
+        offset: int,
+        error: str,
+        raw: bytes,
+        key: bytes | None,
+    ) -> DlqRecord:
+        try:
+            text, encoding = raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+        return cls(
+            source_topic=source_topic,
+            partition=partition,
+            offset=offset,
+            key=None if key is None else key.decode("utf-8", "replace"),
+            error=error,
+            raw=text,
+            raw_encoding=encoding,
+        )
+
+    def raw_bytes(self) -> bytes:
+        if self.raw_encoding == "base64":
+            return base64.b64decode(self.raw)
+        return self.raw.encode("utf-8")
+
+
+# ------------------------------------------------------------------ tool requests
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    tool: Literal["incident_intelligence_tool"] | None = None
+
+
+class CorrelateRequest(_Request):
+    action: Literal["correlate"]
+    incident_id: Id
+    append_note: bool = False
+
+
+class RecurrenceRequest(_Request):
+    action: Literal["recurrence"]
+    window_days: Annotated[int, Field(gt=0, le=3660)] = 7
+
+
+class BucketsRequest(_Request):
+    action: Literal["buckets"]
+    service: Name | None = None
+    window_days: Annotated[int, Field(gt=0, le=3660)] = 30
+
+
+class WeeklyDigestRequest(_Request):
+    action: Literal["weekly_digest"]
+    week: Annotated[str, Field(pattern=r"^\d{4}-W\d{2}$")] | None = None
+    save_artifacts: bool = False
+
+
+class GateRequest(_Request):
+    action: Literal["gate"]
+    service: Name
+    profile: Name = "prod"
+    run_recurrence_watch: bool = True
+    recurrence_watch_mode: Literal["off", "warn", "strict"] | None = None
+    recurrence_watch_windows_days: (
+        Annotated[list[Annotated[int, Field(gt=0, le=3660)]], Field(min_length=1)] | None
+    ) = None
+    recurrence_watch_service: Name | None = None
+
+
+ToolRequest = Annotated[
+    CorrelateRequest | RecurrenceRequest | BucketsRequest | WeeklyDigestRequest | GateRequest,
+    Field(discriminator="action"),
+]
+ACTIONS: tuple[str, ...] = ("correlate", "recurrence", "buckets", "weekly_digest", "gate")
+_REQUEST = TypeAdapter(ToolRequest)
+
+
+class InvalidRequest(ValueError):
+    """A tool call that is not one of the known actions with valid arguments."""
+
+
+def parse_request(obj: Any) -> CorrelateRequest | RecurrenceRequest | BucketsRequest | (
+    WeeklyDigestRequest | GateRequest
+):
+    """Validate a tool call (with or without ``"tool"``) into its request model."""
+    if not isinstance(obj, dict):
+        raise InvalidRequest("the tool call must be a JSON object")
+    action = obj.get("action")
+    if action not in ACTIONS:
+        raise InvalidRequest(
+            f"action: unknown action {action!r} (expected one of {', '.join(ACTIONS)})"
+        )
+    try:
+        return _REQUEST.validate_python(obj)
+    except ValidationError as exc:
+        raise InvalidRequest(_first_error(exc).removeprefix(f"{action}.")) from None
+
+
+# ----------------------------------------------------------------- tool responses
+
+
+class CorrelateResponse(_Model):
+    incident_id: str
+    related_count: int
+    related: list[RelatedIncident]
+    note: Note | None = None
+
+
+class KeyCount(_Model):
+    key: str
+    count: int
+
+
+class RecurrenceFinding(_Model):
+    type: Literal["signature", "kind"]
+    key: str
+    count: int
+    level: Literal["warn", "high"]
+    recommendation: str | None = None
+
+
+class RecurrenceResponse(_Model):
+    as_of: Timestamp
+    window_days: int
+    total_incidents: int
+    top_signatures: list[KeyCount]
+    top_kinds: list[KeyCount]
+    top_services: list[KeyCount]
+    high_recurrence: list[RecurrenceFinding]
+    warn_recurrence: list[RecurrenceFinding]
+
+
+class BucketsResponse(_Model):
+    as_of: Timestamp
+    window_days: int
+    service: str | None
+    buckets: list[Bucket]
+
+
+class FollowUpSkip(_Model):
+    bucket_key: str
+    dedupe_key: str
+    reason: Literal["no_open_incident", "already_exists"]
+
+
+class FollowUpOutcome(_Model):
+    enabled: bool
+    created: list[FollowUp]
+    skipped: list[FollowUpSkip]
+
+
+class DigestSummary(_Model):
+    """``intel.digests`` value and the JSON artifact of a week."""
+
+    week: str
+    week_start: Timestamp
+    week_end: Timestamp
+    as_of: Timestamp
+    open_incidents_count: int
+    recent_7d_count: int
+    recent_30d_count: int
+    by_severity: dict[str, int]
+    top_services: list[KeyCount]
+    top_kinds: list[KeyCount]
+    high_recurrence: list[RecurrenceFinding]
+    warn_recurrence: list[RecurrenceFinding]
+    buckets: list[Bucket]
+    followups: FollowUpOutcome
+    recommendations: list[str]
+    learning: dict[str, Any] | None = None
+
+
+class WeeklyDigestResponse(_Model):
+    week: str
+    artifact_paths: list[str]
+    markdown_preview: str
+    json_summary: DigestSummary
+
+
+class GateResponse(_Model):
+    service: str
+    profile: str
+    mode: Literal["off", "warn", "strict"]
+    windows_days: list[int]
+    pass_: bool = Field(alias="pass", serialization_alias="pass")
+    skipped: bool
+    has_high_recurrence: bool
+    has_warn_recurrence: bool
+    max_severity_seen: Severity | None
+    high_signatures: list[str]
+    high_kinds: list[str]
+    total_incidents: int
+    reasons: list[str]
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class DurationStats(_Model):
+    """Summary of durations in minutes; ``None`` when there is nothing to summarise."""
+
+    count: int
+    mean_minutes: float | None
+    median_minutes: float | None
+    p90_minutes: float | None
+
+
+class QuarterVelocity(_Model):
+    """``learning.velocity`` value, keyed ``YYYY-Qn``."""
+
+    quarter: str
+    incidents: int
+    mttr: DurationStats
+    detection_latency: DurationStats
+    recurrences: int
+    recurrence_rate: float | None
+    recurrence_target: float
+    above_target: bool
+    regression_tests_added: int
+    coverage_change: int | None
+    score: float | None
+    score_values: int
+
+
+class ToolError(_Model):
+    code: str
+    message: str
+
+
+class ErrorResponse(_Model):
+    error: ToolError
+
+
+def dump_json(model: BaseModel) -> bytes:
+    """Canonical bytes of a payload: JSON mode, aliases, keys in model order."""
+    return orjson.dumps(model.model_dump(mode="json", by_alias=True))

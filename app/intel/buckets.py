@@ -1,0 +1,93 @@
+"""Root-cause buckets: incidents grouped by ``service|kind`` (or a signature prefix).
+
+A bucket is kept when ``count_7d >= min_count[7]`` or ``count_30d >= min_count[30]``;
+kept buckets sort by count_7d desc, count_30d desc, last_seen desc, then key.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+
+from app.contracts import OPEN_STATUSES, SEVERITIES, Bucket, SampleIncident, SignatureCount
+from app.intel.incidents import Record
+from app.intel.periods import from_micros, in_window, micros
+from app.policy import IntelPolicy
+
+
+def bucket_key(record: Record, policy: IntelPolicy) -> str:
+    if policy.buckets.mode == "signature_prefix":
+        return record.signature[: policy.buckets.signature_prefix_len]
+    return f"{record.service}|{record.kind}"
+
+
+def recommendations_for(kinds: list[str], open_count: int, policy: IntelPolicy) -> list[str]:
+    """Open-incident warning first, then each kind's advice (policy order, no repeats)."""
+    out: list[str] = [policy.buckets.open_warning] if open_count > 0 else []
+    table = policy.recommendations
+    for kind in kinds:
+        for text in table.get(kind, table.get("default", [])):
+            if text not in out:
+                out.append(text)
+    return out
+
+
+def newest_first(records: list[Record]) -> list[Record]:
+    return sorted(records, key=lambda r: (-r.started, r.incident_id))
+
+
+def window_counts(records: list[Record], as_of: int) -> dict[int, int]:
+    """Count of ``records`` in each published window (7 and 30 days) ending at ``as_of``."""
+    return {days: sum(1 for r in records if in_window(r.started, as_of, days)) for days in (7, 30)}
+
+
+def summarise(key: str, records: list[Record], as_of: datetime, window_days: int,
+              policy: IntelPolicy) -> Bucket | None:
+    """One bucket from its incidents started within the largest window before ``as_of``.
+
+    Counts are over the fixed 7- and 30-day windows; the details (open count,
+    services, kinds, signatures, severities, samples) over ``window_days``.
+    ``None`` when no incident of the bucket started in any of those windows.
+    """
+    end = micros(as_of)
+    counts = window_counts(records, end)
+    detail = newest_first([r for r in records if in_window(r.started, end, window_days)])
+    seen = [r for r in records if r.started <= end]
+    if not seen or not (counts[7] or counts[30] or detail):
+        return None
+    last = max(r.started for r in seen)
+    open_count = sum(1 for r in detail if r.status in OPEN_STATUSES)
+    kinds = sorted({r.kind for r in detail})
+    sig_counts = Counter(r.signature[:8] for r in detail)
+    top_sigs = sorted(sig_counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    severities = Counter(r.severity for r in detail)
+    return Bucket(
+        bucket_key=key,
+        count_7d=counts[7],
+        count_30d=counts[30],
+        open=open_count,
+        last_seen=from_micros(last),
+        services=sorted({r.service for r in detail}),
+        kinds=kinds,
+        top_signatures=[SignatureCount(prefix=p, count=c)
+                        for p, c in top_sigs[: policy.buckets.top_signatures]],
+        severity_mix={s: severities.get(s, 0) for s in SEVERITIES},
+        sample_incidents=[
+            SampleIncident(incident_id=r.incident_id, title=r.incident.title,
+                           severity=r.severity, status=r.status, started_at=r.incident.started_at)
+            for r in detail[: policy.buckets.sample_size]
+        ],
+        recommendations=recommendations_for(kinds, open_count, policy),
+    )
+
+
+def kept(bucket: Bucket, policy: IntelPolicy) -> bool:
+    counts = {7: bucket.count_7d, 30: bucket.count_30d}
+    return any(counts.get(days, 0) >= least for days, least in policy.buckets.min_count.items())
+
+
+def ranked(buckets: list[Bucket], policy: IntelPolicy) -> list[Bucket]:
+    """Kept buckets in published order."""
+    out = [b for b in buckets if kept(b, policy)]
+    out.sort(key=lambda b: (-b.count_7d, -b.count_30d, -b.last_seen.timestamp(), b.bucket_key))
+    return out

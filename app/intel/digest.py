@@ -1,0 +1,181 @@
+"""The weekly digest: a week's incidents, recurrence, buckets and follow-ups.
+
+Week ``W`` covers incidents started in ``[Monday W, Monday W+1)`` (DESIGN.md
+§4); every window of the digest (7 and 30 days, buckets, follow-up
+thresholds) ends at that same instant, so the week's 7-day window *is* the
+week. Incident state (status, severity) is as known when the digest is made.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from app.contracts import (
+    SEVERITIES,
+    Bucket,
+    DigestSummary,
+    FollowUpOutcome,
+    RecurrenceFinding,
+    format_timestamp,
+)
+from app.intel.incidents import Record
+from app.intel.periods import in_window, micros, week_end, week_start
+from app.intel.recurrence import findings, top
+from app.policy import IntelPolicy
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~])")
+
+
+def escape(text: str) -> str:
+    """Make event text inert in Markdown: one line, specials and HTML escaped."""
+    text = " ".join(text.split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def summarise(
+    week: str,
+    as_of: datetime,
+    window: list[Record],
+    open_count: int,
+    buckets: list[Bucket],
+    followups: FollowUpOutcome,
+    policy: IntelPolicy,
+    learning: dict[str, Any] | None = None,
+) -> DigestSummary:
+    """The JSON summary of a week from the incidents of its 30-day window."""
+    start, end = week_start(week), week_end(week)
+    last = micros(end) - 1
+    in_week = [r for r in window if in_window(r.started, last, 7)]
+    in_30 = [r for r in window if in_window(r.started, last, 30)]
+    high, warn = findings(in_week, policy)
+    high_30, warn_30 = findings(in_30, policy)
+    high = _merge(high, high_30)
+    warn = [f for f in _merge(warn, warn_30) if (f.type, f.key) not in {(h.type, h.key)
+                                                                      for h in high}]
+    severities = Counter(r.severity for r in in_week)
+    recommendations: list[str] = []
+    for text in [f.recommendation for f in high] + [t for b in buckets for t in b.recommendations]:
+        if text and text not in recommendations:
+            recommendations.append(text)
+    n = policy.digest.top_n
+    return DigestSummary(
+        week=week,
+        week_start=start,
+        week_end=end,
+        as_of=as_of,
+        open_incidents_count=open_count,
+        recent_7d_count=len(in_week),
+        recent_30d_count=len(in_30),
+        by_severity={s: severities.get(s, 0) for s in SEVERITIES},
+        top_services=top(Counter(r.service for r in in_week), n),
+        top_kinds=top(Counter(r.kind for r in in_week), n),
+        high_recurrence=high,
+        warn_recurrence=warn,
+        buckets=buckets,
+        followups=followups,
+        recommendations=recommendations,
+        learning=learning,
+    )
+
+
+def _merge(week: list[RecurrenceFinding], month: list[RecurrenceFinding]) -> list[
+    RecurrenceFinding
+]:
+    """Findings of the week, then those only the 30-day window shows."""
+    seen = {(f.type, f.key) for f in week}
+    return week + [f for f in month if (f.type, f.key) not in seen]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    if not rows:
+        return ["_none_", ""]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines + [""]
+
+
+def render_markdown(summary: DigestSummary, policy: IntelPolicy) -> str:
+    """A readable report, cut to ``markdown_max_chars`` with a visible truncation line."""
+    s = summary
+    out = [
+        f"# Weekly Incident Digest — {s.week}",
+        "",
+        f"Week {format_timestamp(s.week_start)} to {format_timestamp(s.week_end)} "
+        f"(state as of {format_timestamp(s.as_of)}).",
+        "",
+        "## Summary",
+        "",
+        f"- Incidents started this week: **{s.recent_7d_count}** "
+        f"(last 30 days: {s.recent_30d_count})",
+        f"- Open incidents: **{s.open_incidents_count}**",
+        "- By severity: " + ", ".join(f"{k} {v}" for k, v in s.by_severity.items()),
+        "",
+        "## Top services",
+        "",
+        *_table(["service", "incidents"], [[escape(k.key), str(k.count)] for k in s.top_services]),
+        "## Top kinds",
+        "",
+        *_table(["kind", "incidents"], [[escape(k.key), str(k.count)] for k in s.top_kinds]),
+        "## High recurrence",
+        "",
+        *_table(["type", "key", "count", "recommendation"],
+                [[f.type, escape(_short(f)), str(f.count), escape(f.recommendation or "")]
+                 for f in s.high_recurrence]),
+        "## Warn recurrence",
+        "",
+        *_table(["type", "key", "count"],
+                [[f.type, escape(_short(f)), str(f.count)] for f in s.warn_recurrence]),
+        "## Root-cause buckets",
+        "",
+        *_table(["bucket", "7d", "30d", "open", "last seen", "severity mix"],
+                [[escape(b.bucket_key), str(b.count_7d), str(b.count_30d), str(b.open),
+                  format_timestamp(b.last_seen),
+                  " ".join(f"{k}:{v}" for k, v in b.severity_mix.items() if v)]
+                 for b in s.buckets]),
+        "## Follow-ups",
+        "",
+    ]
+    if not s.followups.enabled:
+        out += ["Automatic follow-ups are disabled by policy.", ""]
+    else:
+        rows = [[escape(f.meta.bucket_key), escape(f.incident_id), f.meta.due_date, "created"]
+                for f in s.followups.created]
+        rows += [[escape(k.bucket_key), "", "", k.reason.replace("_", " ")]
+                 for k in s.followups.skipped]
+        out += _table(["bucket", "incident", "due", "outcome"], rows)
+    out += ["## Recommendations", ""]
+    out += [f"- {escape(text)}" for text in s.recommendations] or ["_none_"]
+    out.append("")
+    if s.learning:
+        out += ["## Learning", ""]
+        out += [f"- {escape(str(k))}: {escape(_plain(v))}" for k, v in s.learning.items()]
+        out.append("")
+    return _truncate("\n".join(out), policy.digest.markdown_max_chars)
+
+
+def _short(finding: RecurrenceFinding) -> str:
+    return finding.key[:8] if finding.type == "signature" else finding.key
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, dict | list):
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    return str(value)
+
+
+def _truncate(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    notice = "\n\n… digest truncated: {n} more characters in the JSON artifact.\n"
+    keep = limit - len(notice.format(n=len(text)))
+    cut = text.rfind("\n", 0, keep)
+    cut = cut if cut > 0 else keep
+    return text[:cut] + notice.format(n=len(text) - cut)

@@ -1,0 +1,243 @@
+"""The engine: incidents folded in incrementally, every tool action answered.
+
+``IntelEngine.apply`` takes one event and updates the incident book and the
+indexes in time independent of history size. The actions read those indexes
+at an explicit ``as_of``; nothing here reads the clock or touches a file:
+``weekly_digest`` returns the artifact bytes and the follow-ups it created,
+and the shell decides where they go.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from app.contracts import (
+    OPEN_STATUSES,
+    BucketsRequest,
+    BucketsResponse,
+    CorrelateRequest,
+    CorrelateResponse,
+    Event,
+    FollowUp,
+    GateRequest,
+    GateResponse,
+    RecurrenceRequest,
+    RecurrenceResponse,
+    WeeklyDigestRequest,
+    WeeklyDigestResponse,
+)
+from app.intel import buckets as bucket_rules
+from app.intel import correlation, digest, followups, gate, recurrence
+from app.intel.incidents import Change, IncidentBook, Record
+from app.intel.periods import (
+    DAY,
+    from_micros,
+    last_complete_week,
+    micros,
+    week_end,
+    week_start,
+    window_start,
+)
+from app.intel.timeline import Timeline, TimelineIndex
+from app.policy import Policy
+
+Request = CorrelateRequest | RecurrenceRequest | BucketsRequest | WeeklyDigestRequest | GateRequest
+Response = (CorrelateResponse | RecurrenceResponse | BucketsResponse | WeeklyDigestResponse
+            | GateResponse)
+LearningSection = Callable[[IncidentBook, datetime], dict[str, Any] | None]
+
+
+class ActionError(ValueError):
+    """A tool call the engine cannot answer; ``code`` is machine-readable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A file the shell should write: path relative to the working directory."""
+
+    path: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Answer:
+    response: Response
+    artifacts: list[Artifact] = field(default_factory=list)
+    followups: list[FollowUp] = field(default_factory=list)
+
+
+class IntelEngine:
+    """Incident state, its indexes, and the five actions over them."""
+
+    def __init__(self, policy: Policy, learning: LearningSection | None = None) -> None:
+        self.policy = policy
+        self.book = IncidentBook(policy.intel.kind_derivation)
+        self.timeline = Timeline()
+        self.correlation = correlation.CorrelationIndex(policy.intel)
+        self.by_bucket = TimelineIndex()
+        self.by_service = TimelineIndex()
+        self.open_ids: set[str] = set()
+        self.learning = learning
+
+    # ----------------------------------------------------------------- folding
+
+    def apply(self, event: Event) -> Change | None:
+        change = self.book.apply(event)
+        if change is not None:
+            if change.before is not None:
+                self._unindex(change.before)
+            self._index(change.after)
+        return change
+
+    def apply_all(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self.apply(event)
+
+    def _index(self, r: Record) -> None:
+        self.timeline.add(r.started, r.incident_id)
+        self.correlation.add(r)
+        self.by_bucket.add(bucket_rules.bucket_key(r, self.policy.intel), r.started,
+                           r.incident_id)
+        self.by_service.add(r.service, r.started, r.incident_id)
+        if r.status in OPEN_STATUSES:
+            self.open_ids.add(r.incident_id)
+
+    def _unindex(self, r: Record) -> None:
+        self.timeline.remove(r.started, r.incident_id)
+        self.correlation.remove(r)
+        self.by_bucket.remove(bucket_rules.bucket_key(r, self.policy.intel), r.started,
+                              r.incident_id)
+        self.by_service.remove(r.service, r.started, r.incident_id)
+        self.open_ids.discard(r.incident_id)
+
+    # ----------------------------------------------------------------- reading
+
+    def record(self, incident_id: str) -> Record:
+        return self.book.incidents[incident_id]
+
+    def window(self, as_of: int, days: int, timeline: Timeline | None = None) -> list[Record]:
+        """Incidents with ``as_of - days < started <= as_of``, oldest first."""
+        source = self.timeline if timeline is None else timeline
+        return [self.record(i) for _, i in source.window(window_start(as_of, days), as_of)]
+
+    # ----------------------------------------------------------------- actions
+
+    def answer(self, request: Request, as_of: datetime,
+               emitted: Container[str] = frozenset()) -> Answer:
+        """Answer one tool call as of ``as_of``; ``emitted`` holds sent follow-up keys."""
+        if isinstance(request, CorrelateRequest):
+            return Answer(self.correlate(request))
+        if isinstance(request, RecurrenceRequest):
+            return Answer(self.recurrence(request, as_of))
+        if isinstance(request, BucketsRequest):
+            return Answer(self.buckets(request, as_of))
+        if isinstance(request, WeeklyDigestRequest):
+            return self.weekly_digest(request, as_of, emitted)
+        return Answer(self.gate(request, as_of))
+
+    def correlate(self, request: CorrelateRequest) -> CorrelateResponse:
+        target = self.book.incidents.get(request.incident_id)
+        if target is None:
+            raise ActionError("unknown_incident",
+                              f"incident_id: no incident {request.incident_id!r} is known")
+        related = self.correlation.correlate(target, self.record)
+        note = (correlation.note_for(target.incident_id, related, self.policy.intel)
+                if request.append_note else None)
+        return CorrelateResponse(incident_id=target.incident_id, related_count=len(related),
+                                 related=related, note=note)
+
+    def recurrence(self, request: RecurrenceRequest, as_of: datetime) -> RecurrenceResponse:
+        records = self.window(micros(as_of), request.window_days)
+        return recurrence.report(records, as_of, request.window_days, self.policy.intel)
+
+    def bucket_list(self, as_of: datetime, window_days: int, service: str | None = None) -> list:
+        """Kept buckets at ``as_of``, ranked; optionally only one service's incidents."""
+        end = micros(as_of)
+        span = max(30, window_days)
+        groups: dict[str, list[Record]] = {}
+        for key in self.by_bucket.keys():
+            timeline = self.by_bucket.get(key)
+            assert timeline is not None
+            records = self.window(end, span, timeline)
+            if service is not None:
+                records = [r for r in records if r.service == service]
+            if records:
+                groups[str(key)] = records
+        summaries = [
+            b for key in sorted(groups)
+            if (b := bucket_rules.summarise(key, groups[key], as_of, window_days,
+                                            self.policy.intel)) is not None
+        ]
+        return bucket_rules.ranked(summaries, self.policy.intel)
+
+    def buckets(self, request: BucketsRequest, as_of: datetime) -> BucketsResponse:
+        return BucketsResponse(as_of=as_of, window_days=request.window_days,
+                               service=request.service,
+                               buckets=self.bucket_list(as_of, request.window_days,
+                                                        request.service))
+
+    def weekly_digest(self, request: WeeklyDigestRequest, as_of: datetime,
+                      emitted: Container[str] = frozenset()) -> Answer:
+        week = request.week or last_complete_week(as_of)
+        try:
+            end = week_end(week)
+            week_start(week)
+        except ValueError as exc:
+            raise ActionError("invalid_argument", f"week: {exc}") from None
+        last = micros(end) - 1
+        window = self.window(last, 30)
+        groups: dict[str, list[Record]] = {}
+        for r in window:
+            groups.setdefault(bucket_rules.bucket_key(r, self.policy.intel), []).append(r)
+        plan = followups.plan(groups, week, end, emitted, self.policy.intel)
+        learning = self.learning(self.book, as_of) if self.learning else None
+        open_count = sum(1 for i in self.open_ids if self.record(i).started <= micros(as_of))
+        summary = digest.summarise(
+            week, as_of, window, open_count,
+            self.bucket_list(from_micros(last), 30), plan, self.policy.intel, learning,
+        )
+        markdown = digest.render_markdown(summary, self.policy.intel)
+        out_dir = self.policy.intel.digest.output_dir.rstrip("/")
+        paths = [f"{out_dir}/{week}.json", f"{out_dir}/{week}.md"]
+        artifacts = []
+        if request.save_artifacts:
+            data = orjson.dumps(summary.model_dump(mode="json", by_alias=True),
+                                option=orjson.OPT_INDENT_2) + b"\n"
+            artifacts = [Artifact(paths[0], data), Artifact(paths[1], markdown.encode())]
+        response = WeeklyDigestResponse(week=week,
+                                        artifact_paths=paths if request.save_artifacts else [],
+                                        markdown_preview=markdown, json_summary=summary)
+        return Answer(response, artifacts, list(plan.created))
+
+    def gate(self, request: GateRequest, as_of: datetime) -> GateResponse:
+        try:
+            _, windows, service = gate.settings(request, self.policy.gate)
+        except gate.UnknownProfile as exc:
+            raise ActionError("invalid_argument", str(exc)) from None
+        try:
+            timeline = self.by_service.get(service)
+            records = [] if timeline is None else self.window(micros(as_of), max(windows),
+                                                              timeline)
+            return gate.evaluate(request, records, micros(as_of), self.policy.intel,
+                                 self.policy.gate)
+        except Exception as exc:  # fail open: a broken gate must not block releases
+            return gate.failed_open(request, f"{type(exc).__name__}: {exc}")
+
+
+def horizon_days(policy: Policy) -> int:
+    """Days of history a live worker must keep for every window and lookback."""
+    intel = policy.intel
+    return max(intel.largest_window_days, intel.correlation.lookback_days) + \
+        intel.recurrence.grace_days
+
+
+__all__ = ["DAY", "ActionError", "Answer", "Artifact", "IntelEngine", "horizon_days"]

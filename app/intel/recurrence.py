@@ -1,0 +1,116 @@
+"""Recurrence: how often a signature, kind or service recurred in a window.
+
+Counts are over incidents whose ``started_at`` lies in the window
+``(as_of - N days, as_of]``; each key is classified ``none | warn | high`` by
+the policy thresholds of its type.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Iterable
+from datetime import datetime
+
+from app.contracts import KeyCount, RecurrenceFinding, RecurrenceResponse, RecurrenceUpdate
+from app.intel.incidents import Record
+from app.policy import IntelPolicy, Threshold
+
+KEY_TYPES: tuple[str, ...] = ("signature", "kind", "service")
+
+
+def level(count: int, threshold: Threshold) -> str:
+    if count >= threshold.high:
+        return "high"
+    if count >= threshold.warn:
+        return "warn"
+    return "none"
+
+
+def key_of(record: Record, key_type: str) -> str:
+    return getattr(record, key_type)
+
+
+def recurrence_keys(record: Record) -> list[str]:
+    """The ``intel.recurrence`` keys an incident counts towards."""
+    return [f"{t}:{key_of(record, t)}" for t in KEY_TYPES]
+
+
+def top(counter: Counter[str], n: int) -> list[KeyCount]:
+    """Count desc, then key; at most ``n``."""
+    ranked = sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [KeyCount(key=k, count=c) for k, c in ranked[:n]]
+
+
+def _most_common(values: Iterable[str]) -> str:
+    counts = Counter(values)
+    return min(counts, key=lambda v: (-counts[v], v)) if counts else ""
+
+
+def recommendation(key_type: str, key: str, count: int, records: list[Record],
+                   policy: IntelPolicy) -> str:
+    """Render the policy template; ambiguous fields take the most common value."""
+    templates = policy.recurrence.templates
+    if key_type == "signature":
+        template = templates.signature
+    else:
+        template = templates.by_kind.get(key, templates.kind)
+    return template.format(
+        sig=_most_common(r.signature for r in records)[:8],
+        kind=_most_common(r.kind for r in records),
+        service=_most_common(r.service for r in records),
+        count=count,
+    )
+
+
+def findings(records: list[Record], policy: IntelPolicy) -> tuple[
+    list[RecurrenceFinding], list[RecurrenceFinding]
+]:
+    """High and warn signatures and kinds among ``records`` (one window's incidents)."""
+    groups: dict[tuple[str, str], list[Record]] = {}
+    for record in records:
+        for key_type in ("signature", "kind"):
+            groups.setdefault((key_type, key_of(record, key_type)), []).append(record)
+    high: list[RecurrenceFinding] = []
+    warn: list[RecurrenceFinding] = []
+    for (key_type, key), members in groups.items():
+        count = len(members)
+        lvl = level(count, policy.recurrence.thresholds.for_type(key_type))
+        if lvl == "high":
+            text = recommendation(key_type, key, count, members, policy)
+            high.append(RecurrenceFinding(type=key_type, key=key, count=count, level="high",
+                                          recommendation=text))
+        elif lvl == "warn":
+            warn.append(RecurrenceFinding(type=key_type, key=key, count=count, level="warn"))
+    order = lambda f: (-f.count, f.type, f.key)  # noqa: E731
+    return sorted(high, key=order), sorted(warn, key=order)
+
+
+def report(records: list[Record], as_of: datetime, window_days: int,
+           policy: IntelPolicy) -> RecurrenceResponse:
+    """The ``recurrence`` action over one window's incidents."""
+    n = policy.recurrence.top_n
+    high, warn = findings(records, policy)
+    return RecurrenceResponse(
+        as_of=as_of,
+        window_days=window_days,
+        total_incidents=len(records),
+        top_signatures=top(Counter(r.signature for r in records), n),
+        top_kinds=top(Counter(r.kind for r in records), n),
+        top_services=top(Counter(r.service for r in records), n),
+        high_recurrence=high,
+        warn_recurrence=warn,
+    )
+
+
+def update(key_type: str, key: str, as_of: datetime, count_7d: int, count_30d: int,
+           policy: IntelPolicy) -> RecurrenceUpdate:
+    """An ``intel.recurrence`` record; its id is a hash of what it says."""
+    threshold = policy.recurrence.thresholds.for_type(key_type)
+    levels = ("none", "warn", "high")
+    lvl = max(level(count_7d, threshold), level(count_30d, threshold), key=levels.index)
+    ident = hashlib.sha256(
+        f"{key_type}:{key}|{count_7d}|{count_30d}|{lvl}|{as_of.isoformat()}".encode()
+    ).hexdigest()[:20]
+    return RecurrenceUpdate(update_id=f"rec:{ident}", type=key_type, key=key, as_of=as_of,
+                            count_7d=count_7d, count_30d=count_30d, level=lvl)

@@ -1,0 +1,380 @@
+"""Loading and validation of ``policy/*.yml``.
+
+Policy is data: every threshold, weight, template and rule the engine applies
+comes from these files. A bad file stops the program with one line,
+``file: field: reason``, before anything runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import string
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from app.errors import UserError
+
+NonNegative = Annotated[int, Field(ge=0)]
+Positive = Annotated[int, Field(gt=0)]
+Severity = Literal["P0", "P1", "P2", "P3"]
+RULE_NAMES: tuple[str, ...] = (
+    "same_signature",
+    "same_service_and_kind",
+    "same_service_time_cluster",
+    "same_kind_cross_service",
+)
+
+
+class PolicyError(UserError):
+    """A policy file that cannot be used; the message is ``file: field: reason``."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _placeholders(template: str) -> set[str]:
+    try:
+        return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"malformed template {template!r}: {exc}") from None
+
+
+def check_template(template: str, allowed: set[str]) -> str:
+    """Reject templates whose ``{placeholders}`` the renderer cannot fill."""
+    unknown = _placeholders(template) - allowed
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        raise ValueError(f"unknown placeholder {{{names}}} (allowed: {', '.join(sorted(allowed))})")
+    return template
+
+
+# ------------------------------------------------------------ incident_intelligence.yml
+
+
+class KindRule(_Strict):
+    kind: str
+    keywords: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+
+
+class KindDerivation(_Strict):
+    """Keyword rules over title and label values; the first rule that matches wins."""
+
+    rules: list[KindRule]
+    default: str = "unknown"
+
+
+class CorrelationRule(_Strict):
+    name: Literal[
+        "same_signature",
+        "same_service_and_kind",
+        "same_service_time_cluster",
+        "same_kind_cross_service",
+    ]
+    weight: NonNegative
+
+
+class Correlation(_Strict):
+    lookback_days: Positive = 30
+    within_minutes: NonNegative = 180
+    min_score: Positive = 20
+    max_related: Positive = 10
+    note_top: Positive = 5
+    rules: list[CorrelationRule]
+
+    @model_validator(mode="after")
+    def _unique_rules(self) -> Correlation:
+        names = [rule.name for rule in self.rules]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"rule listed twice: {', '.join(dupes)}")
+        return self
+
+
+class Threshold(_Strict):
+    warn: Positive
+    high: Positive
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Threshold:
+        if self.warn > self.high:
+            raise ValueError(f"warn ({self.warn}) must not exceed high ({self.high})")
+        return self
+
+
+class RecurrenceThresholds(_Strict):
+    signature: Threshold
+    kind: Threshold
+    service: Threshold | None = None
+
+    def for_type(self, key_type: str) -> Threshold:
+        """Thresholds of a key type; services fall back to the kind thresholds."""
+        if key_type == "signature":
+            return self.signature
+        if key_type == "service" and self.service is not None:
+            return self.service
+        return self.kind
+
+
+class RecommendationTemplates(_Strict):
+    """Rendered for high recurrence; ``by_kind`` overrides ``kind`` for one kind."""
+
+    signature: str
+    kind: str
+    by_kind: dict[str, str] = Field(default_factory=dict)
+
+
+class Recurrence(_Strict):
+    windows_days: Annotated[list[Positive], Field(min_length=1)] = [7, 30]
+    top_n: Positive = 10
+    grace_days: NonNegative = 2
+    thresholds: RecurrenceThresholds
+    templates: RecommendationTemplates
+
+
+class Buckets(_Strict):
+    mode: Literal["service_kind", "signature_prefix"] = "service_kind"
+    signature_prefix_len: Annotated[int, Field(ge=4, le=64)] = 12
+    min_count: dict[Positive, Positive]
+    sample_size: Positive = 5
+    top_signatures: Positive = 5
+    open_warning: str
+
+
+class Digest(_Strict):
+    schedule: str = "0 8 * * 1"
+    timezone: Literal["UTC"] = "UTC"
+    output_dir: str = "ops/reports/incidents/weekly"
+    markdown_max_chars: Annotated[int, Field(ge=500)] = 20000
+    top_n: Positive = 10
+
+    @model_validator(mode="after")
+    def _cron(self) -> Digest:
+        if len(self.schedule.split()) != 5:
+            raise ValueError(f"schedule {self.schedule!r} is not a 5-field cron expression")
+        return self
+
+
+class AutoFollowups(_Strict):
+    enabled: bool = True
+    only_when_high: bool = True
+    owner: str = "oncall"
+    priority: Severity = "P1"
+    due_days: NonNegative = 7
+    dedupe_key_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")] = "intel_recur"
+    title_template: str
+    message_template: str
+
+
+class IntelPolicy(_Strict):
+    """``incident_intelligence.yml``."""
+
+    version: Literal[1] = 1
+    kinds: Annotated[list[str], Field(min_length=1)]
+    kind_derivation: KindDerivation
+    correlation: Correlation
+    recurrence: Recurrence
+    buckets: Buckets
+    recommendations: dict[str, list[str]]
+    digest: Digest
+    autofollowups: AutoFollowups
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IntelPolicy:
+        known = set(self.kinds)
+
+        def kind_ok(kind: str, where: str) -> None:
+            if kind not in known:
+                raise ValueError(f"{where}: unknown kind {kind!r} (not in kinds)")
+
+        for i, rule in enumerate(self.kind_derivation.rules):
+            kind_ok(rule.kind, f"kind_derivation.rules.{i}.kind")
+        kind_ok(self.kind_derivation.default, "kind_derivation.default")
+        for kind in self.recommendations:
+            if kind != "default":
+                kind_ok(kind, f"recommendations.{kind}")
+        tpl = self.recurrence.templates
+        fields = {"sig", "kind", "service", "count"}
+        for where, text in [("signature", tpl.signature), ("kind", tpl.kind)] + [
+            (f"by_kind.{k}", v) for k, v in tpl.by_kind.items()
+        ]:
+            if where.startswith("by_kind."):
+                kind_ok(where.removeprefix("by_kind."), f"recurrence.templates.{where}")
+            try:
+                check_template(text, fields)
+            except ValueError as exc:
+                raise ValueError(f"recurrence.templates.{where}: {exc}") from None
+        follow = {"bucket", "count_7d", "count_30d", "kinds", "services", "week"}
+        for name in ("title_template", "message_template"):
+            try:
+                check_template(getattr(self.autofollowups, name), follow)
+            except ValueError as exc:
+                raise ValueError(f"autofollowups.{name}: {exc}") from None
+        if not {7, 30} <= set(self.recurrence.windows_days):
+            raise ValueError("recurrence.windows_days: must include 7 and 30 (the published counts)")
+        for window in self.buckets.min_count:
+            if window not in self.recurrence.windows_days:
+                raise ValueError(
+                    f"buckets.min_count.{window}: window not in recurrence.windows_days"
+                )
+        return self
+
+    @property
+    def largest_window_days(self) -> int:
+        return max(self.recurrence.windows_days)
+
+    def rule_weights(self) -> dict[str, int]:
+        return {rule.name: rule.weight for rule in self.correlation.rules}
+
+
+# ------------------------------------------------------------------- release_gate.yml
+
+
+class GateProfile(_Strict):
+    mode: Literal["off", "warn", "strict"]
+    windows_days: Annotated[list[Positive], Field(min_length=1)] | None = None
+
+
+class FailOn(_Strict):
+    severity_in: list[Severity]
+
+
+class GatePolicy(_Strict):
+    """``release_gate.yml``."""
+
+    version: Literal[1] = 1
+    default_windows_days: Annotated[list[Positive], Field(min_length=1)] = [7, 30]
+    default_profile: str = "prod"
+    profiles: dict[str, GateProfile]
+    fail_on: FailOn
+
+    @model_validator(mode="after")
+    def _default_exists(self) -> GatePolicy:
+        if self.default_profile not in self.profiles:
+            raise ValueError(f"default_profile: {self.default_profile!r} is not in profiles")
+        return self
+
+
+# --------------------------------------------------------------------------- rbac.yml
+
+Entitlement = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")]
+
+
+class RbacPolicy(_Strict):
+    """``rbac.yml``: roles hold entitlements; actions need entitlements."""
+
+    version: Literal[1] = 1
+    roles: dict[str, list[Entitlement]]
+    actions: dict[str, list[Entitlement]]
+
+
+# -------------------------------------------------------------------- rate_limits.yml
+
+
+class Limit(_Strict):
+    per_minute: Positive
+    timeout_seconds: Annotated[float, Field(gt=0)]
+
+
+class RateLimitPolicy(_Strict):
+    """``rate_limits.yml``: per token and action."""
+
+    version: Literal[1] = 1
+    max_body_bytes: Positive = 65536
+    default: Limit
+    actions: dict[str, Limit] = Field(default_factory=dict)
+
+    def for_action(self, action: str) -> Limit:
+        return self.actions.get(action, self.default)
+
+
+# ------------------------------------------------------------------------ the bundle
+
+POLICY_FILES: dict[str, str] = {
+    "incident_intelligence.yml": "app.policy:IntelPolicy",
+    "release_gate.yml": "app.policy:GatePolicy",
+    "rbac.yml": "app.policy:RbacPolicy",
+    "rate_limits.yml": "app.policy:RateLimitPolicy",
+    "learning.yml": "app.intel.velocity:LearningPolicy",
+}
+"""Every policy file and the model that validates it (``module:Class``)."""
+
+
+class Policy(BaseModel):
+    """All policy files of one directory, validated."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    directory: str
+    intel: IntelPolicy
+    gate: GatePolicy
+    rbac: RbacPolicy
+    rate_limits: RateLimitPolicy
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+def _model_for(ref: str) -> type[BaseModel]:
+    module, _, name = ref.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def validate_document(file_name: str, document: Any, model: type[BaseModel]) -> BaseModel:
+    """Validate one parsed YAML document, raising ``file: field: reason``."""
+    if not isinstance(document, dict):
+        raise PolicyError(f"{file_name}: (top level): expected a mapping")
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = _location(err["loc"]) or "(top level)"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown key"
+        # A model-level check reports its own field path inside the message.
+        nested = re.match(r"^([A-Za-z0-9_.]+): (.*)$", message)
+        if nested and err["type"] == "value_error":
+            prefix = f"{field}." if err["loc"] else ""
+            field, message = prefix + nested.group(1), nested.group(2)
+        raise PolicyError(f"{file_name}: {field}: {message}") from None
+
+
+def load_file(path: Path, model: type[BaseModel]) -> BaseModel:
+    """Read and validate one policy file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyError(f"{path}: (file): missing") from None
+    except OSError as exc:
+        raise PolicyError(f"{path}: (file): cannot read: {exc.strerror}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else "(yaml)"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise PolicyError(f"{path}: {where}: invalid YAML: {problem}") from None
+    return validate_document(str(path), document, model)
+
+
+def load_policy(directory: str | Path = "policy") -> Policy:
+    """Load and validate every policy file of ``directory``."""
+    root = Path(directory)
+    if not root.is_dir():
+        raise PolicyError(f"{root}: (directory): not a directory")
+    loaded = {name: load_file(root / name, _model_for(ref)) for name, ref in POLICY_FILES.items()}
+    core = {"incident_intelligence.yml", "release_gate.yml", "rbac.yml", "rate_limits.yml"}
+    return Policy(
+        directory=str(root),
+        intel=loaded["incident_intelligence.yml"],
+        gate=loaded["release_gate.yml"],
+        rbac=loaded["rbac.yml"],
+        rate_limits=loaded["rate_limits.yml"],
+        extra={name: doc for name, doc in loaded.items() if name not in core},
+    )
