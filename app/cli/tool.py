@@ -50,14 +50,6 @@ def _emitted(state: Path | None) -> set[str]:
     return set()
 
 
-def _learning_section():
-    try:
-        from app.intel import velocity
-    except ImportError:
-        return None
-    return getattr(velocity, "digest_section", None)
-
-
 @click.command("tool")
 @click.option("--events", "event_files", multiple=True, required=True,
               type=click.Path(dir_okay=False), help="JSONL file of events (repeatable).")
@@ -92,7 +84,7 @@ def command(event_files: tuple[str, ...], policy_dir: str, as_of_text: str | Non
         if not read.events:
             _fail("invalid_argument", "no valid events and no --as-of: nothing to answer from")
         as_of = max(e.occurred_at for e in read.events)
-    engine = IntelEngine(policy, learning=_learning_section())
+    engine = IntelEngine(policy)
     engine.apply_all(e for e in read.events if e.occurred_at <= as_of)
     state = Path(state_file) if state_file else None
     emitted = _emitted(state)

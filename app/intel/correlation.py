@@ -89,7 +89,9 @@ def _order(item: RelatedIncident) -> tuple[int, float, str]:
     return (-item.score, -item.started_at.timestamp(), item.incident_id)
 
 
-def rank(target: Record, candidates: Iterable[Record], policy: IntelPolicy) -> list[RelatedIncident]:
+def rank(
+    target: Record, candidates: Iterable[Record], policy: IntelPolicy
+) -> list[RelatedIncident]:
     """The correlation rule applied to an explicit candidate list."""
     scored = [
         related(target, c, policy)

@@ -28,7 +28,7 @@ from app.intel.periods import in_window, micros, week_end, week_start
 from app.intel.recurrence import findings, top
 from app.policy import IntelPolicy
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>~])")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]|~])")
 
 
 def escape(text: str) -> str:
@@ -153,10 +153,32 @@ def render_markdown(summary: DigestSummary, policy: IntelPolicy) -> str:
     out += [f"- {escape(text)}" for text in s.recommendations] or ["_none_"]
     out.append("")
     if s.learning:
-        out += ["## Learning", ""]
-        out += [f"- {escape(str(k))}: {escape(_plain(v))}" for k, v in s.learning.items()]
-        out.append("")
+        out += _learning(s.learning)
     return _truncate("\n".join(out), policy.digest.markdown_max_chars)
+
+
+_LEARNING_ROWS = (
+    ("incidents", "incidents"),
+    ("mttr_median_minutes", "MTTR median (minutes)"),
+    ("detection_median_minutes", "detection latency median (minutes)"),
+    ("recurrence_rate", "recurrence rate"),
+    ("regression_tests_added", "regression tests added"),
+    ("score", "learning velocity score"),
+)
+
+
+def _learning(section: dict[str, Any]) -> list[str]:
+    """This quarter so far against the last, as a small table."""
+    now, before = str(section.get("quarter", "")), str(section.get("compared_with", ""))
+    rows = [[label, _plain(section.get(key)), _plain(section.get(f"{key}_last_quarter"))]
+            for key, label in _LEARNING_ROWS if key in section]
+    out = [f"## Learning — {escape(now)} so far against {escape(before)}", ""]
+    out += _table(["metric", escape(now), escape(before)], rows)
+    if "recurrence_target" in section:
+        verdict = "above" if section.get("above_target") else "within"
+        out += [f"Recurrence rate is {verdict} the target of "
+                f"{100 * float(section['recurrence_target']):.0f}%.", ""]
+    return out
 
 
 def _short(finding: RecurrenceFinding) -> str:
@@ -164,6 +186,8 @@ def _short(finding: RecurrenceFinding) -> str:
 
 
 def _plain(value: Any) -> str:
+    if value is None:
+        return "–"
     if isinstance(value, float):
         return f"{value:.2f}"
     if isinstance(value, dict | list):

@@ -9,6 +9,7 @@ and the shell decides where they go.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,7 +33,7 @@ from app.contracts import (
     WeeklyDigestResponse,
 )
 from app.intel import buckets as bucket_rules
-from app.intel import correlation, digest, followups, gate, recurrence
+from app.intel import correlation, digest, followups, gate, recurrence, velocity
 from app.intel.incidents import Change, IncidentBook, Record
 from app.intel.periods import (
     DAY,
@@ -86,7 +87,7 @@ class IntelEngine:
         self.by_bucket = TimelineIndex()
         self.by_service = TimelineIndex()
         self.open_ids: set[str] = set()
-        self.learning = learning
+        self.learning = learning if learning is not None else _learning_hook(policy)
 
     # ----------------------------------------------------------------- folding
 
@@ -231,6 +232,13 @@ class IntelEngine:
                                  self.policy.gate)
         except Exception as exc:  # fail open: a broken gate must not block releases
             return gate.failed_open(request, f"{type(exc).__name__}: {exc}")
+
+
+def _learning_hook(policy: Policy) -> LearningSection:
+    """The digest's learning section, judged against the policy's recurrence target."""
+    learning = policy.extra.get("learning.yml")
+    target = getattr(learning, "recurrence_target", None)
+    return functools.partial(velocity.digest_section, target=target)
 
 
 def horizon_days(policy: Policy) -> int:

@@ -11,62 +11,121 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterator
 
 Entry = tuple[int, str]
+_TOP = "\U0010ffff"  # sorts after every incident id
+
+
+_CHUNK = 512
 
 
 class Timeline:
-    """A sorted multiset of ``(started, incident_id)`` entries."""
+    """A sorted multiset of ``(started, incident_id)`` entries.
 
-    __slots__ = ("_entries",)
+    Kept as a list of sorted chunks of at most ``2 * _CHUNK`` entries, so an
+    insert or removal anywhere moves at most one chunk's worth of memory:
+    late and out-of-order events cost the same as in-order ones, however long
+    the history.
+    """
+
+    __slots__ = ("_chunks", "_firsts", "_size")
 
     def __init__(self) -> None:
-        self._entries: list[Entry] = []
+        self._chunks: list[list[Entry]] = []
+        self._firsts: list[Entry] = []
+        self._size = 0
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return self._size
+
+    def _chunk_for(self, entry: Entry) -> int:
+        return max(bisect_right(self._firsts, entry) - 1, 0)
 
     def add(self, started: int, incident_id: str) -> None:
-        entries = self._entries
         entry = (started, incident_id)
-        if not entries or entries[-1] < entry:
-            entries.append(entry)
+        self._size += 1
+        if not self._chunks:
+            self._chunks.append([entry])
+            self._firsts.append(entry)
+            return
+        i = self._chunk_for(entry)
+        chunk = self._chunks[i]
+        if chunk[-1] < entry:
+            chunk.append(entry)
         else:
-            insort(entries, entry)
+            insort(chunk, entry)
+        self._firsts[i] = chunk[0]
+        if len(chunk) > 2 * _CHUNK:
+            self._chunks[i + 1:i + 1] = [chunk[_CHUNK:]]
+            del chunk[_CHUNK:]
+            self._firsts.insert(i + 1, self._chunks[i + 1][0])
 
     def remove(self, started: int, incident_id: str) -> None:
-        entries = self._entries
-        i = bisect_left(entries, (started, incident_id))
-        if i < len(entries) and entries[i] == (started, incident_id):
-            del entries[i]
+        if not self._chunks:
+            return
+        entry = (started, incident_id)
+        i = self._chunk_for(entry)
+        chunk = self._chunks[i]
+        j = bisect_left(chunk, entry)
+        if j < len(chunk) and chunk[j] == entry:
+            del chunk[j]
+            self._size -= 1
+            if chunk:
+                self._firsts[i] = chunk[0]
+            else:
+                del self._chunks[i]
+                del self._firsts[i]
+
+    def _ascending(self, low: Entry, high: Entry) -> Iterator[Entry]:
+        """Entries with ``low <= entry < high``, oldest first."""
+        i = self._chunk_for(low)
+        j = bisect_left(self._chunks[i], low) if self._chunks else 0
+        while i < len(self._chunks):
+            chunk = self._chunks[i]
+            while j < len(chunk):
+                if chunk[j] >= high:
+                    return
+                yield chunk[j]
+                j += 1
+            i, j = i + 1, 0
 
     def window(self, after: int, until: int) -> list[Entry]:
         """Entries with ``after < started <= until``, oldest first."""
-        entries = self._entries
-        lo = bisect_right(entries, (after, "\U0010ffff"))
-        hi = bisect_right(entries, (until, "\U0010ffff"))
-        return entries[lo:hi]
+        return list(self._ascending((after, _TOP), (until, _TOP)))
 
     def count(self, after: int, until: int) -> int:
         """How many entries have ``after < started <= until``."""
-        entries = self._entries
-        return bisect_right(entries, (until, "\U0010ffff")) - bisect_right(
-            entries, (after, "\U0010ffff")
-        )
+        return sum(1 for _ in self._ascending((after, _TOP), (until, _TOP)))
 
     def newest_first(self, low: int, high: int) -> Iterator[Entry]:
         """Entries with ``low <= started <= high``, newest first (ids descending on ties)."""
-        entries = self._entries
-        lo = bisect_left(entries, (low, ""))
-        i = bisect_right(entries, (high, "\U0010ffff")) - 1
-        while i >= lo:
-            yield entries[i]
+        if not self._chunks:
+            return
+        top, bottom = (high, _TOP), (low, "")
+        i = self._chunk_for(top)
+        j = bisect_right(self._chunks[i], top) - 1
+        while i >= 0:
+            chunk = self._chunks[i]
+            while j >= 0:
+                if chunk[j] < bottom:
+                    return
+                yield chunk[j]
+                j -= 1
             i -= 1
+            j = len(self._chunks[i]) - 1 if i >= 0 else -1
 
     def drop_before(self, cutoff: int) -> int:
         """Forget entries with ``started < cutoff``; returns how many went."""
-        entries = self._entries
-        i = bisect_left(entries, (cutoff, ""))
-        del entries[:i]
-        return i
+        dropped = 0
+        while self._chunks and self._chunks[0][-1] < (cutoff, ""):
+            dropped += len(self._chunks.pop(0))
+            self._firsts.pop(0)
+        if self._chunks:
+            chunk = self._chunks[0]
+            k = bisect_left(chunk, (cutoff, ""))
+            del chunk[:k]
+            dropped += k
+            self._firsts[0] = chunk[0]
+        self._size -= dropped
+        return dropped
 
 
 class TimelineIndex:

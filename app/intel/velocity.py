@@ -10,7 +10,7 @@ Public API
 Batch (the CLI, the digest)::
 
     rows = velocity_by_quarter(book, target)            # list[QuarterVelocity]
-    rows = velocity_by_quarter(book, target, as_of=t)   # only what started before t
+    rows = velocity_by_quarter(book, target, as_of=t)   # only what started by t
     score, n = overall_score(book)                      # the score over all incidents
     report = velocity_report(book, target, first="2026-Q1", last="2026-Q4")
     text = render_markdown(report)                      # table + ASCII trend
@@ -28,6 +28,7 @@ Digest::
 
     summary = learning_summary(velocity_by_quarter(book, target, as_of=as_of), as_of)
     lines = learning_section_markdown(summary)
+    section = digest_section(book, as_of, target)   # flat dict for the engine's hook
 
 Decisions where the issue leaves room
 =====================================
@@ -64,9 +65,10 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -252,16 +254,16 @@ def incident_facts(book: IncidentBook, record: Record) -> IncidentFacts:
     )
 
 
-def book_facts(book: IncidentBook, before: int | None = None) -> list[IncidentFacts]:
-    """Facts of every incident (started before ``before`` if given), in incident order."""
+def book_facts(book: IncidentBook, until: int | None = None) -> list[IncidentFacts]:
+    """Facts of every incident (started at or before ``until`` if given), in incident order."""
     facts = [incident_facts(book, r) for r in book.incidents.values()
-             if before is None or r.started < before]
+             if until is None or r.started <= until]
     return sorted(facts, key=lambda f: f.order)
 
 
-def book_tests(book: IncidentBook, before: int | None = None) -> list[int]:
-    """Times of the ``regression_test.added`` events (before ``before`` if given)."""
-    return [t.at for t in book.regression_tests.values() if before is None or t.at < before]
+def book_tests(book: IncidentBook, until: int | None = None) -> list[int]:
+    """Times of the ``regression_test.added`` events (at or before ``until`` if given)."""
+    return [t.at for t in book.regression_tests.values() if until is None or t.at <= until]
 
 
 # ----------------------------------------------------------------------- batch recompute
@@ -320,11 +322,12 @@ def velocity_by_quarter(book: IncidentBook, target: float,
                         as_of: datetime | None = None) -> list[QuarterVelocity]:
     """Per-quarter learning metrics of everything in the book.
 
-    With ``as_of``, only incidents started and tests added strictly before it
-    count, so a digest replayed later reports what was known for its week.
+    With ``as_of``, only incidents started and tests added at or before it
+    count (DESIGN.md §4: ``as_of`` is inclusive), so a digest replayed later does not
+    count incidents that started after it.
     """
-    before = micros(as_of) if as_of is not None else None
-    return quarters_from_facts(book_facts(book, before), book_tests(book, before), target)
+    until = micros(as_of) if as_of is not None else None
+    return quarters_from_facts(book_facts(book, until), book_tests(book, until), target)
 
 
 def overall_score(book: IncidentBook) -> tuple[float, int]:
@@ -346,7 +349,6 @@ class QuarterChanges:
     """Quarters no longer holding data (an incident's ``started_at`` moved); tombstone them."""
 
 
-@dataclass
 class VelocityTracker:
     """Per-quarter learning metrics kept up to date one fact at a time.
 
@@ -355,23 +357,25 @@ class VelocityTracker:
     value depends on every earlier incident, so a latency or order change marks
     the values from that incident onward stale; they are recomputed lazily on
     the next read, walking only that suffix (new incidents arrive near the end).
+    Only quarters whose inputs changed are rebuilt.
     """
 
-    target: float
-    _facts: dict[str, IncidentFacts] = field(default_factory=dict)
-    _order: list[tuple[int, str]] = field(default_factory=list)
-    _holders: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
-    _by_quarter: dict[str, set[str]] = field(default_factory=dict)
-    _lat_sum: int = 0
-    _lat_count: int = 0
-    _lat_terms: dict[str, float] = field(default_factory=dict)
-    _stale_from: tuple[int, str] | None = None
-    _tests: dict[str, int] = field(default_factory=dict)
-    _test_counts: Counter[str] = field(default_factory=Counter)
-    _dirty: set[str] = field(default_factory=set)
-    _rows: dict[str, QuarterVelocity] = field(default_factory=dict)
-    _first_quarter: str | None = None
-    _emitted: dict[str, QuarterVelocity] = field(default_factory=dict)
+    def __init__(self, target: float) -> None:
+        self.target = target
+        self._facts: dict[str, IncidentFacts] = {}
+        self._order: list[tuple[int, str]] = []
+        self._holders: dict[str, list[tuple[int, str]]] = {}
+        self._by_quarter: dict[str, set[str]] = {}
+        self._lat_sum = 0
+        self._lat_count = 0
+        self._lat_terms: dict[str, float] = {}
+        self._stale_from: tuple[int, str] | None = None
+        self._tests: dict[str, int] = {}
+        self._test_counts: Counter[str] = Counter()
+        self._dirty: set[str] = set()
+        self._rows: dict[str, QuarterVelocity] = {}
+        self._first_quarter: str | None = None
+        self._emitted: dict[str, QuarterVelocity] = {}
 
     @classmethod
     def from_book(cls, book: IncidentBook, target: float) -> VelocityTracker:
@@ -447,7 +451,6 @@ class VelocityTracker:
         if old.latency is not None:
             self._lat_sum -= old.latency
             self._lat_count -= 1
-        self._lat_terms.pop(old.incident_id, None)
         self._dirty.add(old.quarter)
 
     def _insert(self, new: IncidentFacts) -> None:
@@ -562,12 +565,17 @@ def velocity_report(book: IncidentBook, target: float, first: str | None = None,
 BAR_WIDTH = 20
 
 
+def two_decimals(value: float) -> str:
+    """Rounded half up from the shortest decimal form, as people round (0.625 -> 0.63)."""
+    return str(Decimal(repr(value)).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
 def ascii_bar(score: float | None, width: int = BAR_WIDTH) -> str:
     """``██████████░░░░░░░░░░ 0.50``: filled cells are the score rounded half up."""
     if score is None:
-        return "(no score yet)"
+        return "(no score)"
     filled = min(width, max(0, int(score * width + 0.5)))
-    return "█" * filled + "░" * (width - filled) + f" {score:.2f}"
+    return "█" * filled + "░" * (width - filled) + f" {two_decimals(score)}"
 
 
 def _minutes(value: float | None) -> str:
@@ -608,7 +616,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"# Learning velocity{span}",
         "",
         f"- Learning-velocity score (all {overall['incidents']} incidents): "
-        f"{overall['score']:.2f} over {overall['score_values']} values",
+        f"{two_decimals(overall['score'])} over {overall['score_values']} values",
         f"- Trend: {_trend_sentence(report['trend'])}",
         f"- Recurrence target: below {_percent(target)}; quarters above it are marked ⚠",
         "",
@@ -632,7 +640,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         tests = f"{row['regression_tests_added']}" + (
             "" if change is None else f" ({change:+d})"
         )
-        score = "–" if row["score"] is None else f"{row['score']:.2f}"
+        score = "–" if row["score"] is None else two_decimals(row["score"])
         lines.append(
             f"| {row['quarter']} | {row['incidents']} | {_stats_cell(row['mttr'])} "
             f"| {_stats_cell(row['detection_latency'])} | {rate} | {tests} "
@@ -667,11 +675,12 @@ def _brief(row: QuarterVelocity | None, label: str) -> dict[str, Any]:
 def learning_summary(quarters: Sequence[QuarterVelocity], as_of: datetime) -> dict[str, Any]:
     """This quarter so far against the last one, for the weekly digest.
 
-    "This quarter" holds the last instant before ``as_of`` (the digest's week
-    ends at ``as_of``, exclusive), so the digest of a quarter's last week
-    reports that quarter. Pass quarters computed with the same ``as_of``.
+    "This quarter" is the one holding ``as_of`` (windows include ``as_of``,
+    DESIGN.md §4), so on the first day of a quarter it is nearly empty and
+    "last quarter" is the one that just ended. Pass quarters computed with the
+    same ``as_of``.
     """
-    current = quarter_of(micros(as_of) - 1)
+    current = quarter_of(micros(as_of))
     previous = previous_quarter(current)
     by_label = {row.quarter: row for row in quarters}
     target = quarters[0].recurrence_target if quarters else None
@@ -683,30 +692,63 @@ def learning_summary(quarters: Sequence[QuarterVelocity], as_of: datetime) -> di
     }
 
 
-def _vs(now: float | None, before: float | None, fmt: str) -> str:
-    text = "–" if now is None else format(now, fmt)
-    return text + (f" (last quarter {format(before, fmt)})" if before is not None else "")
+def digest_section(book: IncidentBook, as_of: datetime,
+                   target: float | None = None) -> dict[str, Any] | None:
+    """The weekly digest's learning section, flat so each item is one bullet.
+
+    Matches the engine's ``LearningSection`` hook ``(book, as_of)``. The target
+    lives in policy, which the hook does not receive: bind it with
+    ``functools.partial(digest_section, target=...)``; without it the
+    recurrence rate is reported but not judged. ``None`` when neither quarter
+    has an incident or a test (nothing to say).
+    """
+    rows = velocity_by_quarter(book, 1.0 if target is None else target, as_of=as_of)
+    summary = learning_summary(rows, as_of)
+    now, before = summary["this_quarter"], summary["last_quarter"]
+    if not (now["incidents"] or before["incidents"] or now["regression_tests_added"]
+            or before["regression_tests_added"]):
+        return None
+    out: dict[str, Any] = {"quarter": now["quarter"], "compared_with": before["quarter"]}
+    for name in ("incidents", "mttr_median_minutes", "detection_median_minutes",
+                 "recurrence_rate", "regression_tests_added", "score"):
+        out[name] = now[name]
+        out[f"{name}_last_quarter"] = before[name]
+    if target is not None:
+        out["recurrence_target"] = target
+        out["above_target"] = now["above_target"]
+    return out
+
+
+def _one_decimal(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def _vs(now: float | None, before: float | None,
+        fmt: Callable[[float], str] = _one_decimal) -> str:
+    text = "–" if now is None else fmt(now)
+    return text + (f" (last quarter {fmt(before)})" if before is not None else "")
+
+
+def _percent_of(rate: float | None) -> float | None:
+    return None if rate is None else rate * 100
 
 
 def learning_section_markdown(summary: dict[str, Any]) -> list[str]:
     """A short Markdown section for the digest from :func:`learning_summary`."""
     now, before = summary["this_quarter"], summary["last_quarter"]
     target = summary["recurrence_target"]
-    rate = _vs(None if now["recurrence_rate"] is None else now["recurrence_rate"] * 100,
-               None if before["recurrence_rate"] is None else before["recurrence_rate"] * 100,
-               ".1f")
+    rate = _vs(_percent_of(now["recurrence_rate"]), _percent_of(before["recurrence_rate"]))
     flag = " ⚠ above target" if now["above_target"] else ""
     target_text = "" if target is None else f", target below {target * 100:.1f}%"
     return [
         f"## Learning ({now['quarter']} so far vs {before['quarter']})",
         "",
         f"- Incidents: {now['incidents']} (last quarter {before['incidents']})",
-        "- MTTR median, min: "
-        + _vs(now["mttr_median_minutes"], before["mttr_median_minutes"], ".1f"),
+        f"- MTTR median, min: {_vs(now['mttr_median_minutes'], before['mttr_median_minutes'])}",
         "- Detection latency median, min: "
-        + _vs(now["detection_median_minutes"], before["detection_median_minutes"], ".1f"),
+        + _vs(now["detection_median_minutes"], before["detection_median_minutes"]),
         f"- Recurrence %: {rate}{flag}{target_text}",
         f"- Regression tests added: {now['regression_tests_added']} "
         f"(last quarter {before['regression_tests_added']})",
-        f"- Learning-velocity score: {_vs(now['score'], before['score'], '.2f')}",
+        f"- Learning-velocity score: {_vs(now['score'], before['score'], two_decimals)}",
     ]

@@ -1,0 +1,130 @@
+"""Engine benchmark: apply rate, correlate latency at 10k vs 1M, digest time, peak memory.
+
+Each scenario runs in its own process so that its peak RSS is its own. The
+synthetic history spreads N incidents over the 60 days around the target
+week (every one inside the ±30-day correlation lookback) across 50 services,
+8 kinds and 20 titles per service and kind.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import orjson
+
+KINDS = ["error_rate", "latency", "oom", "crashloop", "disk", "security", "queue", "network"]
+CENTRE = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+def synthetic_lines(n: int, seed: int = 7, first: int = 0) -> list[bytes]:
+    rng = random.Random(seed * 1_000_003 + first)
+    span = 60 * 86400
+    start = CENTRE - timedelta(days=30)
+    lines = []
+    for i in range(first, first + n):
+        started = start + timedelta(seconds=rng.randrange(span))
+        service = f"svc{rng.randrange(50):02d}"
+        kind = KINDS[rng.randrange(len(KINDS))]
+        title = f"{kind} alarm variant {rng.randrange(20)}"
+        lines.append(orjson.dumps({
+            "event_id": f"e{i}", "type": "incident.opened",
+            "occurred_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "incident": {
+                "incident_id": f"inc{i:07d}", "service": service, "kind": kind,
+                "severity": f"P{rng.randrange(4)}",
+                "status": "open" if rng.random() < 0.2 else "resolved",
+                "title": title, "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
+        }))
+    return lines
+
+
+def scenario(n: int, queries: int) -> dict:
+    from app.contracts import CorrelateRequest, WeeklyDigestRequest, decode_event
+    from app.intel.engine import IntelEngine
+    from app.policy import load_policy
+
+    policy = load_policy("policy")
+    engine = IntelEngine(policy)
+    decoding = applying = 0.0
+    chunk = 20_000
+    for first in range(0, n, chunk):
+        lines = synthetic_lines(min(chunk, n - first), first=first)
+        t0 = time.perf_counter()
+        events = [decode_event(line) for line in lines]
+        t1 = time.perf_counter()
+        for event in events:
+            engine.apply(event)
+        decoding += t1 - t0
+        applying += time.perf_counter() - t1
+        del lines, events
+    rng = random.Random(11)
+    ids = list(engine.book.incidents)
+    latencies = []
+    related = 0
+    for _ in range(queries):
+        req = CorrelateRequest(action="correlate", incident_id=ids[rng.randrange(len(ids))])
+        q0 = time.perf_counter()
+        related += engine.correlate(req).related_count
+        latencies.append(time.perf_counter() - q0)
+    latencies.sort()
+    d0 = time.perf_counter()
+    digest = engine.weekly_digest(WeeklyDigestRequest(action="weekly_digest", week="2026-W10"),
+                                  CENTRE + timedelta(days=7, hours=8))
+    d1 = time.perf_counter()
+    return {
+        "incidents": n,
+        "decode_per_s": n / decoding,
+        "apply_per_s": n / applying,
+        "correlate_p50_ms": 1000 * statistics.median(latencies),
+        "correlate_p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+        "mean_related": related / queries,
+        "digest_s": d1 - d0,
+        "digest_buckets": len(digest.response.json_summary.buckets),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def run(sizes: list[int], queries: int = 2000) -> list[dict]:
+    results = []
+    for n in sizes:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.engine", "--scenario", str(n), str(queries)],
+            capture_output=True, text=True, check=True,
+        )
+        results.append(json.loads(proc.stdout))
+    return results
+
+
+def report(results: list[dict]) -> str:
+    head = (f"{'incidents':>10} {'decode/s':>10} {'apply/s':>10} {'corr p50 ms':>12} "
+            f"{'corr p99 ms':>12} {'related':>8} {'digest s':>9} {'peak MB':>8}")
+    rows = [head]
+    for r in results:
+        rows.append(f"{r['incidents']:>10} {r['decode_per_s']:>10.0f} {r['apply_per_s']:>10.0f} "
+                    f"{r['correlate_p50_ms']:>12.3f} {r['correlate_p99_ms']:>12.3f} "
+                    f"{r['mean_related']:>8.1f} {r['digest_s']:>9.2f} {r['peak_rss_mb']:>8.0f}")
+    if len(results) >= 2:
+        small, large = results[0], results[-1]
+        rows.append(
+            f"ratio {large['incidents']}/{small['incidents']}: correlate p50 "
+            f"{large['correlate_p50_ms'] / small['correlate_p50_ms']:.2f}x, p99 "
+            f"{large['correlate_p99_ms'] / small['correlate_p99_ms']:.2f}x, apply/s "
+            f"{large['apply_per_s'] / small['apply_per_s']:.2f}x"
+        )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "--scenario":
+        print(json.dumps(scenario(int(sys.argv[2]), int(sys.argv[3]))))
+    else:
+        sizes = [int(s) for s in sys.argv[1:]] or [10_000, 1_000_000]
+        print(report(run(sizes)))

@@ -1,0 +1,73 @@
+"""`incident-intel policy check` on the shipped policy and on broken copies."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from app.cli import main
+
+POLICY = Path(__file__).resolve().parents[2] / "policy"
+
+
+def check(directory: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(main, ["policy", "check", str(directory)])
+    return result.exit_code, result.output
+
+
+def test_shipped_policy_is_valid():
+    code, out = check(POLICY)
+    assert code == 0, out
+
+
+@pytest.mark.parametrize(("file", "old", "new", "field", "reason"), [
+    ("incident_intelligence.yml", "signature: {warn: 3, high: 6}", "signature: {warn: 9, high: 6}",
+     "recurrence.thresholds.signature", "must not exceed high"),
+    ("incident_intelligence.yml", "{name: same_signature, weight: 100}",
+     "{name: same_signature, weight: -5}", "correlation.rules.0.weight",
+     "greater than or equal to 0"),
+    ("incident_intelligence.yml", "  within_minutes: 180 ", "  within_minutes: soon ",
+     "correlation.within_minutes", "valid integer"),
+    ("incident_intelligence.yml", "  min_score: 20 ", "  min_score: 20\n  surprise: 1 ",
+     "correlation.surprise", "unknown key"),
+    ("incident_intelligence.yml", "    by_kind:\n", "    by_kind:\n      teleport: \"{kind}\"\n",
+     "recurrence.templates.by_kind.teleport", "unknown kind"),
+    ("incident_intelligence.yml", "{count} times: open", "{counts} times: open",
+     "recurrence.templates.signature", "unknown placeholder"),
+    ("incident_intelligence.yml", "  error_rate:\n    - \"Check", "  warp:\n    - \"Check",
+     "recommendations.warp", "unknown kind"),
+    ("release_gate.yml", "staging: {mode: strict}", "staging: {mode: panic}",
+     "profiles.staging.mode", "'off', 'warn' or 'strict'"),
+    ("release_gate.yml", "severity_in: [P0, P1]", "severity_in: [P0, P9]",
+     "fail_on.severity_in.1", "'P0', 'P1', 'P2' or 'P3'"),
+    ("rate_limits.yml", "correlate: {per_minute: 10", "correlate: {per_minute: 0",
+     "actions.correlate.per_minute", "greater than 0"),
+    ("rbac.yml", "agent_monitor: []", "agent_monitor: [Not An Entitlement]",
+     "roles.agent_monitor.0", "pattern"),
+])
+def test_broken_policy_names_file_field_and_reason(tmp_path, file, old, new, field, reason):
+    copy = tmp_path / "policy"
+    shutil.copytree(POLICY, copy)
+    text = (copy / file).read_text()
+    assert old in text, "the fixture no longer matches the shipped policy"
+    (copy / file).write_text(text.replace(old, new, 1))
+    code, out = check(copy)
+    assert code != 0
+    line = out.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert f"{copy / file}: {field}: " in line
+    assert reason in line
+
+
+def test_yaml_syntax_error_and_missing_file(tmp_path):
+    copy = tmp_path / "policy"
+    shutil.copytree(POLICY, copy)
+    (copy / "rbac.yml").write_text("roles: [unclosed\n")
+    code, out = check(copy)
+    assert code != 0 and "rbac.yml: line" in out and "invalid YAML" in out
+    (copy / "rbac.yml").unlink()
+    code, out = check(copy)
+    assert code != 0 and "rbac.yml: (file): missing" in out
