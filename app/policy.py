@@ -215,7 +215,9 @@ class IntelPolicy(_Strict):
             except ValueError as exc:
                 raise ValueError(f"autofollowups.{name}: {exc}") from None
         if not {7, 30} <= set(self.recurrence.windows_days):
-            raise ValueError("recurrence.windows_days: must include 7 and 30 (the published counts)")
+            raise ValueError(
+                "recurrence.windows_days: must include 7 and 30 (the published counts)"
+            )
         for window in self.buckets.min_count:
             if window not in self.recurrence.windows_days:
                 raise ValueError(
@@ -300,6 +302,7 @@ POLICY_FILES: dict[str, str] = {
     "rbac.yml": "app.policy:RbacPolicy",
     "rate_limits.yml": "app.policy:RateLimitPolicy",
     "learning.yml": "app.intel.velocity:LearningPolicy",
+    "simulation.yml": "app.simulation.catalog:SimulationPolicy",
 }
 """Every policy file and the model that validates it (``module:Class``)."""
 

@@ -32,9 +32,18 @@ def main() -> None:
 
 
 def _register() -> None:
-    from app.cli import policy_check, tool, topics
+    from app.cli import broker, policy_check, run, simulate, tool, topics
 
-    for module in (policy_check, topics, tool):
+    for module in (
+        policy_check,
+        topics,
+        tool,
+        __import__("app.cli.velocity", fromlist=["_"]),
+        __import__("app.cli.serve", fromlist=["_"]),
+        run,
+        broker,
+        simulate,
+    ):
         main.add_command(module.command)
 
 

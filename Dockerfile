@@ -1,0 +1,45 @@
+# The incident-intel stream worker. Build: docker build -t incident-intel .
+# Run:   docker run -e INTEL_BOOTSTRAP_SERVERS=kafka:9092 -p 6066:6066 incident-intel
+# Without INTEL_BOOTSTRAP_SERVERS the worker starts its embedded broker (memory only).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /srv/incident-intel
+
+# Dependencies first, in their own layer: editing the code does not reinstall them.
+COPY pyproject.toml ./
+RUN mkdir app && touch app/__init__.py \
+    && pip install . \
+    && pip uninstall -y incident-intel \
+    && rm -rf app build *.egg-info
+
+COPY app ./app
+COPY policy ./policy
+COPY topics ./topics
+RUN pip install --no-deps . && rm -rf build *.egg-info
+
+RUN useradd --system --uid 10001 --home-dir /var/lib/incident-intel --create-home intel \
+    && mkdir -p /var/lib/incident-intel/reports \
+    && chown -R intel:intel /var/lib/incident-intel
+USER intel
+
+# Listen on all interfaces inside the container; state and digests under one volume.
+ENV INTEL_WEB_HOST=0.0.0.0 \
+    INTEL_WEB_PORT=6066 \
+    INTEL_DATA_DIR=/var/lib/incident-intel \
+    INTEL_POLICY_DIR=/srv/incident-intel/policy \
+    INTEL_REPORTS_DIR=/var/lib/incident-intel/reports
+VOLUME ["/var/lib/incident-intel"]
+EXPOSE 6066
+
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=4 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/' % os.environ.get('INTEL_WEB_PORT', '6066'), timeout=4)"]
+
+# SIGTERM (docker stop) makes the worker leave its consumer group and flush.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["incident-intel"]
+CMD ["run"]

@@ -1,0 +1,208 @@
+"""`incident-intel run`: the stream worker, with its own broker when none is configured.
+
+Configuration comes from ``INTEL_*`` variables (see :mod:`app.stream.settings`).
+With ``INTEL_BOOTSTRAP_SERVERS`` empty an embedded Tansu broker is started on a
+free port of 127.0.0.1 (memory only: a restart starts from nothing). The worker
+runs in this process; Ctrl-C or SIGTERM stops the worker first (it leaves its
+consumer group and flushes) and then the broker. If this process is killed
+outright the kernel kills the broker too, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import signal
+import socket
+from collections.abc import Iterator
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from app.errors import UserError
+from app.stream.settings import WorkerSettings, load_settings
+
+if TYPE_CHECKING:  # Faust and aiokafka are imported on use: `--help` stays fast
+    import faust
+
+    from app.broker import EmbeddedBroker
+
+__all__ = ["command", "run_worker"]
+
+_PREFIX = "incident-intel:"
+# "app.stream.app" is where IntelApp lives: Faust logs "Starting..." lines under it.
+_QUIET_LIBRARIES = ("faust", "mode", "aiokafka", "aiohttp", "app.stream.app")
+_KAFKA_WAIT = 30.0
+
+
+def _say(message: str) -> None:
+    click.echo(f"{_PREFIX} {message}")
+
+
+def _make_worker(app: faust.App, *, verbose: bool, **kwargs: Any) -> faust.Worker:
+    """A Faust worker that reports readiness in one line and keeps library logs quiet."""
+    import faust
+
+    class Worker(faust.Worker):
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            if not verbose:
+                for name in _QUIET_LIBRARIES:
+                    logging.getLogger(name).setLevel(logging.WARNING)
+
+        async def on_startup_finished(self) -> None:
+            await super().on_startup_finished()
+            source = self.app.topics_by_name["incidents.events"].get_topic_name()
+            _say(
+                f"worker ready: joined consumer group {self.app.conf.id!r}, consuming "
+                f"{source}; Ctrl-C or SIGTERM stops it"
+            )
+
+    return Worker(app, **kwargs)
+
+
+def _check_web_port(settings: WorkerSettings) -> None:
+    """Fail before starting anything when the web port cannot be bound."""
+    try:
+        infos = socket.getaddrinfo(settings.web_host, settings.web_port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise UserError(f"INTEL_WEB_HOST={settings.web_host!r}: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRNOTAVAIL:
+                raise UserError(
+                    f"INTEL_WEB_HOST={settings.web_host!r}: not an address of this machine"
+                ) from None
+            raise UserError(
+                f"INTEL_WEB_PORT={settings.web_port}: cannot listen on "
+                f"{settings.web_host}:{settings.web_port} ({exc.strerror}); "
+                "is another worker running?"
+            ) from None
+
+
+def _raise_exit(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """Until the worker installs its own handlers, SIGTERM unwinds like Ctrl-C."""
+    previous = signal.signal(signal.SIGTERM, _raise_exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _start_broker(settings: WorkerSettings) -> EmbeddedBroker:
+    from app.broker import BrokerError, EmbeddedBroker
+
+    log_path = settings.data_dir / "broker.log"
+    _say("INTEL_BOOTSTRAP_SERVERS is empty: starting the embedded broker (Tansu, memory only)")
+    broker = EmbeddedBroker(log_path=log_path)
+    try:
+        broker.start()
+    except BrokerError as exc:
+        raise UserError(f"embedded broker: {exc}") from None
+    _say(f"embedded broker pid {broker.pid} on {broker.bootstrap_servers} (log: {log_path})")
+    return broker
+
+
+def _prepare_kafka(loop: asyncio.AbstractEventLoop, settings: WorkerSettings) -> list[str]:
+    """Wait for Kafka, then create missing topics; user-facing errors only."""
+    from app.broker import BrokerError, wait_for_kafka
+    from app.stream.app import ensure_topics
+
+    try:
+        loop.run_until_complete(
+            wait_for_kafka(
+                settings.bootstrap_servers,
+                timeout=_KAFKA_WAIT,
+                client_options=settings.kafka_client_options(),
+            )
+        )
+        return loop.run_until_complete(ensure_topics(settings))
+    except BrokerError as exc:
+        raise UserError(f"INTEL_BOOTSTRAP_SERVERS={settings.bootstrap_servers}: {exc}") from None
+
+
+def _banner(settings: WorkerSettings, created: list[str]) -> None:
+    from app.stream.app import TOPICS
+
+    for label, value in settings.describe().items():
+        _say(f"  {label:<24} {value}")
+    names = ", ".join(settings.topic(spec.name) for spec in TOPICS)
+    _say(f"  {'topics':<24} {names}")
+    if created:
+        _say(f"  {'created topics':<24} {len(created)} ({settings.partitions} partitions each)")
+    web = f"http://{settings.web_host}:{settings.web_port}"
+    _say(f"  {'web':<24} {web}/health/  {web}/ingest/")
+    _say(f"  {'dead letters':<24} {settings.topic('intel.dlq')}")
+    _say(f"joining consumer group {settings.app_id!r} …")
+
+
+def run_worker(settings: WorkerSettings, *, verbose: bool = False) -> None:
+    """Run the worker until a signal stops it; start and stop the embedded broker around it.
+
+    Ends by raising :class:`SystemExit` with the worker's exit code (Faust's
+    way); :class:`UserError` for problems the user can fix.
+    """
+    from app.stream.app import create_app
+
+    _check_web_port(settings)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"INTEL_DATA_DIR={settings.data_dir}: {exc.strerror}") from None
+
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    broker: EmbeddedBroker | None = None
+    worker: faust.Worker | None = None
+    try:
+        with _sigterm_exits():
+            if settings.embedded:
+                broker = _start_broker(settings)
+                settings = settings.with_bootstrap(broker.bootstrap_servers)
+            else:
+                _say(f"connecting to Kafka at {settings.bootstrap_servers}")
+            created = _prepare_kafka(loop, settings)
+            app = create_app(settings)
+            _banner(settings, created)
+        worker = _make_worker(
+            app,
+            verbose=verbose,
+            loop=loop,
+            loglevel="info",
+            quiet=True,
+            redirect_stdouts=False,
+        )
+        worker.execute_from_commandline()
+    finally:
+        if not loop.is_closed():
+            loop.close()
+        asyncio.set_event_loop(None)
+        if worker is not None:
+            _say("worker stopped")
+        if broker is not None:
+            broker.stop()
+            _say("embedded broker stopped")
+
+
+@click.command("run")
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Also show Faust and Kafka client logs at INFO."
+)
+def command(verbose: bool) -> None:
+    """Run the stream worker (starts an embedded broker if INTEL_BOOTSTRAP_SERVERS is empty).
+
+    Settings come from INTEL_* environment variables; see app/stream/settings.py.
+    """
+    run_worker(load_settings(), verbose=verbose)

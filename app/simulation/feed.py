@@ -1,0 +1,527 @@
+"""A synthetic, realistic mixed stream with planted patterns and their ground truth.
+
+:func:`generate_stream` is pure: from a seed, a start, a rate and a duration it
+returns the records (``incidents.events`` and ``alerts.state`` values, keyed
+by incident id and alert fingerprint) and a :class:`StreamTruth` describing
+what was planted. Publishing them is somebody else's job (``publish.py``, or a
+JSONL file for ``incident-intel tool --events``).
+
+The stream is a time-lapse: ``rate_per_s × duration_s`` records whose event
+time spans ``span_days`` from ``start``. What it holds, in priority order when
+the record budget is small:
+
+1. planted recurrence: ``count`` incidents sharing one explicit signature (same
+   service, kind and title) inside the last six days of the span;
+2. planted clusters: ``cross_service`` (one kind on several services within 90
+   minutes → ``same_kind_cross_service``) and ``same_service`` (several kinds
+   on one service within 120 minutes → ``same_service_time_cluster``);
+3. background incidents, about ``background_per_day``, each with its own
+   signature;
+4. filler up to the budget: alerts that flap (pending → firing → resolved, no
+   incident) and re-sends of an incident's state as of a later moment (state
+   carrying, so harmless to a consumer).
+
+Planted patterns use disjoint services and kinds; background incidents never
+use a cluster's (service, kind) pair and keep away (±4 hours) from a cluster's
+services and kinds, so correlating a cluster member returns exactly the other
+members. Every incident gets a full lifecycle (9 records) when the budget
+allows, otherwise planted incidents get only their ``incident.opened`` record.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from random import Random
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+from app.contracts import (
+    AlertTransition,
+    Incident,
+    IncidentEvent,
+    Timestamp,
+    event_from_obj,
+)
+from app.simulation.catalog import StreamSettings
+from app.simulation.identifiers import alert_fingerprint, digest, hex_token
+from app.simulation.lifecycle import Lifecycle, lifecycle_events
+
+INCIDENTS_TOPIC = "incidents.events"
+ALERTS_TOPIC = "alerts.state"
+DEFAULT_START = datetime(2026, 3, 2, tzinfo=UTC)
+LIFECYCLE_RECORDS = 9
+EXCLUSION = timedelta(hours=4)
+RECURRENCE_WINDOW = timedelta(days=6)
+
+ALERT_NAMES = {
+    "error_rate": "HighErrorRate",
+    "latency": "LatencyP99High",
+    "oom": "ContainerOOMKilled",
+    "crashloop": "PodCrashLooping",
+    "disk": "DiskAlmostFull",
+    "security": "SecuritySignal",
+    "queue": "ConsumerLagHigh",
+    "network": "ConnectionResetsHigh",
+}
+SYMPTOMS = {
+    "error_rate": ["5xx spike", "error rate above SLO", "failed requests"],
+    "latency": ["p99 latency high", "slow responses", "timeouts rising"],
+    "oom": ["pods OOMKilled", "memory limit reached", "out of memory restarts"],
+    "crashloop": ["CrashLoopBackOff", "pods restarting", "crash loop after deploy"],
+    "disk": ["volume almost full", "no space left on device", "disk usage above 90%"],
+    "security": ["unusual API key usage", "policy violation burst", "unauthorized calls"],
+    "queue": ["consumer lag growing", "queue backlog", "DLQ filling"],
+    "network": ["connection resets", "DNS failures", "packet loss to upstream"],
+}
+SEVERITY_WEIGHTS = (("P0", 1), ("P1", 4), ("P2", 10), ("P3", 10))
+
+Record = IncidentEvent | AlertTransition
+
+
+def _stamp(at: datetime) -> str:
+    """``format_timestamp`` for the whole-second UTC times of this module, faster."""
+    return at.isoformat().replace("+00:00", "Z")
+
+
+class FeedRecord:
+    """One message: topic, key and the value.
+
+    The value is kept as the JSON-ready dict of the contract model (what
+    ``model_dump(mode="json")`` returns, in field order), so serialising is one
+    ``orjson.dumps`` and gives the bytes ``model_dump_json()`` would; ``value``
+    validates it into the contract model on first use.
+    """
+
+    __slots__ = ("topic", "key", "payload", "occurred_at", "_value")
+
+    def __init__(self, topic: str, key: str, payload: dict[str, Any],
+                 occurred_at: datetime) -> None:
+        self.topic = topic
+        self.key = key
+        self.payload = payload
+        self.occurred_at = occurred_at
+        self._value: Record | None = None
+
+    @classmethod
+    def of(cls, event: Record) -> FeedRecord:
+        if isinstance(event, IncidentEvent):
+            topic, key = INCIDENTS_TOPIC, event.incident.incident_id
+        else:
+            topic, key = ALERTS_TOPIC, event.alert.fingerprint
+        record = cls(topic, key, event.model_dump(mode="json"), event.occurred_at)
+        record._value = event
+        return record
+
+    @property
+    def value(self) -> Record:
+        if self._value is None:
+            event = event_from_obj(self.payload)
+            assert isinstance(event, IncidentEvent | AlertTransition)
+            self._value = event
+        return self._value
+
+    def key_bytes(self) -> bytes:
+        return self.key.encode("utf-8")
+
+    def value_bytes(self) -> bytes:
+        return orjson.dumps(self.payload)
+
+    def __repr__(self) -> str:
+        return f"FeedRecord({self.topic!r}, {self.key!r}, {self.payload.get('event_id')!r})"
+
+
+class _Truth(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PlantedRecurrence(_Truth):
+    pattern_id: str
+    signature: str
+    service: str
+    kind: str
+    title: str
+    count: int
+    incident_ids: list[str]
+    first_started_at: Timestamp
+    last_started_at: Timestamp
+    expected_level: Literal["none", "warn", "high"]
+
+
+class PlantedCluster(_Truth):
+    cluster_id: str
+    shape: Literal["cross_service", "same_service"]
+    services: list[str]
+    kinds: list[str]
+    incident_ids: list[str]
+    window_start: Timestamp
+    window_end: Timestamp
+    expected_rules: list[str]
+
+
+class StreamTruth(_Truth):
+    """What was planted; the expected findings of the engine over the stream."""
+
+    seed: int
+    start: Timestamp
+    span_end: Timestamp
+    as_of: Timestamp | None
+    rate_per_s: float
+    duration_s: float
+    records: int
+    records_by_topic: dict[str, int]
+    incidents: int
+    full_lifecycles: bool
+    window_days: int
+    recurrence: list[PlantedRecurrence]
+    clusters: list[PlantedCluster]
+    incidents_by_kind: dict[str, int]
+    incidents_by_service: dict[str, int]
+    dropped: list[str]
+
+
+@dataclass
+class _Planned:
+    service: str
+    kind: str
+    title: str
+    signature: str
+    started_at: datetime
+    severity: str
+    group: str
+    incident_id: str = ""
+
+
+@dataclass(frozen=True)
+class _Zone:
+    start: datetime
+    end: datetime
+    services: frozenset[str]
+    kinds: frozenset[str]
+
+    def blocks(self, service: str, kind: str, at: datetime) -> bool:
+        near = self.start - EXCLUSION <= at <= self.end + EXCLUSION
+        return near and (service in self.services or kind in self.kinds)
+
+
+class _Stream:
+    def __init__(self, seed: int, start: datetime, settings: StreamSettings) -> None:
+        self.rng = Random(f"stream|{seed}|{start.isoformat()}")
+        self.seed = seed
+        self.start = start
+        self.span = timedelta(days=settings.span_days)
+        self.end = start + self.span
+        self.settings = settings
+        self.run = digest("stream", seed, start.isoformat())[:8]
+        self.counter = 0
+        self.ids: set[str] = set()
+
+    def next_event_id(self) -> str:
+        self.counter += 1
+        return f"ev-{self.run}-{self.counter:07d}"
+
+    def at(self, low: datetime, high: datetime) -> datetime:
+        seconds = max(0, int((high - low).total_seconds()))
+        return low + timedelta(seconds=self.rng.randint(0, seconds))
+
+    def severity(self) -> str:
+        names = [s for s, _ in SEVERITY_WEIGHTS]
+        return self.rng.choices(names, weights=[w for _, w in SEVERITY_WEIGHTS])[0]
+
+    def title(self, service: str, kind: str) -> str:
+        symptoms = SYMPTOMS.get(kind, [f"{kind} problem"])
+        return f"{self.rng.choice(symptoms)} on {service}"
+
+    def incident_id(self, started_at: datetime) -> str:
+        while True:
+            ident = f"inc_{started_at:%Y%m%d_%H%M}_{hex_token(self.rng, 6)}"
+            if ident not in self.ids:
+                self.ids.add(ident)
+                return ident
+
+    def lifecycle(self, p: _Planned) -> Lifecycle:
+        rng = self.rng
+        detected = p.started_at + timedelta(minutes=rng.randint(1, 10))
+        acknowledged = detected + timedelta(minutes=rng.randint(2, 8))
+        mitigated = acknowledged + timedelta(minutes=rng.randint(10, 90))
+        resolved = mitigated + timedelta(minutes=rng.randint(5, 60))
+        alert_name = ALERT_NAMES.get(p.kind, "IncidentSignal")
+        return Lifecycle(
+            incident_id=p.incident_id,
+            service=p.service,
+            kind=p.kind,
+            title=p.title,
+            signature=p.signature,
+            alert_name=alert_name,
+            alert_id=f"alrt-{hex_token(rng, 10)}",
+            fingerprint=alert_fingerprint(alert_name, p.service),
+            started_at=p.started_at,
+            detected_at=detected,
+            acknowledged_at=acknowledged,
+            mitigated_at=mitigated,
+            resolved_at=resolved,
+            closed_at=resolved + timedelta(minutes=rng.randint(30, 240)),
+            initial_severity=p.severity,
+            final_severity=p.severity,
+            root_cause=None,
+            labels={"source": "simulation-stream", "group": p.group},
+        )
+
+
+def _level(count: int, thresholds: tuple[int, int]) -> Literal["none", "warn", "high"]:
+    warn, high = thresholds
+    return "high" if count >= high else "warn" if count >= warn else "none"
+
+
+def _opened(lc: Lifecycle, event_id: str) -> IncidentEvent:
+    return IncidentEvent(
+        event_id=event_id, type="incident.opened", occurred_at=lc.detected_at,
+        incident=Incident(
+            incident_id=lc.incident_id, service=lc.service, kind=lc.kind,
+            severity=lc.initial_severity, status="open", signature=lc.signature,
+            title=lc.title, env=lc.env, started_at=lc.started_at, detected_at=lc.detected_at,
+            labels=lc.labels))
+
+
+def _resend(lc: Lifecycle, at: datetime, event_id: str) -> FeedRecord:
+    """The incident's state as of ``at`` (between detection and closure).
+
+    Filler is the bulk of a large stream, so it is built directly as the JSON
+    payload (the same shape and key order as the contract model's dump); the
+    tests decode every record through the contract.
+    """
+    if at < lc.acknowledged_at:
+        status = "open"
+    elif at < lc.mitigated_at:
+        status = "mitigating"
+    elif at < lc.resolved_at:
+        status = "mitigated"
+    else:
+        status = "resolved"
+    incident = {
+        "incident_id": lc.incident_id, "service": lc.service, "kind": lc.kind,
+        "severity": lc.final_severity if status != "open" else lc.initial_severity,
+        "status": status, "signature": lc.signature, "title": lc.title, "env": lc.env,
+        "started_at": _stamp(lc.started_at),
+        "detected_at": _stamp(lc.detected_at),
+        "resolved_at": _stamp(lc.resolved_at) if status == "resolved" else None,
+        "root_cause": None, "labels": lc.labels,
+    }
+    payload = {"event_id": event_id, "type": "incident.updated",
+               "occurred_at": _stamp(at), "incident": incident}
+    return FeedRecord(INCIDENTS_TOPIC, lc.incident_id, payload, at)
+
+
+def generate_stream(
+    seed: int,
+    start: datetime = DEFAULT_START,
+    rate_per_s: float = 50.0,
+    duration_s: float = 60.0,
+    settings: StreamSettings | None = None,
+    *,
+    thresholds: tuple[int, int] = (3, 6),
+) -> tuple[list[FeedRecord], StreamTruth]:
+    """Records in event-time order and the planted ground truth.
+
+    ``thresholds`` are the signature recurrence (warn, high) counts used for
+    ``expected_level`` (the shipped intelligence policy uses 3 and 6).
+    """
+    if rate_per_s <= 0 or duration_s <= 0:
+        raise ValueError("rate_per_s and duration_s must be positive")
+    settings = settings or StreamSettings()
+    start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
+    start = start.replace(microsecond=0)
+    s = _Stream(seed, start, settings)
+    rng = s.rng
+    budget = max(0, round(rate_per_s * duration_s))
+
+    kinds = list(settings.kinds)
+    services = list(settings.services)
+    rng.shuffle(kinds)
+    rng.shuffle(services)
+    zones: list[_Zone] = []
+    reserved: set[tuple[str, str]] = set()
+    patterns: list[tuple[str, list[_Planned]]] = []
+    clusters_meta: list[tuple[str, str, list[str], list[str], list[str]]] = []
+
+    # ---------------------------------------------------------------- clusters
+    n_clusters = len(settings.clusters)
+    for c, spec in enumerate(settings.clusters):
+        cluster_id = f"cluster-{c + 1}"
+        centre = start + s.span * (c + 1) / (n_clusters + 1)
+        base = centre + timedelta(minutes=rng.randint(-60, 60))
+        if spec.shape == "cross_service":
+            kind, members = kinds.pop(), [services.pop() for _ in range(spec.size)]
+            pairs = [(svc, kind) for svc in members]
+            reach, rules = 90, ["same_kind_cross_service"]
+        else:
+            service, members = services.pop(), [kinds.pop() for _ in range(spec.size)]
+            pairs = [(service, k) for k in members]
+            reach, rules = 120, ["same_service_time_cluster"]
+        offsets = sorted(rng.randint(0, reach * 60) for _ in pairs)
+        offsets[0] = 0
+        planned = [
+            _Planned(service=svc, kind=k, title=s.title(svc, k),
+                     signature=digest("stream", s.run, cluster_id, i),
+                     started_at=base + timedelta(seconds=off), severity=s.severity(),
+                     group=cluster_id)
+            for i, ((svc, k), off) in enumerate(zip(pairs, offsets, strict=True))
+        ]
+        reserved.update(pairs)
+        zone = _Zone(start=planned[0].started_at, end=planned[-1].started_at,
+                     services=frozenset(p.service for p in planned),
+                     kinds=frozenset(p.kind for p in planned))
+        zones.append(zone)
+        patterns.append((cluster_id, planned))
+        clusters_meta.append((cluster_id, spec.shape, sorted(zone.services),
+                              sorted(zone.kinds), rules))
+
+    # -------------------------------------------------------------- recurrence
+    recurrence_meta: list[tuple[str, str]] = []
+    window_start = max(start, s.end - RECURRENCE_WINDOW)
+    for r, spec in enumerate(settings.recurrence):
+        pattern_id = f"recurrence-{r + 1}"
+        service, kind = services.pop(), kinds.pop()
+        title = f"{rng.choice(SYMPTOMS.get(kind, [kind]))} on {service} (recurring)"
+        signature = digest("stream", s.run, pattern_id)
+        times = sorted(s.at(window_start, s.end - timedelta(hours=1)) for _ in range(spec.count))
+        planned = [_Planned(service=service, kind=kind, title=title, signature=signature,
+                            started_at=t, severity=s.severity(), group=pattern_id)
+                   for t in times]
+        patterns.append((pattern_id, planned))
+        recurrence_meta.append((pattern_id, signature))
+
+    # ------------------------------------------------------------- background
+    background: list[_Planned] = []
+    wanted = round(settings.background_per_day * settings.span_days)
+    for n in range(wanted):
+        for _ in range(20):
+            service, kind = rng.choice(settings.services), rng.choice(settings.kinds)
+            at = s.at(start, s.end)
+            if (service, kind) in reserved or any(z.blocks(service, kind, at) for z in zones):
+                continue
+            background.append(_Planned(
+                service=service, kind=kind, title=s.title(service, kind),
+                signature=digest("stream", s.run, "background", n), started_at=at,
+                severity=s.severity(), group="background"))
+            break
+
+    # ------------------------------------------------------------ the budget
+    planted_total = sum(len(p) for _, p in patterns)
+    full = budget >= LIFECYCLE_RECORDS * planted_total
+    kept: list[tuple[str, list[_Planned]]] = []
+    dropped: list[str] = []
+    used = 0
+    per = LIFECYCLE_RECORDS if full else 1
+    for name, planned in patterns:
+        if used + per * len(planned) <= budget:
+            kept.append((name, planned))
+            used += per * len(planned)
+        else:
+            dropped.append(name)
+    if full:
+        background = background[: (budget - used) // LIFECYCLE_RECORDS]
+    else:
+        background = []
+    used += LIFECYCLE_RECORDS * len(background)
+    if len(background) < wanted:
+        dropped.append(f"background: {wanted - len(background)} of {wanted} incidents left out")
+
+    everything = [p for _, planned in kept for p in planned] + background
+    for p in sorted(everything, key=lambda p: (p.started_at, p.group, p.service)):
+        p.incident_id = s.incident_id(p.started_at)
+
+    records: list[FeedRecord] = []
+    lifecycles: list[Lifecycle] = []
+    for p in everything:
+        lc = s.lifecycle(p)
+        lifecycles.append(lc)
+        if full:
+            pending = lc.detected_at - timedelta(minutes=rng.randint(1, 3))
+            for event in lifecycle_events(lc, s.next_event_id, pending_at=pending):
+                records.append(FeedRecord.of(event))
+        else:
+            records.append(FeedRecord.of(_opened(lc, s.next_event_id())))
+
+    # --------------------------------------------------------------- filler
+    flap_pool = [(svc, k, ALERT_NAMES.get(k, "IncidentSignal") + "Flap")
+                 for svc in settings.services for k in settings.kinds]
+    prints = {(svc, name): alert_fingerprint(name, svc) for svc, _, name in flap_pool}
+    remaining = budget - len(records)
+    while remaining > 0:
+        if lifecycles and rng.random() < 0.5:
+            lc = rng.choice(lifecycles)
+            at = s.at(lc.detected_at, lc.closed_at - timedelta(seconds=1))
+            records.append(_resend(lc, at, s.next_event_id()))
+            remaining -= 1
+            continue
+        service, kind, name = rng.choice(flap_pool)
+        fingerprint = prints[(service, name)]
+        alert = {"alert_id": f"alrt-{hex_token(rng, 10)}", "fingerprint": fingerprint,
+                 "service": service, "kind": kind, "severity": rng.choice(("P2", "P3")),
+                 "env": "prod", "labels": {"alertname": name, "source": "simulation-stream"}}
+        at = s.at(start, s.end)
+        steps = [(None, "pending", at),
+                 ("pending", "firing", at + timedelta(minutes=rng.randint(1, 5))),
+                 ("firing", "resolved", at + timedelta(minutes=rng.randint(6, 30)))]
+        for before, after, when in steps[:remaining]:
+            payload = {"event_id": s.next_event_id(), "type": "alert.transition",
+                       "occurred_at": _stamp(when), "alert": alert,
+                       "from_state": before, "to_state": after, "incident_id": None}
+            records.append(FeedRecord(ALERTS_TOPIC, fingerprint, payload, when))
+            remaining -= 1
+
+    records.sort(key=lambda r: r.occurred_at)
+
+    # ---------------------------------------------------------------- truth
+    kept_names = {name for name, _ in kept}
+    by_group = {name: planned for name, planned in kept}
+    recurrence = []
+    for pattern_id, signature in recurrence_meta:
+        if pattern_id not in kept_names:
+            continue
+        planned = by_group[pattern_id]
+        recurrence.append(PlantedRecurrence(
+            pattern_id=pattern_id, signature=signature, service=planned[0].service,
+            kind=planned[0].kind, title=planned[0].title, count=len(planned),
+            incident_ids=[p.incident_id for p in planned],
+            first_started_at=planned[0].started_at, last_started_at=planned[-1].started_at,
+            expected_level=_level(len(planned), thresholds)))
+    clusters = []
+    for cluster_id, shape, svcs, knds, rules in clusters_meta:
+        if cluster_id not in kept_names:
+            continue
+        planned = by_group[cluster_id]
+        clusters.append(PlantedCluster(
+            cluster_id=cluster_id, shape=shape, services=svcs, kinds=knds,
+            incident_ids=[p.incident_id for p in planned],
+            window_start=planned[0].started_at, window_end=planned[-1].started_at,
+            expected_rules=rules))
+    topics = Counter(r.topic for r in records)
+    truth = StreamTruth(
+        seed=seed,
+        start=start,
+        span_end=s.end,
+        as_of=records[-1].occurred_at if records else None,
+        rate_per_s=rate_per_s,
+        duration_s=duration_s,
+        records=len(records),
+        records_by_topic={t: topics.get(t, 0) for t in (INCIDENTS_TOPIC, ALERTS_TOPIC)},
+        incidents=len(everything),
+        full_lifecycles=full,
+        window_days=7,
+        recurrence=recurrence,
+        clusters=clusters,
+        incidents_by_kind=dict(sorted(Counter(p.kind for p in everything).items())),
+        incidents_by_service=dict(sorted(Counter(p.service for p in everything).items())),
+        dropped=dropped,
+    )
+    return records, truth
+
+
+def to_jsonl(records: list[FeedRecord]) -> bytes:
+    """The values one per line: the format ``incident-intel tool --events`` reads."""
+    return b"".join(r.value_bytes() + b"\n" for r in records)

@@ -1,0 +1,113 @@
+"""docker-compose.yml and Dockerfile: Kafka in KRaft mode, worker built here, health-gated."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((REPO / "docker-compose.yml").read_text())
+
+
+def _env(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    if isinstance(env, list):  # the "KEY=value" list form
+        env = dict(item.split("=", 1) for item in env)
+    return {key: str(value) for key, value in env.items()}
+
+
+def _listeners(value: str) -> dict[str, str]:
+    """'NAME://host:port,…' → {NAME: 'host:port'}."""
+    return dict(item.split("://", 1) for item in value.split(","))
+
+
+def test_only_kafka_and_the_worker_no_zookeeper(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == {"kafka", "worker"}
+    content = yaml.safe_dump(compose).lower()  # comments excluded
+    assert "zookeeper" not in content
+
+
+def test_kafka_runs_in_kraft_mode(compose: dict[str, Any]) -> None:
+    kafka = compose["services"]["kafka"]
+    assert kafka["image"].split(":")[0] == "apache/kafka"
+    assert ":" in kafka["image"] and not kafka["image"].endswith(":latest"), "pin the image"
+    env = _env(kafka)
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    node_id = env["KAFKA_NODE_ID"]
+    voters = env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")
+    assert any(v.startswith(f"{node_id}@") for v in voters)
+
+    listeners = _listeners(env["KAFKA_LISTENERS"])
+    controller = env["KAFKA_CONTROLLER_LISTENER_NAMES"]
+    assert controller in listeners
+    voter_port = voters[0].rsplit(":", 1)[1]
+    assert listeners[controller].endswith(f":{voter_port}")
+    names = {item.split(":")[0] for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")}
+    assert set(listeners) <= names
+    advertised = _listeners(env["KAFKA_ADVERTISED_LISTENERS"])
+    assert controller not in advertised
+    # single broker: internal topics cannot ask for 3 replicas
+    assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == "1"
+
+
+def test_kafka_has_a_healthcheck_and_a_host_port(compose: dict[str, Any]) -> None:
+    kafka = compose["services"]["kafka"]
+    test = kafka["healthcheck"]["test"]
+    command = " ".join(test if isinstance(test, list) else [test])
+    assert "kafka-broker-api-versions" in command or "kafka-topics" in command
+    assert kafka["healthcheck"]["retries"] >= 3
+    host_ports = [str(p).rsplit(":", 2)[-2] for p in kafka["ports"]]
+    advertised = _listeners(_env(kafka)["KAFKA_ADVERTISED_LISTENERS"])
+    assert any(addr.endswith(f":{port}") for addr in advertised.values() for port in host_ports)
+
+
+def test_worker_is_built_here_and_waits_for_healthy_kafka(compose: dict[str, Any]) -> None:
+    worker = compose["services"]["worker"]
+    build = worker["build"]
+    context = build if isinstance(build, str) else build["context"]
+    dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
+    assert (REPO / context / dockerfile).resolve() == (REPO / "Dockerfile").resolve()
+    assert worker["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+
+def test_worker_points_at_kafka_inside_the_network(compose: dict[str, Any]) -> None:
+    kafka_env = _env(compose["services"]["kafka"])
+    env = _env(compose["services"]["worker"])
+    advertised = _listeners(kafka_env["KAFKA_ADVERTISED_LISTENERS"])
+    assert env["INTEL_BOOTSTRAP_SERVERS"] in advertised.values()
+    assert env["INTEL_BOOTSTRAP_SERVERS"].startswith("kafka:")
+    assert env["INTEL_WEB_HOST"] == "0.0.0.0"  # reachable through the published port
+
+
+def test_worker_publishes_and_health_checks_its_web_port(compose: dict[str, Any]) -> None:
+    worker = compose["services"]["worker"]
+    web_port = _env(worker)["INTEL_WEB_PORT"]
+    container_ports = [str(p).rsplit(":", 1)[-1] for p in worker["ports"]]
+    assert web_port in container_ports
+    test = worker["healthcheck"]["test"]
+    command = " ".join(test if isinstance(test, list) else [test])
+    assert f":{web_port}/health/" in command
+
+
+def test_dockerfile_installs_the_project_and_runs_the_worker() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.11-slim\b", text, re.M)
+    assert re.search(r"^RUN .*pip install[^\n]* \.", text, re.M)
+    entry = re.search(r"^ENTRYPOINT (.+)$", text, re.M)
+    cmd = re.search(r"^CMD (.+)$", text, re.M)
+    assert entry and cmd
+    assert yaml.safe_load(entry.group(1)) + yaml.safe_load(cmd.group(1)) == [
+        "incident-intel",
+        "run",
+    ]
+    assert re.search(r"^USER (?!root)\w+", text, re.M), "do not run as root"
+    assert "EXPOSE 6066" in text
+    assert "HEALTHCHECK" in text and "/health/" in text
