@@ -8,6 +8,7 @@ comes from these files. A bad file stops the program with one line,
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import string
 from pathlib import Path
@@ -348,27 +349,53 @@ def validate_document(file_name: str, document: Any, model: type[BaseModel]) -> 
         raise PolicyError(f"{file_name}: {field}: {message}") from None
 
 
-def load_file(path: Path, model: type[BaseModel]) -> BaseModel:
-    """Read and validate one policy file."""
+def read_yaml(path: Path, error: type[UserError] = UserError) -> Any:
+    """Parse a YAML file; any problem becomes one ``error`` line naming file and place."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise PolicyError(f"{path}: (file): missing") from None
-    except OSError as exc:
-        raise PolicyError(f"{path}: (file): cannot read: {exc.strerror}") from None
+        raise error(f"{path}: (file): missing") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise error(f"{path}: (file): cannot read: {reason}") from None
     try:
-        document = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "(yaml)"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise PolicyError(f"{path}: {where}: invalid YAML: {problem}") from None
-    return validate_document(str(path), document, model)
+        raise error(f"{path}: {where}: invalid YAML: {problem}") from None
 
 
-def load_policy(directory: str | Path = "policy") -> Policy:
-    """Load and validate every policy file of ``directory``."""
-    root = Path(directory)
+def load_file(path: Path, model: type[BaseModel]) -> BaseModel:
+    """Read and validate one policy file."""
+    return validate_document(str(path), read_yaml(path, PolicyError), model)
+
+
+POLICY_DIR_HELP = (
+    "Policy directory [default: $INTEL_POLICY_DIR, else ./policy, else the bundled one]."
+)
+
+
+def default_policy_dir() -> Path:
+    """``$INTEL_POLICY_DIR``, else ``./policy``, else the policy beside the package.
+
+    The last keeps every command usable from any working directory of a
+    source checkout or editable install.
+    """
+    configured = os.environ.get("INTEL_POLICY_DIR")
+    if configured:
+        return Path(configured)
+    local = Path("policy")
+    if local.is_dir():
+        return local
+    bundled = Path(__file__).resolve().parents[1] / "policy"
+    return bundled if bundled.is_dir() else local
+
+
+def load_policy(directory: str | Path | None = None) -> Policy:
+    """Load and validate every policy file of ``directory`` (default: ``default_policy_dir()``)."""
+    root = Path(directory) if directory is not None else default_policy_dir()
     if not root.is_dir():
         raise PolicyError(f"{root}: (directory): not a directory")
     loaded = {name: load_file(root / name, _model_for(ref)) for name, ref in POLICY_FILES.items()}

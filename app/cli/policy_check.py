@@ -13,8 +13,11 @@ def command() -> None:
 
 
 @command.command("check")
-@click.argument("directory", default="policy", type=click.Path())
-def check(directory: str) -> None:
-    """Validate every policy file of DIRECTORY; print `file: field: reason` on the first problem."""
-    load_policy(directory)
-    click.echo(f"{directory}: ok ({', '.join(POLICY_FILES)})")
+@click.argument("directory", required=False, type=click.Path())
+def check(directory: str | None) -> None:
+    """Validate every policy file of DIRECTORY; print `file: field: reason` on the first problem.
+
+    DIRECTORY defaults to $INTEL_POLICY_DIR, else ./policy, else the bundled policy.
+    """
+    policy = load_policy(directory)
+    click.echo(f"{policy.directory}: ok ({', '.join(POLICY_FILES)})")

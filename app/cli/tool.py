@@ -24,9 +24,10 @@ from app.contracts import (
     dump_json,
     parse_request,
 )
+from app.errors import UserError
 from app.eventfile import read_events, summary_line
 from app.intel.engine import ActionError, IntelEngine
-from app.policy import load_policy
+from app.policy import POLICY_DIR_HELP, load_policy
 
 _TIMESTAMP = TypeAdapter(Timestamp)
 
@@ -50,17 +51,40 @@ def _emitted(state: Path | None) -> set[str]:
     return set()
 
 
-@click.command("tool")
+class _ToolCommand(click.Command):
+    """Every failure of this command, argument errors included, is the JSON error object.
+
+    Programs call ``incident-intel tool``; they parse stdout, so an error must
+    look like an answer: ``{"error": {...}}`` on stdout, exit 2.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            click.echo(f"incident-intel tool: {exc.format_message()}", err=True)
+            _fail("invalid_argument", exc.format_message())
+        return []
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            click.echo(f"incident-intel tool: {exc}", err=True)
+            _fail("invalid_argument", str(exc))
+
+
+@click.command("tool", cls=_ToolCommand)
 @click.option("--events", "event_files", multiple=True, required=True,
               type=click.Path(dir_okay=False), help="JSONL file of events (repeatable).")
-@click.option("--policy", "policy_dir", default="policy", show_default=True,
-              type=click.Path(file_okay=False), help="Policy directory.")
+@click.option("--policy", "policy_dir", default=None, type=click.Path(file_okay=False),
+              help=POLICY_DIR_HELP)
 @click.option("--as-of", "as_of_text", default=None,
               help="Answer as of this RFC 3339 time (default: newest occurred_at).")
 @click.option("--state", "state_file", default=None, type=click.Path(dir_okay=False),
               help="JSON file remembering emitted follow-up keys between runs.")
 @click.argument("action_json")
-def command(event_files: tuple[str, ...], policy_dir: str, as_of_text: str | None,
+def command(event_files: tuple[str, ...], policy_dir: str | None, as_of_text: str | None,
             state_file: str | None, action_json: str) -> None:
     """Answer ACTION_JSON (correlate, recurrence, buckets, weekly_digest, gate) offline."""
     policy = load_policy(policy_dir)

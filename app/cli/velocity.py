@@ -20,7 +20,7 @@ from app.errors import UserError
 from app.intel.incidents import IncidentBook
 from app.intel.periods import quarter_start
 from app.intel.velocity import LearningPolicy, render_markdown, velocity_report
-from app.policy import load_policy
+from app.policy import POLICY_DIR_HELP, load_policy
 
 
 class _OneLineErrors(click.Command):
@@ -87,10 +87,10 @@ def _write(out: str | None, data: bytes) -> None:
               default="json", show_default=True, help="Output format.")
 @click.option("--out", "out", type=click.Path(dir_okay=False),
               help="Write here instead of stdout (required for png).")
-@click.option("--policy", "policy_dir", default="policy", show_default=True,
-              type=click.Path(file_okay=False), help="Policy directory.")
+@click.option("--policy", "policy_dir", default=None, type=click.Path(file_okay=False),
+              help=POLICY_DIR_HELP)
 def command(events: tuple[str, ...], first: str | None, last: str | None, fmt: str,
-            out: str | None, policy_dir: str) -> None:
+            out: str | None, policy_dir: str | None) -> None:
     """MTTR, detection latency, recurrence, coverage and the learning-velocity score per quarter.
 
     The score of each quarter always counts every earlier incident in the

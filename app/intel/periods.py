@@ -19,12 +19,12 @@ def week_start(label: str) -> datetime:
     """Monday 00:00 UTC of an ISO week label; ``ValueError`` when there is no such week."""
     match = _WEEK.match(label)
     if not match:
-        raise ValueError(f"week {label!r} is not of the form YYYY-Www")
+        raise ValueError(f"{label!r} is not of the form YYYY-Www")
     year, week = int(match.group(1)), int(match.group(2))
     try:
         monday = date.fromisocalendar(year, week, 1)
     except ValueError:
-        raise ValueError(f"week {label!r} does not exist") from None
+        raise ValueError(f"{label!r} does not exist (no such ISO week)") from None
     return datetime(monday.year, monday.month, monday.day, tzinfo=UTC)
 
 

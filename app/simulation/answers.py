@@ -13,10 +13,10 @@ import re
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from app.errors import UserError
+from app.policy import read_yaml
 from app.simulation.catalog import SevLevel
 
 
@@ -124,17 +124,4 @@ def parse_answers(document: Any, name: str = "answers") -> Answers:
 
 def load_answers(path: str | Path) -> Answers:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise AnswersError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AnswersError(f"{path}: cannot read: {exc}") from None
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "(yaml)"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise AnswersError(f"{path}: {where}: invalid YAML: {problem}") from None
-    return parse_answers(document, str(path))
+    return parse_answers(read_yaml(path, AnswersError), str(path))

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from app.policy import PolicyError, check_template, load_file
+from app.policy import PolicyError, check_template, default_policy_dir, load_file
 
 Difficulty = Literal["easy", "medium", "hard"]
 DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
@@ -440,11 +440,8 @@ class SimulationPolicy(_Strict):
 
 
 def default_policy_path() -> Path:
-    """``policy/simulation.yml`` of the working directory, else the one beside the package."""
-    if DEFAULT_POLICY_PATH.is_file():
-        return DEFAULT_POLICY_PATH
-    bundled = Path(__file__).resolve().parents[2] / DEFAULT_POLICY_PATH
-    return bundled if bundled.is_file() else DEFAULT_POLICY_PATH
+    """``simulation.yml`` of the default policy directory (see ``default_policy_dir``)."""
+    return default_policy_dir() / DEFAULT_POLICY_PATH.name
 
 
 def load_simulation_policy(path: str | Path | None = None) -> SimulationPolicy:
