@@ -17,9 +17,27 @@ from collections.abc import Iterator, Mapping
 
 import pytest
 
+BROKER_USED: list[str] = []
+"""What ``kafka_bootstrap`` chose this session, for the closing summary."""
+_BROKER_OUTCOMES: dict[str, int] = {}
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "broker: needs a real Kafka-compatible broker")
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "broker" in report.keywords and (report.when == "call" or report.outcome != "passed"):
+        _BROKER_OUTCOMES[report.outcome] = _BROKER_OUTCOMES.get(report.outcome, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's own type
+    """Say which real broker the integration tests talked to, and how they fared."""
+    if not _BROKER_OUTCOMES:
+        return
+    where = ", ".join(BROKER_USED) or "their own embedded brokers"
+    counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(_BROKER_OUTCOMES.items()))
+    terminalreporter.write_line(f"broker tests ({counts}) ran against {where}")
 
 
 def broker_unavailable(reason: str) -> None:
@@ -56,6 +74,7 @@ def choose_broker(environ: Mapping[str, str] = os.environ) -> Iterator[str]:
     """Yield one bootstrap address (DESIGN.md §6 order), tear down on close."""
     configured = environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
     if configured:
+        BROKER_USED.append(f"KAFKA_BOOTSTRAP_SERVERS={configured}")
         yield configured
         return
 
@@ -67,6 +86,7 @@ def choose_broker(environ: Mapping[str, str] = os.environ) -> Iterator[str]:
         except Exception as exc:  # noqa: BLE001 - fall back to the embedded broker
             failures.append(f"testcontainers Kafka: {exc}")
         else:
+            BROKER_USED.append(f"testcontainers Kafka at {bootstrap}")
             try:
                 yield bootstrap
             finally:
@@ -83,6 +103,7 @@ def choose_broker(environ: Mapping[str, str] = os.environ) -> Iterator[str]:
     except BrokerError as exc:
         failures.append(f"embedded broker: {exc}")
         broker_unavailable("; ".join(failures))
+    BROKER_USED.append(f"the embedded Tansu broker at {broker.bootstrap_servers}")
     try:
         yield broker.bootstrap_servers
     finally:
