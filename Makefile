@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test demo bench lint schemas clean
+.PHONY: run test demo bench lint schemas clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,16 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/incident-intel run
 
-test: $(STAMP)
+# The dashboard test drives Debian's Chromium. Under CI (CI=true) or with
+# INSTALL_BROWSER=1 it is installed when missing; elsewhere that test skips.
+CHROMIUM ?= /usr/bin/chromium
+browser:
+	@if [ ! -x $(CHROMIUM) ] && { [ "$$CI" = true ] || [ -n "$$INSTALL_BROWSER" ]; }; then \
+	  echo "installing Debian's chromium for the dashboard test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+test: $(STAMP) browser
 	@# pytest exits 5 when it collected no test: that is a failure of the suite's layout, not a pass.
 	$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc

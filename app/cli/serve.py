@@ -19,6 +19,7 @@ import os
 import signal
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from pydantic import TypeAdapter, ValidationError
@@ -26,17 +27,20 @@ from pydantic import TypeAdapter, ValidationError
 from app.contracts import Timestamp
 from app.errors import UserError
 from app.eventfile import read_events, summary_line
-from app.policy import load_policy
+from app.policy import POLICY_DIR_HELP, load_policy
+
+if TYPE_CHECKING:  # aiohttp is imported on use: `--help` stays fast
+    from aiohttp import web
 
 __all__ = ["command"]
 
 _TIMESTAMP = TypeAdapter(Timestamp)
 
 
-async def _serve(app: object, host: str, port: int) -> None:
+async def _serve(app: web.Application, host: str, port: int) -> None:
+    """Listen until SIGINT or SIGTERM, printing the bound address (``--port 0`` too)."""
     from aiohttp import web
 
-    assert isinstance(app, web.Application)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
@@ -62,8 +66,8 @@ async def _serve(app: object, host: str, port: int) -> None:
 @click.command("serve")
 @click.option("--events", "event_files", multiple=True, required=True,
               type=click.Path(dir_okay=False), help="JSONL file of events (repeatable).")
-@click.option("--policy", "policy_dir", default="policy", show_default=True,
-              type=click.Path(file_okay=False), help="Policy directory.")
+@click.option("--policy", "policy_dir", default=None, type=click.Path(file_okay=False),
+              help=POLICY_DIR_HELP)
 @click.option("--as-of", "as_of_text", default=None,
               help="Answer as of this RFC 3339 time (default: newest occurred_at).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
@@ -75,7 +79,7 @@ async def _serve(app: object, host: str, port: int) -> None:
 @click.option("--tokens-file", default=".incident-intel/api-tokens.yml", show_default=True,
               type=click.Path(dir_okay=False),
               help="Local token file, created when no INTEL_API_TOKENS* variable is set.")
-def command(event_files: tuple[str, ...], policy_dir: str, as_of_text: str | None, host: str,
+def command(event_files: tuple[str, ...], policy_dir: str | None, as_of_text: str | None, host: str,
             port: int, artifacts_dir: str, tokens_file: str) -> None:
     """Serve the API and the dashboard from event files (no broker, no worker)."""
     from app.api import InMemoryLiveView, create_api, load_tokens

@@ -1,0 +1,93 @@
+"""Answering admitted calls from the live view, within the action's time limit.
+
+The engine's answer is the response, unchanged: the API and ``incident-intel
+tool`` serialise the same model the same way, so their JSON is equal for the
+same events and ``as_of``. The only additions are the side effects the tool
+leaves to its shell: an appended note is really sent, and a digest goes
+through the view (artifacts, follow-up dedupe table).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from app.contracts import (
+    BucketsRequest,
+    BucketsResponse,
+    CorrelateResponse,
+    RecurrenceRequest,
+    RecurrenceResponse,
+    WeeklyDigestRequest,
+)
+from app.intel.engine import ActionError, IntelEngine, Request
+from app.policy import Policy
+
+from .dashboard import DashboardData
+from .errors import ApiError
+from .learning import VelocityReport, velocity_report
+from .live import LiveView, recurrence_target
+
+__all__ = ["answer_call", "dashboard_data", "learning_velocity", "within"]
+
+T = TypeVar("T")
+
+
+async def within(seconds: float, what: str, work: Awaitable[T]) -> T:
+    """``work``'s result, or 504 when it takes longer than ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await work
+    except TimeoutError:
+        raise ApiError("timeout", f"{what} took longer than {seconds:g} s") from None
+
+
+def _engine_answer(request: Request, engine: IntelEngine, as_of: datetime) -> BaseModel:
+    return engine.answer(request, as_of).response
+
+
+async def answer_call(view: LiveView, request: Request) -> BaseModel:
+    """The response to one tool or gate call, with its side effects done."""
+    try:
+        if isinstance(request, WeeklyDigestRequest):
+            return await view.run_digest(request)
+        response = await view.read(functools.partial(_engine_answer, request))
+    except ActionError as exc:
+        raise ApiError(exc.code, str(exc)) from None
+    if isinstance(response, CorrelateResponse) and response.note is not None:
+        await view.emit_note(response.note)
+    return response
+
+
+def learning_velocity(view: LiveView, policy: Policy) -> VelocityReport:
+    """The per-quarter report as of the replica's newest event."""
+    return velocity_report(view.velocity(), recurrence_target(policy), view.as_of())
+
+
+def _dashboard_reads(windows: Sequence[int], engine: IntelEngine, as_of: datetime) -> tuple[
+    datetime, list[RecurrenceResponse], BucketsResponse
+]:
+    recurrence = [engine.recurrence(RecurrenceRequest(action="recurrence", window_days=days),
+                                    as_of) for days in windows]
+    return as_of, recurrence, engine.buckets(BucketsRequest(action="buckets"), as_of)
+
+
+async def dashboard_data(view: LiveView, policy: Policy) -> DashboardData:
+    """One consistent read of what the dashboard shows (read-level data only)."""
+    target = recurrence_target(policy)
+    if not view.ready:
+        return DashboardData(as_of=view.as_of(), ready=False, recurrence=[], buckets=None,
+                             correlations=[], followups=[], velocity=[],
+                             recurrence_target=target)
+    windows = sorted(policy.intel.recurrence.windows_days)
+    as_of, recurrence, buckets = await view.read(functools.partial(_dashboard_reads, windows))
+    return DashboardData(as_of=as_of, ready=True, recurrence=recurrence, buckets=buckets,
+                         correlations=view.recent_correlations(),
+                         followups=view.recent_followups(), velocity=view.velocity(),
+                         recurrence_target=target)
+

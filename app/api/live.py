@@ -1,0 +1,211 @@
+"""The seam between the HTTP layer and whatever keeps the engine up to date.
+
+The stream worker keeps a live, complete replica of the engine and implements
+:class:`LiveView`; :class:`InMemoryLiveView` implements it over an engine fed
+once from a list of events (tests, ``incident-intel serve``). The API sees
+nothing else of either, so it is tested without Kafka and serves the worker
+unchanged.
+
+Reads go through :meth:`LiveView.read` rather than a bare ``engine``
+attribute: the view decides how a query runs against a consistent state (in a
+worker thread under the lock its agent takes while applying a batch, or
+inline on its loop), and hands the query the ``as_of`` that state belongs to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol, TypeVar, runtime_checkable
+
+from app.artifacts import write_atomic
+from app.contracts import (
+    CorrelateRequest,
+    CorrelateResponse,
+    Event,
+    FollowUp,
+    Note,
+    QuarterVelocity,
+    WeeklyDigestRequest,
+    WeeklyDigestResponse,
+)
+from app.intel.engine import ActionError, Artifact, IntelEngine
+from app.intel.velocity import LearningPolicy, velocity_by_quarter
+from app.policy import Policy
+
+__all__ = ["InMemoryLiveView", "LiveView", "Query", "recurrence_target"]
+
+T = TypeVar("T")
+Query = Callable[[IntelEngine, datetime], T]
+"""A pure read of the engine at an ``as_of``; may raise :class:`ActionError`."""
+
+
+@runtime_checkable
+class LiveView(Protocol):
+    """What the API needs from a live replica of the engine.
+
+    The synchronous methods are called on the event loop the API runs on and
+    must return quickly (they hand out state the view already holds); the
+    API runs ``read``, ``emit_note`` and ``run_digest`` under the action's
+    ``timeout_seconds``.
+    """
+
+    @property
+    def ready(self) -> bool:
+        """True once recovery has finished; until then ``/v1`` answers 503."""
+        ...
+
+    def as_of(self) -> datetime:
+        """The newest event time the replica has applied (what answers are "as of").
+
+        Must not raise: before the first event, return any time not after it
+        (the Unix epoch will do); ``/healthz`` reports it.
+        """
+        ...
+
+    async def read(self, query: Query[T]) -> T:
+        """Run ``query(engine, as_of)`` against a consistent state and return its result."""
+        ...
+
+    def recent_correlations(self) -> list[CorrelateResponse]:
+        """The latest ``intel.correlations`` outputs, newest first (bounded)."""
+        ...
+
+    def recent_followups(self) -> list[FollowUp]:
+        """The latest follow-ups sent to ``intel.followups``, newest first (bounded)."""
+        ...
+
+    def velocity(self) -> list[QuarterVelocity]:
+        """Learning velocity per quarter, as ``velocity_by_quarter`` gives it."""
+        ...
+
+    async def emit_note(self, note: Note) -> None:
+        """Send a timeline note to ``incidents.notes`` (keyed by its incident)."""
+        ...
+
+    async def run_digest(self, request: WeeklyDigestRequest) -> WeeklyDigestResponse:
+        """Produce a digest: the engine's response unchanged, artifacts written, dedupe honoured."""
+        ...
+
+    def metrics_text(self) -> str:
+        """The view's own Prometheus lines (topics, DLQ, lag, latency, tables, digests)."""
+        ...
+
+
+def recurrence_target(policy: Policy) -> float:
+    """The learning-velocity recurrence target of ``learning.yml``."""
+    learning = policy.extra.get("learning.yml")
+    if not isinstance(learning, LearningPolicy):
+        raise ValueError("policy has no learning.yml: learning velocity needs its target")
+    return learning.recurrence_target
+
+
+class InMemoryLiveView:
+    """A :class:`LiveView` over an engine fed once from events, then only read.
+
+    Answers equal ``incident-intel tool`` on the same events and ``--as-of``:
+    events after ``as_of`` are left out, and ``as_of`` defaults to the newest
+    ``occurred_at``. Because the engine never changes after construction,
+    queries run in a worker thread, where a time limit can abandon them.
+
+    Side effects stay inspectable: notes land in :attr:`notes`; digest
+    artifacts are written under ``artifact_dir`` (paths as the tool writes
+    them, relative to it), or kept in :attr:`artifacts` when it is ``None``.
+    Follow-ups a digest created are remembered like the worker's dedupe table,
+    so a second digest of the same week skips them as ``already_exists``.
+    """
+
+    def __init__(self, policy: Policy, events: Iterable[Event], *,
+                 as_of: datetime | None = None, artifact_dir: Path | None = None,
+                 recent_limit: int = 20) -> None:
+        events = list(events)
+        if as_of is None:
+            if not events:
+                raise ValueError("no events and no as_of: nothing to answer from")
+            as_of = max(e.occurred_at for e in events)
+        self.policy = policy
+        self.engine = IntelEngine(policy)
+        self.engine.apply_all(e for e in events if e.occurred_at <= as_of)
+        self._as_of = as_of
+        self.artifact_dir = artifact_dir
+        self.recent_limit = recent_limit
+        self.notes: list[Note] = []
+        self.artifacts: list[Artifact] = []
+        self.emitted: set[str] = set()
+        self.digest_runs = 0
+        self._followups: list[FollowUp] = []
+        self._digest_lock = asyncio.Lock()
+        self._velocity = velocity_by_quarter(self.engine.book, recurrence_target(policy),
+                                             as_of=as_of)
+        self._correlations = self._latest_correlations()
+
+    @property
+    def ready(self) -> bool:
+        return True
+
+    def as_of(self) -> datetime:
+        return self._as_of
+
+    def _latest_correlations(self) -> list[CorrelateResponse]:
+        """What the worker would have emitted for the newest incidents (with relations)."""
+        records = sorted(self.engine.book.incidents.values(),
+                         key=lambda r: (r.started, r.incident_id), reverse=True)
+        out: list[CorrelateResponse] = []
+        for record in records:
+            if len(out) >= self.recent_limit:
+                break
+            try:
+                response = self.engine.correlate(
+                    CorrelateRequest(action="correlate", incident_id=record.incident_id))
+            except ActionError:
+                continue
+            if response.related_count:
+                out.append(response)
+        return out
+
+    async def read(self, query: Query[T]) -> T:
+        return await asyncio.to_thread(query, self.engine, self._as_of)
+
+    def recent_correlations(self) -> list[CorrelateResponse]:
+        return list(self._correlations)
+
+    def recent_followups(self) -> list[FollowUp]:
+        return list(self._followups)
+
+    def velocity(self) -> list[QuarterVelocity]:
+        return list(self._velocity)
+
+    async def emit_note(self, note: Note) -> None:
+        self.notes.append(note)
+
+    async def run_digest(self, request: WeeklyDigestRequest) -> WeeklyDigestResponse:
+        async with self._digest_lock:  # two digests at once must not both create a follow-up
+            answer = await asyncio.to_thread(self.engine.weekly_digest, request, self._as_of,
+                                             frozenset(self.emitted))
+            for artifact in answer.artifacts:
+                if self.artifact_dir is None:
+                    self.artifacts.append(artifact)
+                else:
+                    await asyncio.to_thread(write_atomic, self.artifact_dir / artifact.path,
+                                            artifact.data)
+            self.emitted.update(f.meta.dedupe_key for f in answer.followups)
+            self._followups = (list(reversed(answer.followups))
+                               + self._followups)[: self.recent_limit]
+            self.digest_runs += 1
+        assert isinstance(answer.response, WeeklyDigestResponse)
+        return answer.response
+
+    def metrics_text(self) -> str:
+        return "\n".join([
+            "# HELP intel_view_incidents Incidents in the replica.",
+            "# TYPE intel_view_incidents gauge",
+            f"intel_view_incidents {len(self.engine.book.incidents)}",
+            "# HELP intel_view_notes_emitted_total Notes sent to incidents.notes.",
+            "# TYPE intel_view_notes_emitted_total counter",
+            f"intel_view_notes_emitted_total {len(self.notes)}",
+            "# HELP intel_view_digest_runs_total Weekly digests produced.",
+            "# TYPE intel_view_digest_runs_total counter",
+            f"intel_view_digest_runs_total {self.digest_runs}",
+        ]) + "\n"

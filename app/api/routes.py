@@ -1,0 +1,327 @@
+"""The HTTP surface: routes, thin handlers, and the two ways to mount them.
+
+==========================================  ======================================
+``POST /v1/tools/incident_intelligence``    tool call: correlate, recurrence,
+                                            buckets, weekly_digest
+``POST /v1/gates/recurrence_watch``         the release gate (``action`` optional)
+``GET  /v1/learning/velocity``              learning velocity per quarter
+``GET  /``                                  the on-call dashboard (no token; see
+                                            :mod:`app.api.dashboard`)
+``GET  /healthz``                           liveness, and whether recovery finished
+``GET  /metrics``                           Prometheus text: the view's and the API's
+==========================================  ======================================
+
+Every ``/v1`` call: bearer token (401) → body within ``max_body_bytes`` (413)
+→ valid call (400) → entitlements of ``rbac.yml`` (403) → replica recovered
+(503) → rate limit of ``rate_limits.yml`` (429) → answer within the action's
+``timeout_seconds`` (504). Handlers only chain those steps; each step lives in
+its own module. Any unexpected exception becomes a 503 ``internal`` error
+whose detail goes to the log, never to the client.
+
+:func:`create_api` builds a standalone aiohttp application (tests,
+``incident-intel serve``); :func:`register_routes` adds the same routes to a
+Faust app's aiohttp server, so the worker serves them on its web port.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from app.contracts import (
+    CorrelateRequest,
+    InvalidRequest,
+    dump_json,
+    format_timestamp,
+    parse_request,
+)
+from app.intel.engine import Request
+from app.policy import Policy
+
+from .access import operations_of
+from .admission import Admission, Caller
+from .answers import answer_call, dashboard_data, learning_velocity, within
+from .body import read_json
+from .dashboard import CONTENT_SECURITY_POLICY, render_dashboard, render_notice
+from .errors import ApiError, error_response
+from .live import LiveView
+from .metrics import ApiMetrics
+from .ratelimit import SlidingWindowLimiter
+from .tokens import TokenRoles
+
+if TYPE_CHECKING:
+    import faust
+
+__all__ = ["API_KEY", "ROUTES", "Api", "Health", "Route", "add_routes", "create_api",
+           "register_routes"]
+
+log = logging.getLogger(__name__)
+
+TOOL_ACTIONS: tuple[str, ...] = ("correlate", "recurrence", "buckets", "weekly_digest")
+GATE_ACTION = "gate"
+VELOCITY_ACTION = "velocity"
+DASHBOARD_ACTION = "dashboard"
+"""Its time limit is ``rate_limits.yml``'s ``dashboard`` entry, else the default."""
+DEFAULT_REFRESH_SECONDS = 30
+DEFAULT_DASHBOARD_CACHE_SECONDS = 5.0
+"""The page is public: one render serves every screen for this long, so a
+burst of anonymous loads costs one engine read."""
+
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    name: str
+    handler: str
+    """Name of the :class:`Api` method answering it."""
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("POST", "/v1/tools/incident_intelligence", "intel.tool", "tool_call"),
+    Route("POST", "/v1/gates/recurrence_watch", "intel.gate", "gate"),
+    Route("GET", "/v1/learning/velocity", "intel.velocity", "velocity"),
+    Route("GET", "/healthz", "intel.healthz", "healthz"),
+    Route("GET", "/metrics", "intel.metrics", "prometheus"),
+    Route("GET", "/", "intel.dashboard", "dashboard"),
+)
+
+
+class Health(BaseModel):
+    """``GET /healthz``: alive when it answers; ``recovered`` once recovery is done."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    status: Literal["ok"]
+    recovered: bool
+    as_of: str
+
+
+def _json(model: BaseModel) -> web.Response:
+    return web.Response(body=dump_json(model), content_type="application/json")
+
+
+def _parse(obj: Any, allowed: tuple[str, ...], elsewhere: str) -> Request:
+    action = obj.get("action") if isinstance(obj, dict) else None
+    if isinstance(action, str) and action not in allowed:
+        hint = f"; {action} is served by {elsewhere}" if action == GATE_ACTION else ""
+        raise ApiError("invalid_request", f"action: unknown action {action!r} (expected one "
+                                          f"of {', '.join(allowed)}){hint}")
+    try:
+        return parse_request(obj)
+    except InvalidRequest as exc:
+        raise ApiError("invalid_request", str(exc)) from None
+
+
+class Api:
+    """The handlers, over one view, one policy and one set of tokens."""
+
+    def __init__(self, view: LiveView, policy: Policy, tokens: TokenRoles, *,
+                 clock: Callable[[], float] = time.monotonic,
+                 refresh_seconds: int = DEFAULT_REFRESH_SECONDS,
+                 dashboard_cache_seconds: float = DEFAULT_DASHBOARD_CACHE_SECONDS) -> None:
+        self.view = view
+        self.policy = policy
+        self.clock = clock
+        self.refresh_seconds = refresh_seconds
+        self.dashboard_cache_seconds = dashboard_cache_seconds
+        self.counters = ApiMetrics()
+        self.admission = Admission(tokens, policy.rbac,
+                                   SlidingWindowLimiter(policy.rate_limits, clock), self.counters)
+        self._page: tuple[float, str] | None = None
+
+    # ------------------------------------------------------------------ /v1
+
+    def _require_ready(self) -> None:
+        if not self.view.ready:
+            raise ApiError("not_ready", "the replica is still recovering; retry shortly")
+
+    async def _answer(self, caller: Caller, call: Request,
+                      operations: tuple[str, ...]) -> web.Response:
+        self.admission.authorize(caller, operations, call.action)
+        self._require_ready()
+        self.admission.admit(caller, call.action)
+        limit = self.policy.rate_limits.for_action(call.action)
+        return _json(await within(limit.timeout_seconds, call.action,
+                                  answer_call(self.view, call)))
+
+    async def tool_call(self, request: web.Request) -> web.Response:
+        """A tool call, answered exactly as ``incident-intel tool`` answers it."""
+        caller = self.admission.authenticate(request)
+        body = await read_json(request, self.policy.rate_limits.max_body_bytes)
+        call = _parse(body, TOOL_ACTIONS, "POST /v1/gates/recurrence_watch")
+        append = isinstance(call, CorrelateRequest) and call.append_note
+        return await self._answer(caller, call, operations_of(call.action, append))
+
+    async def gate(self, request: web.Request) -> web.Response:
+        """The release gate; the body is the gate call, ``action`` may be left out."""
+        caller = self.admission.authenticate(request)
+        body = await read_json(request, self.policy.rate_limits.max_body_bytes)
+        if isinstance(body, dict):
+            body = {"action": GATE_ACTION, **body}
+        call = _parse(body, (GATE_ACTION,), "POST /v1/tools/incident_intelligence")
+        return await self._answer(caller, call, operations_of(GATE_ACTION))
+
+    async def velocity(self, request: web.Request) -> web.Response:
+        """Learning velocity per quarter (the view keeps it current; no engine walk)."""
+        caller = self.admission.authenticate(request)
+        self.admission.authorize(caller, operations_of(VELOCITY_ACTION), VELOCITY_ACTION)
+        self._require_ready()
+        self.admission.admit(caller, VELOCITY_ACTION)
+        return _json(learning_velocity(self.view, self.policy))
+
+    # ------------------------------------------------------------- open routes
+
+    async def dashboard(self, request: web.Request) -> web.Response:
+        """The on-call page; a failed read still answers a page that keeps refreshing."""
+        now = self.clock()
+        status = 200
+        if self._page is not None and now - self._page[0] < self.dashboard_cache_seconds:
+            page = self._page[1]
+        else:
+            timeout = self.policy.rate_limits.for_action(DASHBOARD_ACTION).timeout_seconds
+            try:
+                data = await within(timeout, "the dashboard",
+                                    dashboard_data(self.view, self.policy))
+            except ApiError as exc:
+                page, status = render_notice(exc.message, self.refresh_seconds), exc.status
+            except Exception:
+                log.exception("unexpected error reading the replica for the dashboard")
+                page = render_notice("The replica could not be read; the server log has the "
+                                     "detail.", self.refresh_seconds)
+                status = 503
+            else:
+                page = render_dashboard(data, self.policy.intel, self.refresh_seconds)
+                self._page = (now, page)
+        return web.Response(text=page, status=status, content_type="text/html", headers={
+            "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-store",
+        })
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        """Liveness: answering at all means alive; ``recovered`` says whether to route."""
+        return _json(Health(status="ok", recovered=bool(self.view.ready),
+                            as_of=format_timestamp(self.view.as_of())))
+
+    async def prometheus(self, request: web.Request) -> web.Response:
+        """The view's lines, then the API's counters."""
+        text = self.view.metrics_text()
+        if text and not text.endswith("\n"):
+            text += "\n"
+        return web.Response(body=(text + self.counters.render()).encode("utf-8"),
+                            headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
+
+    # ------------------------------------------------------------------ wiring
+
+    def guarded(self, route: str, handler: Handler) -> Handler:
+        """Count every answer; turn refusals and surprises into error bodies."""
+
+        async def run(request: web.Request) -> web.StreamResponse:
+            try:
+                response = await handler(request)
+            except ApiError as exc:
+                response = error_response(exc)
+            except web.HTTPException as exc:  # raised by aiohttp itself, e.g. a bad request
+                code = _HTTP_CODES.get(exc.status, "invalid_request")
+                response = error_response(ApiError(code, exc.reason))
+            except Exception:
+                log.exception("unexpected error answering %s %s", request.method, route)
+                response = error_response(ApiError(
+                    "internal", "unexpected error; the server log has the detail"))
+            self.counters.count_request(route, request.method, response.status)
+            return response
+
+        run.__doc__ = handler.__doc__
+        return run
+
+    def not_allowed(self, route: Route) -> Handler:
+        """405 with ``Allow`` for the methods a route does not answer."""
+        allow = "GET, HEAD" if route.method == "GET" else route.method
+
+        async def refuse(request: web.Request) -> web.Response:
+            raise ApiError("method_not_allowed",
+                           f"{request.method} is not allowed on {route.path}; use {allow}",
+                           {"Allow": allow})
+
+        return self.guarded(route.path, refuse)
+
+
+def add_routes(router: web.UrlDispatcher, api: Api) -> None:
+    """Add every route to ``router`` (named ``intel.*``, so none merges with another's)."""
+    for route in ROUTES:
+        handler = api.guarded(route.path, getattr(api, route.handler))
+        if route.method == "GET":
+            router.add_get(route.path, handler, name=route.name, allow_head=True)
+        else:
+            router.add_route(route.method, route.path, handler, name=route.name)
+        router.add_route("*", route.path, api.not_allowed(route), name=route.name)
+
+
+API_KEY = web.AppKey("incident_intel_api", Api)
+
+
+def _unmatched(api: Api) -> Middleware:
+    """Unknown paths answer the JSON error contract too, and are counted."""
+
+    @web.middleware
+    async def json_not_found(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except web.HTTPNotFound:
+            api.counters.count_request("(unmatched)", request.method, 404)
+            return error_response(ApiError("not_found", "no such route"))
+
+    return json_not_found
+
+
+def create_api(view: LiveView, policy: Policy, tokens: TokenRoles, *,
+               clock: Callable[[], float] = time.monotonic,
+               refresh_seconds: int = DEFAULT_REFRESH_SECONDS,
+               dashboard_cache_seconds: float = DEFAULT_DASHBOARD_CACHE_SECONDS,
+               ) -> web.Application:
+    """A standalone aiohttp application serving the API over ``view``."""
+    api = Api(view, policy, tokens, clock=clock, refresh_seconds=refresh_seconds,
+              dashboard_cache_seconds=dashboard_cache_seconds)
+    app = web.Application(middlewares=[_unmatched(api)])
+    app[API_KEY] = api
+    add_routes(app.router, api)
+    return app
+
+
+def register_routes(faust_app: faust.App, view: LiveView, policy: Policy, tokens: TokenRoles,
+                    *, clock: Callable[[], float] = time.monotonic,
+                    refresh_seconds: int = DEFAULT_REFRESH_SECONDS) -> Api:
+    """Serve the API from a Faust app's web server; call it before the worker starts.
+
+    Faust's aiohttp driver exposes its :class:`aiohttp.web.Application` as
+    ``app.web.web_app``; the routes are added to its router directly. They
+    are added before Faust applies its own blueprints (when the web server
+    starts), so ``GET /`` is the dashboard rather than Faust's
+    ``{"status": "OK"}`` index; Faust's other views (``/router/``,
+    ``/table/``, pages such as ``/health/``) are untouched. The web server must
+    run on the worker's event loop (``web_in_thread`` off), because the view's
+    reads and sends belong to that loop.
+    """
+    web_app = getattr(faust_app.web, "web_app", None)
+    if not isinstance(web_app, web.Application):
+        raise TypeError("register_routes needs Faust's aiohttp web driver (web='aiohttp://')")
+    if faust_app.conf.web_in_thread:
+        raise ValueError("register_routes needs web_in_thread=False: the API reads the "
+                         "replica on the worker's event loop")
+    if web_app.frozen:
+        raise RuntimeError("register_routes must be called before the web server starts")
+    api = Api(view, policy, tokens, clock=clock, refresh_seconds=refresh_seconds)
+    add_routes(web_app.router, api)
+    return api
