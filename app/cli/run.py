@@ -36,6 +36,8 @@ _PREFIX = "incident-intel:"
 # "app.stream.app" is where IntelApp lives: Faust logs "Starting..." lines under it.
 _QUIET_LIBRARIES = ("faust", "mode", "aiokafka", "aiohttp", "app.stream.app")
 _KAFKA_WAIT = 30.0
+FEED_RATE = 20.0
+FEED_SECONDS = 600.0
 
 
 def _say(message: str) -> None:
@@ -128,12 +130,12 @@ def _prepare_kafka(loop: asyncio.AbstractEventLoop, settings: WorkerSettings) ->
                 client_options=settings.kafka_client_options(),
             )
         )
-        return loop.run_until_complete(ensure_topics(settings))
+        return loop.run_until_complete(ensure_topics(settings, internal=True))
     except BrokerError as exc:
         raise UserError(f"INTEL_BOOTSTRAP_SERVERS={settings.bootstrap_servers}: {exc}") from None
 
 
-def _banner(settings: WorkerSettings, created: list[str]) -> None:
+def _banner(settings: WorkerSettings, created: list[str], schedule: str) -> None:
     from app.stream.app import TOPICS
 
     for label, value in settings.describe().items():
@@ -143,18 +145,70 @@ def _banner(settings: WorkerSettings, created: list[str]) -> None:
     if created:
         _say(f"  {'created topics':<24} {len(created)} ({settings.partitions} partitions each)")
     web = f"http://{settings.web_host}:{settings.web_port}"
-    _say(f"  {'web':<24} {web}/health/  {web}/ingest/")
+    _say(f"  {'web':<24} {web}/ (dashboard)  {web}/v1/…  {web}/health/  {web}/ingest/")
     _say(f"  {'dead letters':<24} {settings.topic('intel.dlq')}")
+    _say(f"  {'weekly digest':<24} cron {schedule!r} (UTC) -> {settings.reports_dir}/"
+         f"<week>.md|.json and {settings.topic('intel.digests')}")
     _say(f"joining consumer group {settings.app_id!r} …")
 
 
-def run_worker(settings: WorkerSettings, *, verbose: bool = False) -> None:
+def _serve_api(app: Any, settings: WorkerSettings) -> None:
+    """Mount the HTTP API on the worker's web server, when the API package is present."""
+    try:
+        from app.api import load_tokens, register_routes
+        from app.api.tokens import TOKENS_ENV, TOKENS_FILE_ENV, ensure_local_token
+    except ImportError:
+        return
+    import os
+
+    local = not (os.environ.get(TOKENS_FILE_ENV, "").strip()
+                 or os.environ.get(TOKENS_ENV, "").strip())
+    token_file = settings.data_dir / "api-tokens.yml"
+    tokens = load_tokens(os.environ, app.policy.rbac, token_file if local else None)
+    register_routes(app, app.replica, app.policy, tokens)
+    if local:
+        _say(f"  {'API token':<24} {ensure_local_token(token_file)} (agent_oncall; "
+             f"from {token_file})")
+
+
+def _start_feed(app: Any, settings: WorkerSettings, rate: float, duration: float) -> None:
+    """Publish a simulated incident stream once the worker is ready (local runs)."""
+    from app.simulation.feed import generate_stream
+    from app.simulation.publish import publish
+
+    records, truth = generate_stream(seed=7, rate_per_s=rate, duration_s=duration)
+
+    async def feed() -> None:
+        await app.replica.wait_ready()
+        _say(f"feed: publishing {len(records)} simulated records at {rate:g}/s "
+             f"(event time {records[0].payload['occurred_at']} … "
+             f"{records[-1].payload['occurred_at']})")
+        sent = await publish(records, settings.bootstrap_servers, rate,
+                             topic_prefix=settings.topic_prefix,
+                             client_options=settings.kafka_client_options())
+        _say(f"feed: done, {sum(sent.values())} records published; planted "
+             f"{len(truth.recurrence)} recurrences and {len(truth.clusters)} clusters")
+
+    app.task(feed)
+
+
+def run_worker(settings: WorkerSettings, *, verbose: bool = False,
+               feed: bool | None = None) -> None:
     """Run the worker until a signal stops it; start and stop the embedded broker around it.
 
     Ends by raising :class:`SystemExit` with the worker's exit code (Faust's
-    way); :class:`UserError` for problems the user can fix.
+    way); :class:`UserError` for problems the user can fix. ``feed`` publishes
+    a simulated incident stream (default: with the embedded broker, when
+    standard output is a terminal).
     """
+    import sys
+
+    from app.policy import load_policy
     from app.stream.app import create_app
+
+    policy = load_policy(settings.policy_dir)
+    if feed is None:
+        feed = settings.embedded and sys.stdout.isatty()
 
     _check_web_port(settings)
     try:
@@ -174,8 +228,11 @@ def run_worker(settings: WorkerSettings, *, verbose: bool = False) -> None:
             else:
                 _say(f"connecting to Kafka at {settings.bootstrap_servers}")
             created = _prepare_kafka(loop, settings)
-            app = create_app(settings)
-            _banner(settings, created)
+            app = create_app(settings, policy)
+            _banner(settings, created, policy.intel.digest.schedule)
+            _serve_api(app, settings)
+            if feed:
+                _start_feed(app, settings, FEED_RATE, FEED_SECONDS)
         worker = _make_worker(
             app,
             verbose=verbose,
@@ -200,9 +257,12 @@ def run_worker(settings: WorkerSettings, *, verbose: bool = False) -> None:
 @click.option(
     "-v", "--verbose", is_flag=True, help="Also show Faust and Kafka client logs at INFO."
 )
-def command(verbose: bool) -> None:
+@click.option("--feed/--no-feed", default=None,
+              help="Publish a simulated incident stream [default: on with the embedded "
+                   "broker when run from a terminal].")
+def command(verbose: bool, feed: bool | None) -> None:
     """Run the stream worker (starts an embedded broker if INTEL_BOOTSTRAP_SERVERS is empty).
 
     Settings come from INTEL_* environment variables; see app/stream/settings.py.
     """
-    run_worker(load_settings(), verbose=verbose)
+    run_worker(load_settings(), verbose=verbose, feed=feed)

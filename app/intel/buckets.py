@@ -91,3 +91,13 @@ def ranked(buckets: list[Bucket], policy: IntelPolicy) -> list[Bucket]:
     out = [b for b in buckets if kept(b, policy)]
     out.sort(key=lambda b: (-b.count_7d, -b.count_30d, -b.last_seen.timestamp(), b.bucket_key))
     return out
+
+
+def published(key: str, records: list[Record], as_of: datetime,
+              policy: IntelPolicy) -> Bucket | None:
+    """The ``intel.buckets`` value of one bucket at ``as_of``: as the ``buckets`` action
+    (30-day window) lists it, or ``None`` when that action would not list it."""
+    end = micros(as_of)
+    inside = [r for r in records if in_window(r.started, end, 30)]
+    summary = summarise(key, inside, as_of, 30, policy) if inside else None
+    return summary if summary is not None and kept(summary, policy) else None

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from app.contracts import KeyCount, RecurrenceFinding, RecurrenceResponse, RecurrenceUpdate
 from app.intel.incidents import Record
+from app.intel.periods import in_window
 from app.policy import IntelPolicy, Threshold
 
 KEY_TYPES: tuple[str, ...] = ("signature", "kind", "service")
@@ -114,3 +115,14 @@ def update(key_type: str, key: str, as_of: datetime, count_7d: int, count_30d: i
     ).hexdigest()[:20]
     return RecurrenceUpdate(update_id=f"rec:{ident}", type=key_type, key=key, as_of=as_of,
                             count_7d=count_7d, count_30d=count_30d, level=lvl)
+
+
+def counts_at(started: Iterable[int], as_of: int) -> tuple[int, int]:
+    """Counts in the 7- and 30-day windows ending at ``as_of`` of the given start times."""
+    count_7d = count_30d = 0
+    for value in started:
+        if in_window(value, as_of, 30):
+            count_30d += 1
+            if in_window(value, as_of, 7):
+                count_7d += 1
+    return count_7d, count_30d

@@ -11,18 +11,25 @@ from __future__ import annotations
 import asyncio
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import faust
 from faust.types import TopicT
 
 from app.broker import BrokerError
+from app.policy import Policy, load_policy
 from app.stream.settings import WorkerSettings
+from app.topics import load_catalog
 
 if TYPE_CHECKING:
     from app.stream.ingest import IngestStats
+    from app.stream.outbox import Outbox
+    from app.stream.replica import LiveReplica
 
 __all__ = [
+    "INTERNAL_TOPICS",
+    "TABLES",
     "TOPICS",
     "IntelApp",
     "TopicSpec",
@@ -32,6 +39,9 @@ __all__ = [
 ]
 
 
+CATALOG_PATH = Path(__file__).resolve().parents[2] / "topics" / "catalog.yml"
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     """A topic of the contract table: name, key, compaction, direction."""
@@ -39,27 +49,50 @@ class TopicSpec:
     name: str
     key: str
     compacted: bool
-    direction: Literal["in", "out"]
+    direction: Literal["in", "out", "internal"]
 
 
-TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec("incidents.events", "incident_id", False, "in"),
-    TopicSpec("alerts.state", "alert fingerprint", False, "in"),
-    TopicSpec("learning.events", "incident_id or test_id", False, "in"),
-    TopicSpec("intel.recurrence", "<type>:<key>", True, "out"),
-    TopicSpec("intel.correlations", "incident_id", True, "out"),
-    TopicSpec("incidents.notes", "incident_id", False, "out"),
-    TopicSpec("intel.buckets", "bucket_key", True, "out"),
-    TopicSpec("intel.followups", "incident_id", False, "out"),
-    TopicSpec("intel.digests", "YYYY-Www", True, "out"),
-    TopicSpec("learning.velocity", "YYYY-Qn", True, "out"),
-    TopicSpec("intel.dlq", "source key", False, "out"),
-)
-"""Every topic of DESIGN.md §3, in the table's order.
+def _catalog_topics() -> tuple[TopicSpec, ...]:
+    catalog = load_catalog(CATALOG_PATH)
+    return tuple(
+        TopicSpec(name, spec.key, spec.cleanup_policy == "compact", spec.direction)
+        for name, spec in catalog.topics.items()
+    )
 
-Names and cleanup policies agree with ``topics/catalog.yml`` (a test checks it);
-every topic the worker creates gets ``INTEL_PARTITIONS`` partitions.
+
+TOPICS: tuple[TopicSpec, ...] = _catalog_topics()
+"""Every topic of ``topics/catalog.yml`` (DESIGN.md §3), in the catalog's order.
+
+Every topic the worker creates gets ``INTEL_PARTITIONS`` partitions rather
+than the catalog's count: input topics, repartition topics and table
+changelogs must agree for a key to live in the same partition number
+everywhere (Faust's tables require it), and one knob keeps them agreeing. The
+catalog's counts are what a cluster operator pre-creates with the default.
 """
+
+INTERNAL_TOPICS: tuple[TopicSpec, ...] = (
+    TopicSpec("by-attribute", "<type>:<value>", False, "internal"),
+    TopicSpec("by-bucket", "bucket_key", False, "internal"),
+    TopicSpec("join-answers", "incident_id", False, "internal"),
+)
+"""Repartition topics, named ``<app id>-intel-<name>-repartition``.
+
+``by-attribute`` carries incident changes to the owners of their
+``signature:`` / ``service:`` / ``kind:`` keys (recurrence and the correlation
+indexes), ``by-bucket`` to the owner of their bucket, and ``join-answers``
+brings each index's candidates back to the owner of the incident.
+"""
+
+TABLES: tuple[str, ...] = ("incidents", "attributes", "buckets", "followups", "joins")
+"""Partitioned tables; each has a compacted changelog ``<app id>-<name>-changelog``."""
+
+
+def internal_topic_name(settings: WorkerSettings, name: str) -> str:
+    return f"{settings.app_id}-intel-{name}-repartition"
+
+
+def changelog_topic_name(settings: WorkerSettings, table: str) -> str:
+    return f"{settings.app_id}-{table}-changelog"
 
 
 class IntelApp(faust.App):
@@ -70,11 +103,14 @@ class IntelApp(faust.App):
     """
 
     intel_settings: WorkerSettings
+    policy: Policy
     topics_by_name: dict[str, TopicT]
     ingest_stats: IngestStats
+    outbox: Outbox
+    replica: LiveReplica
 
     def intel_topic(self, name: str) -> TopicT:
-        """The Faust topic declared for a DESIGN.md topic name."""
+        """The Faust topic declared for a DESIGN.md topic name (or an internal one)."""
         return self.topics_by_name[name]
 
 
@@ -97,13 +133,16 @@ def faust_credentials(
     )
 
 
-def create_app(settings: WorkerSettings) -> IntelApp:
+def create_app(settings: WorkerSettings, policy: Policy | None = None) -> IntelApp:
     """Build the Faust app, declare every topic and register the agents.
 
     ``settings.bootstrap_servers`` must be set before the app runs (the CLI
     fills it in after starting the embedded broker); an app built without one
     points at ``localhost:9092`` and is only good for ``test_context()``.
+    ``policy`` defaults to the policy of ``INTEL_POLICY_DIR``.
     """
+    if policy is None:
+        policy = load_policy(settings.policy_dir)
     servers = settings.bootstrap_servers.split(",") if settings.bootstrap_servers else []
     broker = [f"kafka://{server}" for server in servers] or "kafka://localhost:9092"
     heartbeat = min(3.0, settings.session_timeout / 3)
@@ -131,6 +170,7 @@ def create_app(settings: WorkerSettings) -> IntelApp:
         options["broker_credentials"] = credentials
     app = IntelApp(settings.app_id, **options)
     app.intel_settings = settings
+    app.policy = policy
     app.topics_by_name = {
         spec.name: app.topic(
             settings.topic(spec.name),
@@ -144,20 +184,48 @@ def create_app(settings: WorkerSettings) -> IntelApp:
         )
         for spec in TOPICS
     }
+    for spec in INTERNAL_TOPICS:
+        app.topics_by_name[spec.name] = app.topic(
+            internal_topic_name(settings, spec.name),
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.partitions,
+            internal=True,
+        )
 
     @app.page("/health/")
     async def health(web: Any, request: Any) -> Any:
         """Liveness for container health checks; answers once the worker is ready."""
         return web.json({"status": "ok", "app_id": settings.app_id})
 
-    from app.stream.ingest import register_ingest
+    from app.stream import (
+        attribute_index,
+        buckets_table,
+        correlation_join,
+        digest_timer,
+        incidents,
+        ingest,
+    )
+    from app.stream.outbox import Outbox
+    from app.stream.replica import LiveReplica
 
-    register_ingest(app)
+    app.outbox = Outbox(app)
+    app.replica = LiveReplica(app)
+    ingest.register_ingest(app)
+    incidents.register(app)
+    attribute_index.register(app)
+    correlation_join.register(app)
+    buckets_table.register(app)
+    digest_timer.register(app)
     return app
 
 
-async def ensure_topics(settings: WorkerSettings, *, timeout: float = 30.0) -> list[str]:
+async def ensure_topics(settings: WorkerSettings, *, timeout: float = 30.0,
+                        internal: bool = False) -> list[str]:
     """Create the topics of :data:`TOPICS` that do not exist yet; return their names.
+
+    With ``internal`` also the worker's repartition topics and table changelogs
+    (compacted), so the worker never depends on a broker's auto-creation.
 
     Done before the worker starts so its consumer subscribes to topics with the
     configured partition count (a broker's auto-creation would use its own
@@ -176,7 +244,12 @@ async def ensure_topics(settings: WorkerSettings, *, timeout: float = 30.0) -> l
     try:
         await asyncio.wait_for(admin.start(), timeout)
         existing = set(await admin.list_topics())
-        missing = [spec for spec in TOPICS if settings.topic(spec.name) not in existing]
+        wanted = [(settings.topic(spec.name), spec.compacted) for spec in TOPICS]
+        if internal:
+            wanted += [(internal_topic_name(settings, spec.name), False)
+                       for spec in INTERNAL_TOPICS]
+            wanted += [(changelog_topic_name(settings, table), True) for table in TABLES]
+        missing = [(name, compacted) for name, compacted in wanted if name not in existing]
         if not missing:
             return []
         brokers = (await admin.describe_cluster()).get("brokers") or [None]
@@ -184,12 +257,12 @@ async def ensure_topics(settings: WorkerSettings, *, timeout: float = 30.0) -> l
         response = await admin.create_topics(
             [
                 NewTopic(
-                    settings.topic(spec.name),
+                    name,
                     num_partitions=settings.partitions,
                     replication_factor=replication,
-                    topic_configs={"cleanup.policy": "compact"} if spec.compacted else {},
+                    topic_configs={"cleanup.policy": "compact"} if compacted else {},
                 )
-                for spec in missing
+                for name, compacted in missing
             ]
         )
     except (TimeoutError, OSError, KafkaError) as exc:

@@ -1,10 +1,9 @@
-"""First agent: validate ``incidents.events``; invalid records go to ``intel.dlq``.
+"""Ingest: validate input records; invalid ones go to ``intel.dlq``.
 
 One bad record must never stop the worker (DESIGN.md §5): each record is
 decoded with :func:`app.contracts.decode_event`; a record that fails is written
 to ``intel.dlq`` keyed by its source key, with the source topic, partition,
-offset, reason and raw bytes, and the stream moves on. Valid events are only
-counted for now; the pipeline (recurrence, correlation, …) builds on this.
+offset, reason and raw bytes, and the stream moves on.
 
 The counts are observable at ``GET /ingest/`` on the worker's web port and in a
 log line every ``SUMMARY_INTERVAL`` seconds when they changed. Offsets are
@@ -26,7 +25,8 @@ if TYPE_CHECKING:
 
     from app.stream.app import IntelApp
 
-__all__ = ["IngestStats", "SUMMARY_INTERVAL", "check_record", "register_ingest"]
+__all__ = ["IngestStats", "SUMMARY_INTERVAL", "check_record", "dead_letter", "register_ingest",
+           "validate"]
 
 log = logging.getLogger(__name__)
 
@@ -98,40 +98,50 @@ def check_record(
     )
 
 
+async def dead_letter(app: IntelApp, message: Any, record: DlqRecord) -> None:
+    """Send a rejected record to ``intel.dlq`` keyed by its source key, and count it."""
+    await app.outbox.send("intel.dlq", message.key, record.model_dump_json().encode())
+    app.ingest_stats.invalid += 1
+    log.warning("%s[%d]@%d -> %s: %s", message.topic, message.partition, message.offset,
+                app.intel_topic("intel.dlq").get_topic_name(), record.error)
+
+
+async def validate(app: IntelApp, event: EventT) -> Event | None:
+    """The event a record holds, or ``None`` after dead-lettering it."""
+    message = event.message
+    result = check_record(message.value, key=message.key, topic=message.topic,
+                          partition=message.partition, offset=message.offset)
+    if isinstance(result, DlqRecord):
+        await dead_letter(app, message, result)
+        return None
+    app.ingest_stats.valid += 1
+    app.ingest_stats.by_type[result.type] += 1
+    return result
+
+
 def register_ingest(app: IntelApp) -> AgentT:
-    """Add the ingest agent, its ``/ingest/`` view and summary timer to ``app``."""
-    source = app.intel_topic("incidents.events")
-    dlq = app.intel_topic("intel.dlq")
+    """Add the side-input agent, the ``/ingest/`` view and the summary timer to ``app``.
+
+    ``incidents.events`` is validated by the incidents agent
+    (:mod:`app.stream.incidents`); this agent validates ``alerts.state`` and
+    ``learning.events``, whose events only the replica folds (they feed
+    learning metrics, not partitioned state).
+    """
+    settings = app.intel_settings
+    sources = app.topic(settings.topic("alerts.state"), settings.topic("learning.events"),
+                        key_serializer="raw", value_serializer="raw")
     stats = IngestStats()
     app.ingest_stats = stats
 
     async def ingest(stream: StreamT) -> None:
-        event: EventT
-        async for event in stream.events():
-            message = event.message
-            result = check_record(
-                message.value,
-                key=message.key,
-                topic=message.topic,
-                partition=message.partition,
-                offset=message.offset,
-            )
-            if isinstance(result, DlqRecord):
-                await dlq.send(key=message.key, value=result.model_dump_json().encode())
-                stats.invalid += 1
-                log.warning(
-                    "%s[%d]@%d -> %s: %s",
-                    message.topic,
-                    message.partition,
-                    message.offset,
-                    dlq.get_topic_name(),
-                    result.error,
-                )
-            else:
-                stats.valid += 1
-                stats.by_type[result.type] += 1
+        from app.stream.batch import BATCH_SIZE, BATCH_WITHIN
 
-    agent = app.agent(source, name="ingest")(ingest)
+        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):
+            for event in events:
+                await validate(app, event)
+            await app.outbox.flush()
+
+    agent = app.agent(sources, name="ingest")(ingest)
 
     @app.page("/ingest/")
     async def ingest_view(web: Any, request: Any) -> Any:
@@ -142,11 +152,7 @@ def register_ingest(app: IntelApp) -> AgentT:
     async def ingest_summary() -> None:
         """One log line when the counts moved; silent when idle."""
         if stats.summary_due():
-            log.info(
-                "ingest: %d valid, %d invalid (to %s)",
-                stats.valid,
-                stats.invalid,
-                dlq.get_topic_name(),
-            )
+            log.info("ingest: %d valid, %d invalid (to %s)", stats.valid, stats.invalid,
+                     app.intel_topic("intel.dlq").get_topic_name())
 
     return agent

@@ -6,15 +6,15 @@ import asyncio
 import json
 from pathlib import Path
 from typing import Any
-from unittest.mock import AsyncMock, patch
 
 import pytest
 import yaml
 
 from app.contracts import MAX_EVENT_BYTES, DlqRecord
-from app.stream.app import TOPICS, create_app
+from app.stream.app import INTERNAL_TOPICS, TOPICS, create_app
 from app.stream.ingest import check_record
 from app.stream.settings import WorkerSettings
+from tests.stream.conftest import recording
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,8 +39,8 @@ def _raw(obj: Any) -> bytes:
 
 def test_invalid_records_are_dead_lettered_and_the_stream_goes_on() -> None:
     app = create_app(WorkerSettings(app_id="t-ingest", topic_prefix="t."))
-    agent = app.agents["ingest"]
-    dlq = app.intel_topic("intel.dlq")
+    agent = app.agents["incidents"]
+    outbox = recording(app)
     bad_severity = {**GOOD, "incident": {**GOOD["incident"], "severity": "P7"}}
 
     async def feed() -> None:
@@ -50,17 +50,20 @@ def test_invalid_records_are_dead_lettered_and_the_stream_goes_on() -> None:
             await ctx.put(_raw(GOOD), key=b"k-good", partition=3)
             await ctx.put(_raw({**GOOD, "type": "incident.deleted"}), key=None)
 
-    with patch.object(dlq, "send", new=AsyncMock()) as send:
-        asyncio.run(feed())
+    asyncio.run(feed())
 
     assert app.ingest_stats.as_dict() == {
         "valid": 1,
         "invalid": 3,
         "by_type": {"incident.opened": 1},
     }
-    keys = [call.kwargs["key"] for call in send.await_args_list]
+    keys = [sent.key for sent in outbox.to("intel.dlq")]
     assert keys == [b"k-bad", b"k-sev", None]
-    records = [DlqRecord.model_validate_json(call.kwargs["value"]) for call in send.await_args_list]
+    records = [DlqRecord.model_validate_json(sent.value) for sent in outbox.to("intel.dlq")]
+    # The valid event became an incident change for its three attribute keys and bucket.
+    assert sorted(s.key.split(b":")[0] for s in outbox.to("by-attribute")) == [
+        b"kind", b"service", b"signature"]
+    assert [s.key for s in outbox.to("by-bucket")] == [b"gateway|error_rate"]
     assert [(r.source_topic, r.partition, r.offset) for r in records] == [
         ("t.incidents.events", 3, 0),
         ("t.incidents.events", 3, 1),
@@ -106,7 +109,10 @@ def test_check_record_passes_valid_events_through() -> None:
 def test_every_design_topic_is_declared_with_the_prefix() -> None:
     settings = WorkerSettings(topic_prefix="pr.", partitions=3)
     app = create_app(settings)
-    assert set(app.topics_by_name) == {spec.name for spec in TOPICS}
+    internal = {spec.name for spec in INTERNAL_TOPICS}
+    assert set(app.topics_by_name) == {spec.name for spec in TOPICS} | internal
+    for name in internal:  # repartition topics belong to the app id, not the prefix
+        assert app.intel_topic(name).get_topic_name() == f"incident-intel-intel-{name}-repartition"
     for spec in TOPICS:
         topic = app.intel_topic(spec.name)
         assert topic.get_topic_name() == f"pr.{spec.name}"

@@ -1,0 +1,122 @@
+"""The weekly digest: on the policy's schedule, on the leader, once per week.
+
+``@app.crontab`` fires at ``digest.schedule`` in ``digest.timezone`` (default
+Monday 08:00 UTC) on the leader only, and produces the digest of the week
+that ended before that moment. A digest missed because no worker was up, or
+none was leader, at that moment is produced by the next leader: a timer on
+the leader checks every ``CATCH_UP_SECONDS`` (first right after start-up)
+whether the week due at the latest scheduled moment has a record on the
+compacted ``intel.digests``, as the replica reads it. Weeks are keys there,
+and the leader adds a week to its view as it publishes it, so each week is
+produced once, whatever the number of workers or restarts.
+
+A digest is the engine's answer over the replica, as of the replica's event
+time; its created follow-ups go to ``intel.followups`` (the replica's view of
+that topic is the dedupe table), the JSON and Markdown artifacts to
+``INTEL_REPORTS_DIR``, and the JSON summary to ``intel.digests`` keyed by week.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+
+from app.artifacts import write_atomic
+from app.contracts import WeeklyDigestRequest, WeeklyDigestResponse, dump_json
+from app.intel.periods import last_complete_week
+
+if TYPE_CHECKING:
+    from app.stream.app import IntelApp
+
+log = logging.getLogger(__name__)
+
+CATCH_UP_SECONDS = 30.0
+
+
+def due_week(schedule: str, timezone: str, now: datetime) -> str:
+    """The week whose digest was due at the latest scheduled moment at or before ``now``."""
+    local = now.astimezone(ZoneInfo(timezone))
+    fired = croniter(schedule, local).get_prev(datetime)
+    return last_complete_week(fired.astimezone(UTC))
+
+
+async def produce(app: IntelApp, request: WeeklyDigestRequest, *,
+                  publish: bool) -> WeeklyDigestResponse:
+    """Answer a digest over the replica, write its artifacts, send its follow-ups.
+
+    With ``publish`` the summary also goes to ``intel.digests``. Artifacts are
+    written before anything is published: a crash in between repeats the run.
+    """
+    replica = app.replica
+    reports = app.intel_settings.reports_dir
+    async with replica.digest_lock:
+        answer = replica.engine.weekly_digest(request, replica.as_of(),
+                                              frozenset(replica.emitted))
+        paths = []
+        for artifact in answer.artifacts:
+            path = reports / Path(artifact.path).name
+            await asyncio.to_thread(write_atomic, path, artifact.data)
+            paths.append(str(path))
+        for followup in answer.followups:
+            await app.outbox.send("intel.followups", followup.incident_id, dump_json(followup),
+                                  followup.meta.dedupe_key)
+        response = answer.response
+        assert isinstance(response, WeeklyDigestResponse)
+        if publish:
+            await app.outbox.send("intel.digests", response.week,
+                                  dump_json(response.json_summary), f"digest:{response.week}")
+        await app.outbox.flush()
+        replica.emitted.update(f.meta.dedupe_key for f in answer.followups)
+        if publish:
+            replica.digests.add(response.week)
+        replica.digest_runs += 1
+    if paths:
+        response = response.model_copy(update={"artifact_paths": paths})
+    return response
+
+
+async def catch_up(app: IntelApp, now: datetime | None = None) -> str | None:
+    """Produce the due week's digest if this worker leads and nobody produced it yet."""
+    replica = app.replica
+    if not replica.ready or not app.is_leader():
+        return None
+    settings = app.policy.intel.digest
+    week = due_week(settings.schedule, settings.timezone, now or datetime.now(UTC))
+    if week in replica.digests:
+        return None
+    if not replica.applied:
+        return None  # nothing consumed yet (a fresh system): no digest to make
+    response = await produce(
+        app, WeeklyDigestRequest(action="weekly_digest", week=week, save_artifacts=True),
+        publish=True,
+    )
+    log.warning("weekly digest %s produced: %s", week, ", ".join(response.artifact_paths))
+    return week
+
+
+def register(app: IntelApp) -> None:
+    settings = app.policy.intel.digest
+
+    @app.crontab(settings.schedule, timezone=ZoneInfo(settings.timezone), on_leader=True)
+    async def weekly_digest() -> None:
+        await catch_up(app)
+
+    @app.timer(CATCH_UP_SECONDS, on_leader=True)
+    async def missed_digest() -> None:
+        await catch_up(app)
+
+    async def first_check() -> None:
+        await app.replica.wait_ready()
+        for _ in range(60):  # leadership is known once the group has formed
+            if app.is_leader():
+                await catch_up(app)
+                return
+            await asyncio.sleep(1.0)
+
+    app.task(first_check)
