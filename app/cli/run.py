@@ -198,17 +198,15 @@ def run_worker(settings: WorkerSettings, *, verbose: bool = False,
 
     Ends by raising :class:`SystemExit` with the worker's exit code (Faust's
     way); :class:`UserError` for problems the user can fix. ``feed`` publishes
-    a simulated incident stream (default: with the embedded broker, when
-    standard output is a terminal).
+    a simulated incident stream (default: with the embedded broker, which
+    otherwise would have nothing to show).
     """
-    import sys
-
     from app.policy import load_policy
     from app.stream.app import create_app
 
     policy = load_policy(settings.policy_dir)
     if feed is None:
-        feed = settings.embedded and sys.stdout.isatty()
+        feed = settings.embedded
 
     _check_web_port(settings)
     try:
@@ -259,7 +257,7 @@ def run_worker(settings: WorkerSettings, *, verbose: bool = False,
 )
 @click.option("--feed/--no-feed", default=None,
               help="Publish a simulated incident stream [default: on with the embedded "
-                   "broker when run from a terminal].")
+                   "broker].")
 def command(verbose: bool, feed: bool | None) -> None:
     """Run the stream worker (starts an embedded broker if INTEL_BOOTSTRAP_SERVERS is empty).
 

@@ -158,7 +158,7 @@ def test_bad_records_go_to_the_dlq_and_the_worker_keeps_consuming(
 def test_run_starts_and_stops_its_own_broker(tmp_path: Path) -> None:
     env = _worker_env(tmp_path, INTEL_APP_ID="smoke-embedded")
     env.pop("INTEL_BOOTSTRAP_SERVERS", None)
-    worker = CliProcess(["run"], env)
+    worker = CliProcess(["run", "--no-feed"], env)
     try:
         line = worker.wait_for_line("embedded broker pid", timeout=30)
         assert line, worker.output
