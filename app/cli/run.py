@@ -173,10 +173,17 @@ def _serve_api(app: Any, settings: WorkerSettings) -> None:
 
 def _start_feed(app: Any, settings: WorkerSettings, rate: float, duration: float) -> None:
     """Publish a simulated incident stream once the worker is ready (local runs)."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.simulation.catalog import StreamSettings
     from app.simulation.feed import generate_stream
     from app.simulation.publish import publish
 
-    records, truth = generate_stream(seed=7, rate_per_s=rate, duration_s=duration)
+    # The feed's event time ends about now, so the live windows, the dashboard
+    # and the gate show it as recent history (the shell may read the clock).
+    span = StreamSettings().span_days
+    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=span)
+    records, truth = generate_stream(seed=7, start=start, rate_per_s=rate, duration_s=duration)
 
     async def feed() -> None:
         await app.replica.wait_ready()
