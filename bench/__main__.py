@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from bench import engine
+from bench import engine, stream
 
 
 def main(argv: list[str]) -> None:
@@ -14,6 +14,9 @@ def main(argv: list[str]) -> None:
         sizes = [10_000, 100_000] if quick else [10_000, 1_000_000]
         print("== engine (pure, in-process) ==")
         print(engine.report(engine.run(sizes)))
+    if which in ("stream", "all"):
+        print("== stream (embedded broker, one run) ==")
+        print(stream.report(stream.run(5_000 if quick else 20_000)))
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ def _register() -> None:
         run,
         broker,
         simulate,
+        __import__("app.cli.demo", fromlist=["_"]),
     ):
         main.add_command(module.command)
 

@@ -11,8 +11,9 @@ with :func:`app.intel.correlation.rank` and
   off), id ``corr:<hash of incident, version, related ids and scores>``,
   when it differs from the last one emitted for the incident;
 - ``incidents.notes`` gets :func:`app.intel.correlation.note_for` (top
-  ``note_top``) when the related list is not empty and its ``note_id``
-  differs from the last note emitted for the incident.
+  ``note_top``) when the related list is not empty and its ``note_id`` or
+  message (which counts all related incidents) differs from the last note
+  emitted for the incident.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ if TYPE_CHECKING:
     from app.stream.app import IntelApp
 
 State = dict[str, Any]
-"""``{"v": version, "t": row, "got": {source: [rows]}, "sent": content hash, "note": note_id}``."""
+"""``{"v": version, "t": row, "got": {source: [rows]}, "sent": content hash,
+"note": "<note_id>:<message hash>"}``."""
 
 
 def new_state() -> State:
@@ -106,9 +108,12 @@ def register(app: IntelApp) -> AgentT:
                 state["sent"] = content
             if related:
                 note = correlation.note_for(target.incident_id, related, intel)
-                if note.note_id != state["note"]:
+                # The id covers the top ``note_top`` only; the message also counts every
+                # related incident, so a changed message is re-sent under the same id.
+                said = f"{note.note_id}:{hashlib.sha256(note.message.encode()).hexdigest()[:20]}"
+                if said != state["note"]:
                     await app.outbox.send("incidents.notes", key, dump_json(note), note.note_id)
-                    state["note"] = note.note_id
+                    state["note"] = said
             state["got"] = {}
         await app.outbox.flush()
         for key, state in states.items():

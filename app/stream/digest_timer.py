@@ -10,6 +10,12 @@ compacted ``intel.digests``, as the replica reads it. Weeks are keys there,
 and the leader adds a week to its view as it publishes it, so each week is
 produced once, whatever the number of workers or restarts.
 
+"Now" is the replica's ``clock`` (the wall clock in a worker; ``incident-intel
+demo`` sets it to the end of its simulated history, so the timer and the demo
+go through the same :func:`catch_up`). Deciding, checking and producing happen
+under the replica's digest lock, so the crontab, the catch-up timer and a
+manual trigger racing each other still produce a week once.
+
 A digest is the engine's answer over the replica, as of the replica's event
 time; its created follow-ups go to ``intel.followups`` (the replica's view of
 that topic is the dedupe table), the JSON and Markdown artifacts to
@@ -20,7 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from collections.abc import Container
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -37,13 +44,40 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CATCH_UP_SECONDS = 30.0
+SCHEDULE_SLACK = timedelta(seconds=60)
+"""A crontab that wakes this much before its moment still counts as that run."""
 
 
 def due_week(schedule: str, timezone: str, now: datetime) -> str:
-    """The week whose digest was due at the latest scheduled moment at or before ``now``."""
+    """The week whose digest was due at the latest scheduled moment at or before ``now``.
+
+    The scheduled moment itself counts (croniter's ``get_prev`` is strictly
+    before its start), with :data:`SCHEDULE_SLACK` for timers that wake early.
+    """
     local = now.astimezone(ZoneInfo(timezone))
-    fired = croniter(schedule, local).get_prev(datetime)
+    fired = croniter(schedule, local + SCHEDULE_SLACK).get_prev(datetime)
     return last_complete_week(fired.astimezone(UTC))
+
+
+def next_run(schedule: str, timezone: str, after: datetime) -> datetime:
+    """The first scheduled moment at or after ``after`` (UTC): when its digest is due."""
+    local = after.astimezone(ZoneInfo(timezone)) - timedelta(microseconds=1)
+    return croniter(schedule, local).get_next(datetime).astimezone(UTC)
+
+
+def week_to_produce(schedule: str, timezone: str, now: datetime, produced: Container[str],
+                    events_applied: int) -> str | None:
+    """The week a catch-up must produce now, or ``None`` when there is nothing to do.
+
+    Only the week due at the latest scheduled moment is caught up (older missed
+    weeks are history; ask for them by week). Nothing is produced for a week
+    already on ``intel.digests`` or before any event was consumed (a fresh
+    system has nothing to report).
+    """
+    week = due_week(schedule, timezone, now)
+    if week in produced or not events_applied:
+        return None
+    return week
 
 
 async def produce(app: IntelApp, request: WeeklyDigestRequest, *,
@@ -53,51 +87,62 @@ async def produce(app: IntelApp, request: WeeklyDigestRequest, *,
     With ``publish`` the summary also goes to ``intel.digests``. Artifacts are
     written before anything is published: a crash in between repeats the run.
     """
+    async with app.replica.digest_lock:
+        return await _produce_locked(app, request, publish=publish)
+
+
+async def _produce_locked(app: IntelApp, request: WeeklyDigestRequest, *,
+                          publish: bool) -> WeeklyDigestResponse:
     replica = app.replica
     reports = app.intel_settings.reports_dir
-    async with replica.digest_lock:
-        answer = replica.engine.weekly_digest(request, replica.as_of(),
-                                              frozenset(replica.emitted))
-        paths = []
-        for artifact in answer.artifacts:
-            path = reports / Path(artifact.path).name
-            await asyncio.to_thread(write_atomic, path, artifact.data)
-            paths.append(str(path))
-        for followup in answer.followups:
-            await app.outbox.send("intel.followups", followup.incident_id, dump_json(followup),
-                                  followup.meta.dedupe_key)
-        response = answer.response
-        assert isinstance(response, WeeklyDigestResponse)
-        if publish:
-            await app.outbox.send("intel.digests", response.week,
-                                  dump_json(response.json_summary), f"digest:{response.week}")
-        await app.outbox.flush()
-        replica.emitted.update(f.meta.dedupe_key for f in answer.followups)
-        if publish:
-            replica.digests.add(response.week)
-        replica.digest_runs += 1
+    answer = replica.engine.weekly_digest(request, replica.as_of(), frozenset(replica.emitted))
+    paths = []
+    for artifact in answer.artifacts:
+        path = reports / Path(artifact.path).name
+        await asyncio.to_thread(write_atomic, path, artifact.data)
+        paths.append(str(path))
+    for followup in answer.followups:
+        await app.outbox.send("intel.followups", followup.incident_id, dump_json(followup),
+                              followup.meta.dedupe_key)
+    response = answer.response
+    assert isinstance(response, WeeklyDigestResponse)
+    if publish:
+        await app.outbox.send("intel.digests", response.week,
+                              dump_json(response.json_summary), f"digest:{response.week}")
+    await app.outbox.flush()
+    replica.emitted.update(f.meta.dedupe_key for f in answer.followups)
+    if publish:
+        replica.digests.add(response.week)
+    replica.digest_runs += 1
     if paths:
         response = response.model_copy(update={"artifact_paths": paths})
     return response
 
 
-async def catch_up(app: IntelApp, now: datetime | None = None) -> str | None:
-    """Produce the due week's digest if this worker leads and nobody produced it yet."""
+async def catch_up(app: IntelApp, now: datetime | None = None) -> WeeklyDigestResponse | None:
+    """Produce the due week's digest if this worker leads and nobody produced it yet.
+
+    ``now`` defaults to the replica's clock. Returns the digest produced, or
+    ``None`` (not leader, not caught up, clock held, or nothing due).
+    """
     replica = app.replica
     if not replica.ready or not app.is_leader():
         return None
-    settings = app.policy.intel.digest
-    week = due_week(settings.schedule, settings.timezone, now or datetime.now(UTC))
-    if week in replica.digests:
+    moment = now if now is not None else replica.clock()
+    if moment is None:
         return None
-    if not replica.applied:
-        return None  # nothing consumed yet (a fresh system): no digest to make
-    response = await produce(
-        app, WeeklyDigestRequest(action="weekly_digest", week=week, save_artifacts=True),
-        publish=True,
-    )
+    settings = app.policy.intel.digest
+    async with replica.digest_lock:
+        week = week_to_produce(settings.schedule, settings.timezone, moment, replica.digests,
+                               replica.applied)
+        if week is None:
+            return None
+        response = await _produce_locked(
+            app, WeeklyDigestRequest(action="weekly_digest", week=week, save_artifacts=True),
+            publish=True,
+        )
     log.warning("weekly digest %s produced: %s", week, ", ".join(response.artifact_paths))
-    return week
+    return response
 
 
 def register(app: IntelApp) -> None:

@@ -11,6 +11,17 @@ have to be rebuilt from it.) The same consumer reads ``intel.followups``
 (the dedupe keys already emitted, by any worker or digest), ``intel.digests``
 (the weeks already produced) and ``intel.correlations`` (recent answers).
 
+Learning velocity is kept incrementally: every applied event also feeds a
+:class:`~app.intel.velocity.VelocityTracker` (it re-reads only what the event
+could change), so :meth:`LiveReplica.velocity` is a cheap read and the quarters
+that changed are known after each fetch. Every worker runs a replica, but only
+the leader publishes them to ``learning.velocity`` (key ``YYYY-Qn``,
+tombstones for quarters that no longer hold data), and only once the replica
+has caught up, so the topic never sees a half-replayed history. The record id
+(``intel-id``) is ``velocity:<quarter>:<hash of the value>``: when leadership
+moves, the new leader re-sends every quarter once under the same ids, which
+a compacted topic and an id-deduplicating consumer both absorb.
+
 "As of" for live answers is the newest ``occurred_at`` the replica has
 applied (the epoch before any event): deterministic for a given set of
 events, whatever the arrival order. ``ready`` turns true once the consumer has
@@ -23,9 +34,10 @@ Implements :class:`app.api.live.LiveView`.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections import deque
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.contracts import (
@@ -41,11 +53,12 @@ from app.contracts import (
 )
 from app.intel.engine import IntelEngine
 from app.intel.periods import EPOCH
-from app.intel.velocity import LearningPolicy, velocity_by_quarter
+from app.intel.velocity import LearningPolicy, VelocityTracker
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from app.policy import Policy
     from app.stream.app import IntelApp
 
 log = logging.getLogger(__name__)
@@ -55,6 +68,24 @@ RECENT = 20
 INPUTS = ("incidents.events", "alerts.state", "learning.events")
 OUTPUTS = ("intel.followups", "intel.digests", "intel.correlations")
 RETRY_SECONDS = 2.0
+VELOCITY_TOPIC = "learning.velocity"
+
+
+def wall_clock() -> datetime:
+    """The real time: what the digest schedule is judged at in a worker."""
+    return datetime.now(UTC)
+
+
+def velocity_target(policy: Policy) -> float:
+    """``learning.yml``'s recurrence target (0.0 when the policy has no learning file)."""
+    learning = policy.extra.get("learning.yml")
+    return learning.recurrence_target if isinstance(learning, LearningPolicy) else 0.0
+
+
+def velocity_record_id(quarter: str, value: bytes | None) -> str:
+    """Deterministic ``intel-id`` of a ``learning.velocity`` record: same row, same id."""
+    digest = hashlib.sha256(value).hexdigest()[:20] if value is not None else "gone"
+    return f"velocity:{quarter}:{digest}"
 
 
 class LiveReplica:
@@ -73,8 +104,14 @@ class LiveReplica:
         self._ready = asyncio.Event()
         self._correlations: deque[CorrelateResponse] = deque(maxlen=RECENT)
         self._followups: deque[FollowUp] = deque(maxlen=RECENT)
-        self._velocity: tuple[tuple[int, datetime], list[QuarterVelocity]] | None = None
+        self.tracker = VelocityTracker(velocity_target(app.policy))
+        self.velocity_sent = 0
         self.digest_lock = asyncio.Lock()
+        # "Now" for the digest schedule. A simulation swaps in its own event time;
+        # a clock answering None holds the schedule until the simulation is ready.
+        self.clock: Callable[[], datetime | None] = wall_clock
+        # Next offset to read per (DESIGN.md topic name, partition): how far it has read.
+        self.offsets: dict[tuple[str, int], int] = {}
         self._topics = {app.intel_settings.topic(name): name for name in INPUTS + OUTPUTS}
 
         async def replicate() -> None:
@@ -94,6 +131,7 @@ class LiveReplica:
             except InvalidEvent:
                 return  # the ingest agents dead-letter it
             self.engine.apply(event)
+            self.tracker.apply(self.engine.book, event)
             self.applied += 1
             if event.occurred_at > self._as_of:
                 self._as_of = event.occurred_at
@@ -120,7 +158,9 @@ class LiveReplica:
                 log.warning("replica consumer failed (%s: %s); retrying", type(exc).__name__,
                             exc)
                 self.engine = IntelEngine(self.policy)  # start over from the beginning
+                self.tracker = VelocityTracker(velocity_target(self.policy))
                 self.applied, self._as_of = 0, EPOCH
+                self.offsets.clear()
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def _consume(self) -> None:
@@ -147,17 +187,50 @@ class LiveReplica:
                     name = self._topics[tp.topic]
                     for record in records:
                         self.apply(name, record.key, record.value)
+                    if records:
+                        self.offsets[(name, tp.partition)] = records[-1].offset + 1
                 if behind and not batch:
                     behind = {tp for tp in behind if await consumer.position(tp) < ends[tp]}
                 if not behind and not self._ready.is_set():
                     log.info("replica ready: %d events applied, as of %s", self.applied,
                              self._as_of.isoformat())
                     self._ready.set()
+                await self.maybe_publish_velocity()
         finally:
             await consumer.stop()
 
     async def wait_ready(self) -> None:
         await self._ready.wait()
+
+    async def maybe_publish_velocity(self) -> int:
+        """After each fetch: publish velocity changes if caught up and leading, else nothing.
+
+        A follower keeps its tracker current but sends nothing; if it becomes
+        leader it sends every quarter once (same ids as before: harmless).
+        """
+        if not self._ready.is_set() or not self.app.is_leader():
+            return 0
+        return await self.publish_velocity()
+
+    async def publish_velocity(self) -> int:
+        """Send the quarters that changed since the last call (tombstones for removed ones).
+
+        The caller decides who publishes (the leader, once caught up); returns
+        how many records were sent.
+        """
+        changes = self.tracker.take_changed()
+        for row in changes.changed:
+            value = dump_json(row)
+            await self.app.outbox.send(VELOCITY_TOPIC, row.quarter, value,
+                                       velocity_record_id(row.quarter, value))
+        for quarter in changes.removed:
+            await self.app.outbox.send(VELOCITY_TOPIC, quarter, None,
+                                       velocity_record_id(quarter, None))
+        sent = len(changes.changed) + len(changes.removed)
+        if sent:
+            await self.app.outbox.flush()
+            self.velocity_sent += sent
+        return sent
 
     # ------------------------------------------------------------------ LiveView
 
@@ -179,13 +252,13 @@ class LiveReplica:
         return list(self._followups)
 
     def velocity(self) -> list[QuarterVelocity]:
-        stamp = (self.applied, self._as_of)
-        if self._velocity is None or self._velocity[0] != stamp:
-            learning = self.policy.extra.get("learning.yml")
-            target = learning.recurrence_target if isinstance(learning, LearningPolicy) else 0.0
-            self._velocity = (stamp, velocity_by_quarter(self.engine.book, target,
-                                                         as_of=self._as_of))
-        return list(self._velocity[1])
+        """The tracker's quarters: only quarters whose inputs changed are rebuilt.
+
+        Equal to ``velocity_by_quarter(book, target, as_of=as_of())`` whenever no
+        incident starts after the newest event time applied (events describe
+        incidents that already started).
+        """
+        return self.tracker.quarters()
 
     async def emit_note(self, note: Note) -> None:
         await self.app.outbox.send("incidents.notes", note.incident_id, dump_json(note),
@@ -218,6 +291,9 @@ class LiveReplica:
              len(self.digests)),
             ("intel_digest_runs_total", "counter", "Digests produced by this worker.",
              self.digest_runs),
+            ("intel_velocity_records_total", "counter",
+             "learning.velocity records this worker published (leader only).",
+             self.velocity_sent),
         ]
         out: list[str] = []
         for name, kind, text, value in lines:

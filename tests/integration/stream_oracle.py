@@ -16,16 +16,42 @@ settled stream:
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import random
+import subprocess
+import sys
 import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import orjson
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import TypeAdapter
 
-from app.contracts import format_timestamp
+from app.broker import free_port
+from app.contracts import (
+    CorrelateRequest,
+    CorrelateResponse,
+    DlqRecord,
+    FollowUp,
+    RecurrenceUpdate,
+    Timestamp,
+    decode_event,
+    dump_json,
+    format_timestamp,
+)
 from app.intel import buckets as bucket_rules
-from app.intel import recurrence
+from app.intel import correlation, recurrence
 from app.intel.engine import IntelEngine
-from app.intel.periods import micros
+from app.intel.periods import from_micros, last_complete_week, micros
+from app.simulation.feed import generate_stream
+from tests.kafka_support import REPO, produce, wait_until
 
 
 def read_all(bootstrap: str, topics: list[str]) -> dict[str, list[Any]]:
@@ -92,5 +118,264 @@ def bucket_expected(engine: IntelEngine, key: str, as_of_value: Any) -> bytes | 
     return None if bucket is None else dump_json(bucket)
 
 
-__all__ = ["bucket_expected", "format_timestamp", "header", "latest", "read_all",
-           "recurrence_expected"]
+
+
+def pipeline_stages(app_id: str, prefix: str) -> list[list[str]]:
+    """The worker's topics in processing order, for :func:`committed_through`."""
+    inputs = [prefix + t for t in ("incidents.events", "alerts.state", "learning.events")]
+    return [inputs,
+            [f"{app_id}-intel-{n}-repartition" for n in ("by-attribute", "by-bucket")],
+            [f"{app_id}-intel-join-answers-repartition"]]
+
+
+def committed_through(bootstrap: str, group: str, stages: list[list[str]], *,
+                      timeout: float) -> bool:
+    """True once consumer group ``group`` has committed every record of each stage.
+
+    ``stages`` are lists of topics in pipeline order (input, then the repartition
+    topics it feeds, …). The worker acks a batch only after its outputs were
+    flushed and commits acked offsets, so a stage whose committed offsets reach
+    its end offsets has handed everything on; only then are the next stage's end
+    offsets final, and they are read then. False on timeout.
+    """
+
+    async def run() -> bool:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        deadline = time.monotonic() + timeout
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            for topics in stages:
+                # The true end: Tansu's ListOffsets answers the base offset of the last
+                # record batch + 1, too low when that batch holds several records.
+                read = await asyncio.to_thread(read_all, bootstrap, topics)
+                ends = {TopicPartition(t, r.partition): r.offset + 1
+                        for t, records in read.items() for r in records}
+                while True:
+                    done = await admin.list_consumer_group_offsets(group, partitions=list(ends))
+                    if all(tp in done and done[tp].offset >= end for tp, end in ends.items()):
+                        break
+                    if time.monotonic() >= deadline:
+                        return False
+                    await asyncio.sleep(0.25)
+            return True
+        finally:
+            await admin.close()
+
+    return asyncio.run(run())
+
+
+# ---------------------------------------------------------------------- parity runs
+
+TOKEN = "parity-token-0123456789abcdef"
+RELEASE_TOKEN = "parity-release-0123456789abcdef"
+BAD = [b"{not json", b'{"type": "incident.opened", "event_id": "x"}', b"\xff\xfe"]
+
+Produced = list[tuple[str, bytes, bytes]]
+"""(DESIGN.md topic name, key, value) in production order."""
+
+
+def worker_env(bootstrap: str, app_id: str, prefix: str, data_dir: Path, reports: Path, *,
+               session_timeout: float | None = None) -> dict[str, str]:
+    """Environment of one ``incident-intel run`` (its own free web port)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INTEL_")}
+    env.update(INTEL_BOOTSTRAP_SERVERS=bootstrap, INTEL_APP_ID=app_id,
+               INTEL_TOPIC_PREFIX=prefix, INTEL_PARTITIONS="3",
+               INTEL_WEB_PORT=str(free_port()), INTEL_DATA_DIR=str(data_dir),
+               INTEL_REPORTS_DIR=str(reports),
+               INTEL_API_TOKENS=json.dumps({TOKEN: "agent_oncall",
+                                            RELEASE_TOKEN: "agent_release"}),
+               PYTHONUNBUFFERED="1")
+    if session_timeout is not None:
+        env["INTEL_SESSION_TIMEOUT"] = str(session_timeout)
+    return env
+
+
+def perturbed_stream(seed: int, duration_s: float = 10) -> Produced:
+    """A simulated stream with out-of-order runs, late duplicates and malformed records."""
+    records, _ = generate_stream(seed, rate_per_s=100, duration_s=duration_s)
+    out = [(r.topic, r.key_bytes(), r.value_bytes()) for r in records]
+    rng = random.Random(seed)
+    for i in range(0, len(out) - 20, 40):  # out of order: reverse runs of 20
+        out[i:i + 20] = reversed(out[i:i + 20])
+    out += rng.sample(out, 40)  # duplicates (same event_id), arriving late
+    out += [("incidents.events", b"bad-%d" % i, raw) for i, raw in enumerate(BAD)]
+    return out
+
+
+def touches(engine: IntelEngine) -> Produced:
+    """Every incident's final state again, one second after the newest event."""
+    newest = max(r.version[0] for r in engine.book.incidents.values())
+    at = format_timestamp(from_micros(newest) + timedelta(seconds=1))
+    out = []
+    for record in engine.book.incidents.values():
+        event = {"event_id": f"touch-{record.incident_id}", "type": "incident.updated",
+                 "occurred_at": at, "incident": record.incident.model_dump(mode="json")}
+        out.append(("incidents.events", record.incident_id.encode(), orjson.dumps(event)))
+    return out
+
+
+def offline(policy: Any, values: list[bytes]) -> IntelEngine:
+    """The offline engine fed ``values`` (invalid ones skipped, as the worker does)."""
+    engine = IntelEngine(policy)
+    for raw in values:
+        try:
+            engine.apply(decode_event(raw))
+        except ValueError:
+            pass
+    return engine
+
+
+def produce_all(bootstrap: str, prefix: str, records: Produced) -> None:
+    """Produce in order (per topic), each record acknowledged."""
+    by_topic: dict[str, list[tuple[bytes, bytes, None]]] = {}
+    for topic, key, value in records:
+        by_topic.setdefault(prefix + topic, []).append((key, value, None))
+    for topic, items in by_topic.items():
+        produce(bootstrap, topic, items)
+
+
+def post(port: str, path: str, body: dict[str, Any], token: str) -> Any:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", data=json.dumps(body).encode(), method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - local URL
+        return json.loads(response.read())
+
+
+def tool(events: Path, state: Path, action: dict[str, Any]) -> Any:
+    """``incident-intel tool`` on a JSONL events file: the offline answer."""
+    done = subprocess.run(
+        [sys.executable, "-c", "from app.cli import main; main()", "tool", "--events",
+         str(events), "--state", str(state), json.dumps(action)],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(done.stdout)
+
+
+def check_parity(bootstrap: str, prefix: str, policy: Any, values: list[bytes],
+                 ports: list[str], workdir: Path, context: Callable[[], str]) -> dict[str, list]:
+    """Wait until the outputs settle on the offline answers, then check every output
+    and the API answers of each worker in ``ports``; returns the records read.
+
+    ``values`` are every produced input value (the last ones re-send every incident's
+    final state); ``context`` gives worker output for failure messages.
+    """
+    engine = offline(policy, values)
+    incidents = sorted(engine.book.incidents)
+    expected = {
+        i.encode(): dump_json(engine.correlate(CorrelateRequest(action="correlate",
+                                                                incident_id=i)))
+        for i in incidents
+    }
+    names = [prefix + t for t in ("intel.correlations", "intel.recurrence", "intel.buckets",
+                                  "incidents.notes", "intel.followups", "intel.dlq")]
+    notes_expected = {}
+    for key, value in expected.items():
+        related = CorrelateResponse.model_validate_json(value).related
+        if related:
+            note = correlation.note_for(key.decode(), related, policy.intel)
+            notes_expected[key] = (note.note_id, note.message)
+
+    def settled() -> dict[str, list[Any]] | None:
+        out = read_all(bootstrap, names)
+        got = {k: r.value for k, r in latest(out[names[0]]).items()}
+        notes = {k: (n := orjson.loads(r.value))["note_id"] and (n["note_id"], n["message"])
+                 for k, r in latest(out[names[3]]).items()}
+        # A note on a timeline is never retracted: an incident whose relations went
+        # away keeps its last note, so only incidents with relations are compared.
+        notes = {k: v for k, v in notes.items() if k in notes_expected}
+        return out if got == expected and notes == notes_expected else None
+
+    out = wait_until(settled, timeout=120, interval=1.0)
+    if out is None:
+        out = read_all(bootstrap, names)
+        got = {k: r.value for k, r in latest(out[names[0]]).items()}
+        wrong = [k for k in expected if got.get(k) != expected[k]]
+        notes = {k: (n := orjson.loads(r.value))["note_id"] and (n["note_id"], n["message"])
+                 for k, r in latest(out[names[3]]).items()}
+        bad_notes = [(k, notes.get(k), v) for k, v in notes_expected.items()
+                     if notes.get(k) != v]
+        pytest.fail(f"{len(wrong)} of {len(expected)} correlations differ, e.g. "
+                    f"{wrong[:1]}: {got.get(wrong[0]) if wrong else None!r} != "
+                    f"{expected[wrong[0]] if wrong else None!r}; {len(bad_notes)} of "
+                    f"{len(notes_expected)} notes differ, e.g. {bad_notes[:1]}\n{context()}")
+    correlations, recurrences, bucket_records, notes, followups, dlq = (out[n] for n in names)
+    assert all(header(r, "intel-id") for r in correlations)
+    assert notes and bucket_records  # planted clusters and recurrences
+
+    # Notes (checked by `settled`): the latest note of each incident is the top-N note
+    # of its answer; a note is re-sent when its id changes (related ids and scores).
+    assert all(header(r, "intel-id") == orjson.loads(r.value)["note_id"] for r in notes)
+
+    # Recurrence: every key the engine knows, with its final counts at its as_of.
+    final = latest(recurrences)
+    keys = {f"{t}:{getattr(r, t)}" for r in engine.book.incidents.values()
+            for t in ("signature", "kind", "service")}
+    assert {k.decode() for k in final} == keys
+    for key, record in final.items():
+        update = RecurrenceUpdate.model_validate_json(record.value)
+        assert (update.count_7d, update.count_30d) == recurrence_expected(
+            engine, key.decode(), update.as_of), key
+
+    # Buckets: the latest value is the bucket as listed at its as_of (or gone).
+    for key, record in latest(bucket_records).items():
+        when = TypeAdapter(Timestamp).validate_python(header(record, "intel-as-of"))
+        assert record.value == bucket_expected(engine, key.decode(), when), key
+
+    # Follow-ups: never two with one dedupe key; DLQ: the malformed records.
+    keys_sent = Counter(FollowUp.model_validate_json(r.value).meta.dedupe_key
+                        for r in followups)
+    assert all(n == 1 for n in keys_sent.values()), keys_sent
+    # (at-least-once: a crash may dead-letter a record twice, never lose one)
+    sources = {(d.source_topic, d.partition, d.offset)
+               for d in (DlqRecord.model_validate_json(r.value) for r in dlq)}
+    assert len(sources) == sum(v in BAD for v in values), sources
+
+    # Query answers of every worker equal `incident-intel tool` on the same events.
+    events_file = workdir / "events.jsonl"
+    events_file.write_bytes(b"\n".join(values) + b"\n")
+    state = workdir / "state.json"
+    state.write_text(json.dumps({"emitted_followups": sorted(keys_sent)}))
+    as_of = max(r.version[0] for r in engine.book.incidents.values())
+    week = last_complete_week(from_micros(as_of))
+    service = engine.book.incidents[incidents[0]].service
+    calls = [({"action": "recurrence", "window_days": 30}, TOKEN),
+             ({"action": "buckets"}, TOKEN),
+             ({"action": "correlate", "incident_id": incidents[0]}, TOKEN),
+             ({"action": "weekly_digest", "week": week}, TOKEN)]
+    gate = {"action": "gate", "service": service}
+    for action, token in calls:
+        answer = tool(events_file, state, action)
+        for port in ports:
+            # The replica consumes on its own: wait until it has applied every event.
+            assert wait_until(lambda a=action, t=token, o=answer, p=port: post(
+                p, "/v1/tools/incident_intelligence", a, t) == o, timeout=30), (action, port)
+    gate_answer = tool(events_file, state, gate)
+    for port in ports:
+        assert post(port, "/v1/gates/recurrence_watch", gate, RELEASE_TOKEN) == gate_answer
+    return out
+
+
+def hot_bucket(start: str = "2026-03-03T09:00:00Z", count: int = 12) -> Produced:
+    """``count`` open incidents of one signature in one bucket within a day: the
+    bucket turns high at the sixth, so exactly one follow-up is due for its week."""
+    base = TypeAdapter(Timestamp).validate_python(start)
+    out = []
+    for n in range(count):
+        at = format_timestamp(base + timedelta(minutes=37 * n))
+        incident = {"incident_id": f"inc_hot_{n:03d}", "service": "ledger-hot", "kind": "oom",
+                    "severity": "P2", "status": "open", "title": "ledger OOMKilled",
+                    "env": "prod", "started_at": at, "labels": {}}
+        event = {"event_id": f"hot-{n:03d}", "type": "incident.opened", "occurred_at": at,
+                 "incident": incident}
+        out.append(("incidents.events", incident["incident_id"].encode(), orjson.dumps(event)))
+    return out
+
+
+def hot_dedupe_key(policy: Any, start: str = "2026-03-03T09:00:00Z") -> str:
+    from app.intel.followups import dedupe_key
+    from app.intel.periods import week_label
+
+    week = week_label(TypeAdapter(Timestamp).validate_python(start))
+    return dedupe_key(week, "ledger-hot|oom", policy.intel)
