@@ -104,7 +104,12 @@ def rank(
 
 
 def note_for(incident_id: str, related_list: list[RelatedIncident], policy: IntelPolicy) -> Note:
-    """The timeline note quoting the top related incidents; its id hashes its content."""
+    """The timeline note quoting the top related incidents; its id hashes its content.
+
+    The message says how many incidents are related in all, so the id covers
+    the message as well as the quoted scores: a note that reads differently
+    never reuses an id.
+    """
     top = related_list[: policy.correlation.note_top]
     parts = [f"{r.incident_id} (score {r.score}: {', '.join(r.reasons)})" for r in top]
     message = (
@@ -113,7 +118,7 @@ def note_for(incident_id: str, related_list: list[RelatedIncident], policy: Inte
         else "[intel] no related incidents"
     )
     digest = hashlib.sha256(
-        "|".join([incident_id] + [f"{r.incident_id}:{r.score}" for r in top]).encode()
+        "|".join([incident_id, message] + [f"{r.incident_id}:{r.score}" for r in top]).encode()
     ).hexdigest()[:16]
     return Note(
         note_id=f"intel_note:{incident_id}:{digest}",

@@ -286,3 +286,14 @@ def test_request_parsing_rejects_unknown_actions_and_fields():
                 {"action": "correlate"}, {"action": "buckets", "surprise": 1}, []):
         with pytest.raises(ValueError):
             parse_request(bad)
+
+
+def test_note_id_changes_when_only_the_total_changes(policy):
+    events = [incident_event(f"n{i}", started=at(hours=i), signature="7" * 64) for i in range(7)]
+    before = engine_with(policy, *events)
+    after = engine_with(policy, *events, incident_event("n_old", started=at(days=-3),
+                                                        signature="7" * 64))
+    req = CorrelateRequest(action="correlate", incident_id="n0", append_note=True)
+    a, b = before.correlate(req).note, after.correlate(req).note
+    assert a.meta.related == b.meta.related  # the quoted top five are the same
+    assert a.message != b.message and a.note_id != b.note_id
