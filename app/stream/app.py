@@ -113,6 +113,14 @@ class IntelApp(faust.App):
         """The Faust topic declared for a DESIGN.md topic name (or an internal one)."""
         return self.topics_by_name[name]
 
+    def _new_transport(self) -> Any:
+        """Kafka with a short fetch wait (see :mod:`app.stream.fetching`)."""
+        from app.stream.fetching import KafkaTransport
+
+        if str(self.conf.broker_consumer[0]).startswith("kafka:"):
+            return KafkaTransport(self.conf.broker_consumer, self)
+        return super()._new_transport()
+
 
 def faust_credentials(
     settings: WorkerSettings,
