@@ -30,7 +30,7 @@ from app.contracts import dump_json
 from app.intel import correlation, recurrence
 from app.intel.engine import horizon_days
 from app.intel.periods import DAY, from_micros
-from app.stream.batch import BATCH_SIZE, BATCH_WITHIN, by_partition, in_partition
+from app.stream.batch import per_partition, state_of
 from app.stream.rows import AT, EVENT, ID, STARTED, Row, record_of, version_of
 
 if TYPE_CHECKING:
@@ -80,20 +80,14 @@ def register(app: IntelApp) -> AgentT:
                       value_type=bytes, partitions=settings.partitions)
 
     async def attributes(stream: StreamT) -> None:
-        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):
-            for group in by_partition(events).values():
-                with in_partition(group[-1]):
-                    await index(group)
+        await per_partition(stream, index)
 
     async def index(group: list) -> None:
         states: dict[bytes, State] = {}
         asked: dict[bytes, dict[str, Row]] = {}
         for event in group:
             key = event.message.key
-            state = states.get(key)
-            if state is None:
-                stored = table.get(key)
-                state = states[key] = orjson.loads(stored) if stored else new_state()
+            state = state_of(states, table, key, new_state)
             row = apply_op(state, orjson.loads(event.message.value))
             if row is not None:
                 asked.setdefault(key, {})[row[ID]] = row

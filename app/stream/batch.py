@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from typing import Any
 
+import orjson
 from faust.streams import _current_event
 from faust.types import EventT
 
@@ -40,3 +42,21 @@ def in_partition(event: EventT) -> Iterator[None]:
         yield
     finally:
         _current_event.reset(token)
+
+
+async def per_partition(stream: Any, handle: Callable[[list[EventT]], Awaitable[None]]) -> None:
+    """Feed ``handle`` each batch of ``stream``, one partition's events at a time,
+    with one of that partition's events current (see :func:`in_partition`)."""
+    async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):
+        for group in by_partition(events).values():
+            with in_partition(group[-1]):
+                await handle(group)
+
+
+def state_of(states: dict[bytes, Any], table: Any, key: bytes, new: Callable[[], Any]) -> Any:
+    """The working state of ``key`` in this batch: loaded once from ``table``, else new."""
+    state = states.get(key)
+    if state is None:
+        stored = table.get(key)
+        state = states[key] = orjson.loads(stored) if stored else new()
+    return state

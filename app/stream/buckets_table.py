@@ -29,7 +29,7 @@ from app.intel import buckets, followups
 from app.intel.engine import horizon_days
 from app.intel.periods import from_micros
 from app.stream.attribute_index import apply_op, new_state, prune
-from app.stream.batch import BATCH_SIZE, BATCH_WITHIN, by_partition, in_partition
+from app.stream.batch import per_partition, state_of
 from app.stream.outbox import AS_OF_HEADER
 from app.stream.rows import record_of
 
@@ -63,19 +63,13 @@ def register(app: IntelApp) -> AgentT:
 
     async def bucket_agent(stream: StreamT) -> None:
         await app.replica.wait_ready()  # its follow-up view must be complete first
-        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):
-            for group in by_partition(events).values():
-                with in_partition(group[-1]):
-                    await summarise(group)
+        await per_partition(stream, summarise)
 
     async def summarise(group: list) -> None:
         states: dict[bytes, State] = {}
         for event in group:
             key = event.message.key
-            state = states.get(key)
-            if state is None:
-                stored = table.get(key)
-                state = states[key] = orjson.loads(stored) if stored else new_state()
+            state = state_of(states, table, key, new_state)
             apply_op(state, orjson.loads(event.message.value))
         emitted = _Emitted(sent_followups, app.replica.emitted)
         new_keys: list[bytes] = []

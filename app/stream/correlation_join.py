@@ -25,7 +25,7 @@ import orjson
 
 from app.contracts import CorrelateResponse, dump_json
 from app.intel import correlation
-from app.stream.batch import BATCH_SIZE, BATCH_WITHIN, by_partition, in_partition
+from app.stream.batch import per_partition, state_of
 from app.stream.rows import ID, Row, record_of, version_of
 
 if TYPE_CHECKING:
@@ -77,20 +77,14 @@ def register(app: IntelApp) -> AgentT:
                       value_type=bytes, partitions=settings.partitions)
 
     async def joins(stream: StreamT) -> None:
-        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):
-            for group in by_partition(events).values():
-                with in_partition(group[-1]):
-                    await join(group)
+        await per_partition(stream, join)
 
     async def join(group: list) -> None:
         states: dict[bytes, State] = {}
         complete: dict[bytes, None] = {}
         for event in group:
             key = event.message.key
-            state = states.get(key)
-            if state is None:
-                stored = table.get(key)
-                state = states[key] = orjson.loads(stored) if stored else new_state()
+            state = state_of(states, table, key, new_state)
             if collect(state, orjson.loads(event.message.value)):
                 complete[key] = None
         for key in complete:
