@@ -1,7 +1,8 @@
 """Reading JSONL event files at the edge: good events kept, bad lines reported.
 
-A bad line never stops a run: it is reported with its file, line number and
-reason, and skipped; the caller prints a one-line summary.
+A bad line never stops a reader that does not want it to: it is kept as a
+:class:`Problem` (file, line number, reason) and the caller decides whether
+to report and skip it or to stop.
 """
 
 from __future__ import annotations
@@ -14,10 +15,20 @@ from app.contracts import Event, InvalidEvent, decode_event
 from app.errors import UserError
 
 
+@dataclass(frozen=True)
+class Problem:
+    path: Path
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
 @dataclass
 class EventFile:
     events: list[Event] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
     lines: int = 0
 
 
@@ -27,18 +38,17 @@ def read_events(paths: Iterable[str | Path]) -> EventFile:
     for path in paths:
         path = Path(path)
         try:
-            handle = path.open("rb")
+            data = path.read_bytes()
         except OSError as exc:
-            raise UserError(f"--events {path}: cannot read: {exc.strerror}") from None
-        with handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                out.lines += 1
-                try:
-                    out.events.append(decode_event(line.rstrip(b"\r\n")))
-                except InvalidEvent as exc:
-                    out.problems.append(f"{path}:{number}: {exc}")
+            raise UserError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        for number, line in enumerate(data.split(b"\n"), start=1):
+            if not line.strip():
+                continue
+            out.lines += 1
+            try:
+                out.events.append(decode_event(line.rstrip(b"\r")))
+            except InvalidEvent as exc:
+                out.problems.append(Problem(path, number, str(exc)))
     return out
 
 

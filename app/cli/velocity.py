@@ -15,8 +15,8 @@ from typing import Any
 import click
 import orjson
 
-from app.contracts import InvalidEvent, decode_event
 from app.errors import UserError
+from app.eventfile import read_events
 from app.intel.incidents import IncidentBook
 from app.intel.periods import quarter_start
 from app.intel.velocity import LearningPolicy, render_markdown, velocity_report
@@ -45,24 +45,12 @@ def _quarter(option: str, value: str | None) -> str | None:
 
 def _read_events(paths: tuple[str, ...], book: IncidentBook) -> tuple[int, int]:
     """Fold every valid line into ``book``; returns (lines read, lines skipped)."""
-    read = skipped = 0
-    for name in paths:
-        try:
-            data = Path(name).read_bytes()
-        except OSError as exc:
-            raise UserError(f"{name}: cannot read: {exc.strerror or exc}") from None
-        for number, line in enumerate(data.split(b"\n"), start=1):
-            if not line.strip():
-                continue
-            read += 1
-            try:
-                event = decode_event(line)
-            except InvalidEvent as exc:
-                skipped += 1
-                click.echo(f"{name}:{number}: skipped: {exc}", err=True)
-                continue
-            book.apply(event)
-    return read, skipped
+    read = read_events(paths)
+    for problem in read.problems:
+        click.echo(f"{problem.path}:{problem.line}: skipped: {problem.reason}", err=True)
+    for event in read.events:
+        book.apply(event)
+    return read.lines, len(read.problems)
 
 
 def _write(out: str | None, data: bytes) -> None:

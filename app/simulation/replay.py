@@ -27,13 +27,12 @@ from pathlib import Path
 from app.contracts import (
     AlertTransition,
     IncidentEvent,
-    InvalidEvent,
     LearningEvent,
-    decode_event,
     event_from_obj,
     format_timestamp,
 )
 from app.errors import UserError
+from app.eventfile import read_events
 from app.simulation.catalog import Archetype, SimulationPolicy
 from app.simulation.exercise import ExerciseSheet, grading_rules
 from app.simulation.grading import OTHER_KEY
@@ -60,22 +59,10 @@ _STOPWORDS = frozenset(
 
 def load_events(path: str | Path) -> list[AnyEvent]:
     """Every record of a JSONL file; a bad line stops with ``file:line: reason``."""
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc.strerror}") from None
-    events: list[AnyEvent] = []
-    for number, line in enumerate(raw.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            events.append(decode_event(line))
-        except InvalidEvent as exc:
-            raise UserError(f"{path}:{number}: {exc}") from None
-    return events
+    read = read_events([path])
+    if read.problems:
+        raise UserError(str(read.problems[0]))
+    return read.events
 
 
 @dataclass
