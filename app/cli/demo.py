@@ -167,51 +167,21 @@ def _demo_settings(base: WorkerSettings, out: Path) -> WorkerSettings:
 
 
 async def _processed(app: IntelApp, deadline: float) -> None:
-    """Wait until the consumer group committed every record, stage by stage.
-
-    Agents ack a batch only after its outputs were flushed, so once a stage's
-    committed offsets reach its end offsets, the next stage's end offsets are
-    final. Then wait until the replica has read every follow-up sent.
-    """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    from app.stream.app import internal_topic_name
+    """Wait until the consumer group committed every record, stage by stage, then
+    until the replica has read every follow-up sent."""
+    from app.stream.progress import pipeline_stages, record_ends, wait_committed
 
     settings = app.intel_settings
-    stages = [[settings.topic(n) for n in ("incidents.events", "alerts.state", LEARNING_TOPIC)],
-              [internal_topic_name(settings, n) for n in ("by-attribute", "by-bucket")],
-              [internal_topic_name(settings, "join-answers")]]
     options = settings.kafka_client_options()
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, **options)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None,
-                                enable_auto_commit=False, **options)
-    await admin.start()
-    await consumer.start()
-    try:
-        await consumer.topics()
-        for topics in stages:
-            tps = [TopicPartition(t, p) for t in topics
-                   for p in sorted(consumer.partitions_for_topic(t) or ())]
-            ends = {tp: end for tp, end in (await consumer.end_offsets(tps)).items() if end}
-            while True:
-                done = await admin.list_consumer_group_offsets(settings.app_id,
-                                                               partitions=list(ends))
-                if all(tp in done and done[tp].offset >= end for tp, end in ends.items()):
-                    break
-                _check_deadline(deadline, "the worker to process the history")
-                await asyncio.sleep(0.2)
-        topic = settings.topic("intel.followups")
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic)
-                                                        or ())]
-        ends = await consumer.end_offsets(tps)
-        while any(app.replica.offsets.get(("intel.followups", tp.partition), 0) < end
-                  for tp, end in ends.items()):
-            _check_deadline(deadline, "the replica to read the follow-ups")
-            await asyncio.sleep(0.1)
-    finally:
-        await consumer.stop()
-        await admin.close()
+    if not await wait_committed(settings.bootstrap_servers, settings.app_id,
+                                pipeline_stages(settings), deadline, options):
+        _check_deadline(-1.0, "the worker to process the history")
+    ends = await record_ends(settings.bootstrap_servers, [settings.topic("intel.followups")],
+                             options)
+    while any(app.replica.offsets.get(("intel.followups", tp.partition), 0) < end
+              for tp, end in ends.items()):
+        _check_deadline(deadline, "the replica to read the follow-ups")
+        await asyncio.sleep(0.1)
 
 
 def _check_deadline(deadline: float, what: str) -> None:

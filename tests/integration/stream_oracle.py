@@ -51,6 +51,8 @@ from app.intel import correlation, recurrence
 from app.intel.engine import IntelEngine
 from app.intel.periods import from_micros, last_complete_week, micros
 from app.simulation.feed import generate_stream
+from app.stream import progress
+from app.stream.settings import load_settings
 from tests.kafka_support import REPO, produce, wait_until
 
 
@@ -122,48 +124,16 @@ def bucket_expected(engine: IntelEngine, key: str, as_of_value: Any) -> bytes | 
 
 def pipeline_stages(app_id: str, prefix: str) -> list[list[str]]:
     """The worker's topics in processing order, for :func:`committed_through`."""
-    inputs = [prefix + t for t in ("incidents.events", "alerts.state", "learning.events")]
-    return [inputs,
-            [f"{app_id}-intel-{n}-repartition" for n in ("by-attribute", "by-bucket")],
-            [f"{app_id}-intel-join-answers-repartition"]]
+    return progress.pipeline_stages(
+        load_settings({"INTEL_APP_ID": app_id, "INTEL_TOPIC_PREFIX": prefix}))
 
 
 def committed_through(bootstrap: str, group: str, stages: list[list[str]], *,
                       timeout: float) -> bool:
-    """True once consumer group ``group`` has committed every record of each stage.
-
-    ``stages`` are lists of topics in pipeline order (input, then the repartition
-    topics it feeds, …). The worker acks a batch only after its outputs were
-    flushed and commits acked offsets, so a stage whose committed offsets reach
-    its end offsets has handed everything on; only then are the next stage's end
-    offsets final, and they are read then. False on timeout.
-    """
-
-    async def run() -> bool:
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        deadline = time.monotonic() + timeout
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            for topics in stages:
-                # The true end: Tansu's ListOffsets answers the base offset of the last
-                # record batch + 1, too low when that batch holds several records.
-                read = await asyncio.to_thread(read_all, bootstrap, topics)
-                ends = {TopicPartition(t, r.partition): r.offset + 1
-                        for t, records in read.items() for r in records}
-                while True:
-                    done = await admin.list_consumer_group_offsets(group, partitions=list(ends))
-                    if all(tp in done and done[tp].offset >= end for tp, end in ends.items()):
-                        break
-                    if time.monotonic() >= deadline:
-                        return False
-                    await asyncio.sleep(0.25)
-            return True
-        finally:
-            await admin.close()
-
-    return asyncio.run(run())
+    """True once consumer group ``group`` has committed every record of each stage
+    (:func:`app.stream.progress.wait_committed`); False on timeout."""
+    return asyncio.run(progress.wait_committed(bootstrap, group, stages,
+                                               time.monotonic() + timeout))
 
 
 # ---------------------------------------------------------------------- parity runs
