@@ -187,7 +187,9 @@ class IntelEngine:
                                                         request.service))
 
     def weekly_digest(self, request: WeeklyDigestRequest, as_of: datetime,
-                      emitted: Container[str] = frozenset()) -> Answer:
+                      emitted: Container[str] = frozenset(),
+                      output_dir: str | None = None) -> Answer:
+        """The digest of a week; artifacts go under ``output_dir`` (default: the policy's)."""
         week = request.week or last_complete_week(as_of)
         try:
             end = week_end(week)
@@ -207,7 +209,7 @@ class IntelEngine:
             self.bucket_list(from_micros(last), 30), plan, self.policy.intel, learning,
         )
         markdown = digest.render_markdown(summary, self.policy.intel)
-        out_dir = self.policy.intel.digest.output_dir.rstrip("/")
+        out_dir = (output_dir or self.policy.intel.digest.output_dir).rstrip("/")
         paths = [f"{out_dir}/{week}.json", f"{out_dir}/{week}.md"]
         artifacts = []
         if request.save_artifacts:

@@ -28,7 +28,6 @@ import asyncio
 import logging
 from collections.abc import Container
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -95,12 +94,10 @@ async def _produce_locked(app: IntelApp, request: WeeklyDigestRequest, *,
                           publish: bool) -> WeeklyDigestResponse:
     replica = app.replica
     reports = app.intel_settings.reports_dir
-    answer = replica.engine.weekly_digest(request, replica.as_of(), frozenset(replica.emitted))
-    paths = []
+    answer = replica.engine.weekly_digest(request, replica.as_of(), frozenset(replica.emitted),
+                                          output_dir=str(reports))
     for artifact in answer.artifacts:
-        path = reports / Path(artifact.path).name
-        await asyncio.to_thread(write_atomic, path, artifact.data)
-        paths.append(str(path))
+        await asyncio.to_thread(write_atomic, artifact.path, artifact.data)
     for followup in answer.followups:
         await app.outbox.send("intel.followups", followup.incident_id, dump_json(followup),
                               followup.meta.dedupe_key)
@@ -114,8 +111,6 @@ async def _produce_locked(app: IntelApp, request: WeeklyDigestRequest, *,
     if publish:
         replica.digests.add(response.week)
     replica.digest_runs += 1
-    if paths:
-        response = response.model_copy(update={"artifact_paths": paths})
     return response
 
 
