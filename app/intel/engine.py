@@ -19,6 +19,7 @@ import orjson
 
 from app.contracts import (
     OPEN_STATUSES,
+    Bucket,
     BucketsRequest,
     BucketsResponse,
     CorrelateRequest,
@@ -160,7 +161,8 @@ class IntelEngine:
         records = self.window(micros(as_of), request.window_days)
         return recurrence.report(records, as_of, request.window_days, self.policy.intel)
 
-    def bucket_list(self, as_of: datetime, window_days: int, service: str | None = None) -> list:
+    def bucket_list(self, as_of: datetime, window_days: int,
+                    service: str | None = None) -> list[Bucket]:
         """Kept buckets at ``as_of``, ranked; optionally only one service's incidents."""
         end = micros(as_of)
         span = max(30, window_days)
@@ -173,6 +175,11 @@ class IntelEngine:
                 records = [r for r in records if r.service == service]
             if records:
                 groups[str(key)] = records
+        return self._ranked(groups, as_of, window_days)
+
+    def _ranked(self, groups: dict[str, list[Record]], as_of: datetime,
+                window_days: int) -> list[Bucket]:
+        """Kept, ranked summaries of buckets given their incidents in the window."""
         summaries = [
             b for key in sorted(groups)
             if (b := bucket_rules.summarise(key, groups[key], as_of, window_days,
@@ -206,7 +213,7 @@ class IntelEngine:
         open_count = sum(1 for i in self.open_ids if self.record(i).started <= micros(as_of))
         summary = digest.summarise(
             week, as_of, window, open_count,
-            self.bucket_list(from_micros(last), 30), plan, self.policy.intel, learning,
+            self._ranked(groups, from_micros(last), 30), plan, self.policy.intel, learning,
         )
         markdown = digest.render_markdown(summary, self.policy.intel)
         out_dir = (output_dir or self.policy.intel.digest.output_dir).rstrip("/")
