@@ -17,24 +17,20 @@ import asyncio
 import contextlib
 import os
 import signal
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from pydantic import TypeAdapter, ValidationError
 
-from app.contracts import Timestamp
+from app.cli.history import history_options, load_history, parse_as_of
 from app.errors import UserError
-from app.eventfile import read_events, summary_line
-from app.policy import POLICY_DIR_HELP, load_policy
+from app.policy import load_policy
 
 if TYPE_CHECKING:  # aiohttp is imported on use: `--help` stays fast
     from aiohttp import web
 
 __all__ = ["command"]
 
-_TIMESTAMP = TypeAdapter(Timestamp)
 
 
 async def _serve(app: web.Application, host: str, port: int) -> None:
@@ -64,12 +60,7 @@ async def _serve(app: web.Application, host: str, port: int) -> None:
 
 
 @click.command("serve")
-@click.option("--events", "event_files", multiple=True, required=True,
-              type=click.Path(dir_okay=False), help="JSONL file of events (repeatable).")
-@click.option("--policy", "policy_dir", default=None, type=click.Path(file_okay=False),
-              help=POLICY_DIR_HELP)
-@click.option("--as-of", "as_of_text", default=None,
-              help="Answer as of this RFC 3339 time (default: newest occurred_at).")
+@history_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=6067, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free port, printed at start).")
@@ -86,18 +77,7 @@ def command(event_files: tuple[str, ...], policy_dir: str | None, as_of_text: st
     from app.api.tokens import TOKENS_ENV, TOKENS_FILE_ENV, ensure_local_token
 
     policy = load_policy(policy_dir)
-    as_of: datetime | None = None
-    if as_of_text is not None:
-        try:
-            as_of = _TIMESTAMP.validate_python(as_of_text)
-        except ValidationError:
-            raise UserError(f"--as-of {as_of_text!r} is not an RFC 3339 time") from None
-    read = read_events(event_files)
-    for problem in read.problems:
-        click.echo(problem, err=True)
-    click.echo(summary_line(read), err=True)
-    if as_of is None and not read.events:
-        raise UserError("no valid events and no --as-of: nothing to answer from")
+    history = load_history(event_files, parse_as_of(as_of_text))
     local = not (os.environ.get(TOKENS_FILE_ENV, "").strip()
                  or os.environ.get(TOKENS_ENV, "").strip())
     tokens = load_tokens(os.environ, policy.rbac, Path(tokens_file) if local else None)
@@ -105,7 +85,8 @@ def command(event_files: tuple[str, ...], policy_dir: str | None, as_of_text: st
         token = ensure_local_token(tokens_file)
         click.echo(f"incident-intel: API token for agent_oncall (from {tokens_file}): {token}",
                    err=True)
-    view = InMemoryLiveView(policy, read.events, as_of=as_of, artifact_dir=Path(artifacts_dir))
+    view = InMemoryLiveView(policy, history.events, as_of=history.as_of,
+                            artifact_dir=Path(artifacts_dir))
     app = create_api(view, policy, tokens)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(app, host, port))

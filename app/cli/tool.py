@@ -8,28 +8,23 @@ lines go to stderr with their line number and are skipped.
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from pathlib import Path
 
 import click
 import orjson
-from pydantic import TypeAdapter, ValidationError
 
 from app.artifacts import write_atomic
+from app.cli.history import history_options, load_history, parse_as_of
 from app.contracts import (
     ErrorResponse,
     InvalidRequest,
-    Timestamp,
     ToolError,
     dump_json,
     parse_request,
 )
 from app.errors import UserError
-from app.eventfile import read_events, summary_line
 from app.intel.engine import ActionError, IntelEngine
-from app.policy import POLICY_DIR_HELP, load_policy
-
-_TIMESTAMP = TypeAdapter(Timestamp)
+from app.policy import load_policy
 
 
 def _fail(code: str, message: str) -> None:
@@ -75,12 +70,7 @@ class _ToolCommand(click.Command):
 
 
 @click.command("tool", cls=_ToolCommand)
-@click.option("--events", "event_files", multiple=True, required=True,
-              type=click.Path(dir_okay=False), help="JSONL file of events (repeatable).")
-@click.option("--policy", "policy_dir", default=None, type=click.Path(file_okay=False),
-              help=POLICY_DIR_HELP)
-@click.option("--as-of", "as_of_text", default=None,
-              help="Answer as of this RFC 3339 time (default: newest occurred_at).")
+@history_options
 @click.option("--state", "state_file", default=None, type=click.Path(dir_okay=False),
               help="JSON file remembering emitted follow-up keys between runs.")
 @click.argument("action_json")
@@ -94,22 +84,10 @@ def command(event_files: tuple[str, ...], policy_dir: str | None, as_of_text: st
         _fail("invalid_request", f"ACTION_JSON is not JSON: {exc}")
     except InvalidRequest as exc:
         _fail("invalid_request", str(exc))
-    as_of: datetime | None = None
-    if as_of_text is not None:
-        try:
-            as_of = _TIMESTAMP.validate_python(as_of_text)
-        except ValidationError:
-            _fail("invalid_argument", f"--as-of {as_of_text!r} is not an RFC 3339 time")
-    read = read_events(event_files)
-    for problem in read.problems:
-        click.echo(problem, err=True)
-    click.echo(summary_line(read), err=True)
-    if as_of is None:
-        if not read.events:
-            _fail("invalid_argument", "no valid events and no --as-of: nothing to answer from")
-        as_of = max(e.occurred_at for e in read.events)
+    history = load_history(event_files, parse_as_of(as_of_text))
+    as_of = history.as_of
     engine = IntelEngine(policy)
-    engine.apply_all(e for e in read.events if e.occurred_at <= as_of)
+    engine.apply_all(e for e in history.events if e.occurred_at <= as_of)
     state = Path(state_file) if state_file else None
     emitted = _emitted(state)
     try:
