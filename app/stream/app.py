@@ -114,8 +114,8 @@ class IntelApp(faust.App):
         return self.topics_by_name[name]
 
     def _new_transport(self) -> Any:
-        """Kafka with a short fetch wait (see :mod:`app.stream.fetching`)."""
-        from app.stream.fetching import KafkaTransport
+        """Kafka with a short fetch wait and a commit guard (see :mod:`app.stream.consumer`)."""
+        from app.stream.consumer import KafkaTransport
 
         if str(self.conf.broker_consumer[0]).startswith("kafka:"):
             return KafkaTransport(self.conf.broker_consumer, self)
@@ -209,6 +209,7 @@ def create_app(settings: WorkerSettings, policy: Policy | None = None) -> IntelA
     from app.stream import (
         attribute_index,
         buckets_table,
+        consumer,
         correlation_join,
         digest_timer,
         incidents,
@@ -225,6 +226,7 @@ def create_app(settings: WorkerSettings, policy: Policy | None = None) -> IntelA
     correlation_join.register(app)
     buckets_table.register(app)
     digest_timer.register(app)
+    consumer.register_rereader(app)
     return app
 
 
