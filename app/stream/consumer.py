@@ -6,7 +6,8 @@ arrives, but a broker that holds it to the end (the embedded Tansu broker
 does) turns every repartition hop of the pipeline into a wait of up to 1.5 s,
 and its throughput into a stop-and-go. A short wait costs one extra fetch
 request per idle consumer every ``FETCH_MAX_WAIT_MS`` and removes that stall
-everywhere.
+everywhere. The replica's own consumer uses the same wait, so the API does not
+answer from a view half a second behind.
 
 **Lost deliveries.** When a worker resumes its streams after table recovery,
 faust-streaming 0.15 clears its in-memory stream queues; records it had

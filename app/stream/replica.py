@@ -54,6 +54,7 @@ from app.contracts import (
 from app.intel.engine import IntelEngine
 from app.intel.periods import EPOCH
 from app.intel.velocity import LearningPolicy, VelocityTracker
+from app.stream.consumer import FETCH_MAX_WAIT_MS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -170,7 +171,8 @@ class LiveReplica:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers, group_id=None,
             enable_auto_commit=False, client_id=f"{settings.app_id}-replica",
-            max_partition_fetch_bytes=4 * 1024 * 1024, **settings.kafka_client_options(),
+            max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            **settings.kafka_client_options(),
         )
         await consumer.start()
         try:
