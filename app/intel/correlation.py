@@ -23,6 +23,7 @@ soon as the lower classes can no longer reach the cut.
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -42,18 +43,23 @@ class Match:
     kind: bool
     near: bool
 
-    def reasons(self, policy: IntelPolicy) -> list[str]:
-        holds = {
+    def holds(self) -> dict[str, bool]:
+        """Whether each rule of ``correlation.rules`` holds, by rule name."""
+        return {
             "same_signature": self.signature,
             "same_service_and_kind": self.service and self.kind,
             "same_service_time_cluster": self.service and self.near,
             "same_kind_cross_service": self.kind and self.near,
         }
+
+    def reasons(self, policy: IntelPolicy) -> list[str]:
+        holds = self.holds()
         return [rule.name for rule in policy.correlation.rules if holds[rule.name]]
 
-    def score(self, policy: IntelPolicy) -> int:
-        weights = policy.rule_weights()
-        return sum(weights[name] for name in self.reasons(policy))
+    def score(self, weights: dict[str, int]) -> int:
+        """The sum of the weights (``IntelPolicy.rule_weights()``) of the rules that hold."""
+        holds = self.holds()
+        return sum(weight for name, weight in weights.items() if holds[name])
 
 
 def match(target: Record, candidate: Record, policy: IntelPolicy) -> Match:
@@ -75,7 +81,7 @@ def related(target: Record, candidate: Record, policy: IntelPolicy) -> RelatedIn
     inc = candidate.incident
     return RelatedIncident(
         incident_id=inc.incident_id,
-        score=m.score(policy),
+        score=m.score(policy.rule_weights()),
         reasons=m.reasons(policy),
         service=inc.service,
         kind=candidate.kind,
@@ -85,22 +91,25 @@ def related(target: Record, candidate: Record, policy: IntelPolicy) -> RelatedIn
     )
 
 
-def _order(item: RelatedIncident) -> tuple[int, float, str]:
-    return (-item.score, -item.started_at.timestamp(), item.incident_id)
-
-
 def rank(
     target: Record, candidates: Iterable[Record], policy: IntelPolicy
 ) -> list[RelatedIncident]:
-    """The correlation rule applied to an explicit candidate list."""
-    scored = [
-        related(target, c, policy)
-        for c in candidates
-        if c.incident_id != target.incident_id and in_lookback(target, c, policy)
-    ]
-    kept = [r for r in scored if r.score >= policy.correlation.min_score]
-    kept.sort(key=_order)
-    return kept[: policy.correlation.max_related]
+    """The correlation rule applied to an explicit candidate list.
+
+    Scores every candidate but builds the response rows of the kept top
+    ``max_related`` only: an index offers far more candidates than it keeps.
+    """
+    weights = policy.rule_weights()
+    rules = policy.correlation
+    kept: list[tuple[int, int, str, Record]] = []
+    for c in candidates:
+        if c.incident_id == target.incident_id or not in_lookback(target, c, policy):
+            continue
+        score = match(target, c, policy).score(weights)
+        if score >= rules.min_score:
+            kept.append((-score, -c.started, c.incident_id, c))
+    top = heapq.nsmallest(rules.max_related, kept, key=lambda item: item[:3])
+    return [related(target, c, policy) for *_, c in top]
 
 
 def note_for(incident_id: str, related_list: list[RelatedIncident], policy: IntelPolicy) -> Note:
