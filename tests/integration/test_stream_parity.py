@@ -7,7 +7,8 @@ correlation is computed after everything related to it was processed (the
 guarantee of ``intel.correlations``: a record reflects what had been
 processed when the incident last changed). The worker's outputs and its API answers must
 then equal what the offline engine answers for the same events (see
-``stream_oracle`` for what each output record means).
+``stream_oracle`` for what each output record means), with the tables in
+memory and in RocksDB.
 
 "Processed" is observed, not guessed: the worker's consumer group must have
 committed every record of the input topics, then of the repartition topics
@@ -22,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from app.policy import load_policy
+from app.stream.app import TABLES
 from tests.integration.stream_oracle import (
     check_parity,
     committed_through,
@@ -39,12 +41,14 @@ pytestmark = pytest.mark.broker
 READY = "worker ready"
 
 
-def test_live_outputs_and_answers_equal_the_offline_engine(kafka_bootstrap: str,
-                                                           tmp_path: Path) -> None:
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_live_outputs_and_answers_equal_the_offline_engine(kafka_bootstrap: str, tmp_path: Path,
+                                                           store: str) -> None:
     policy = load_policy(REPO / "policy")
     run_id = uuid.uuid4().hex[:10]
     app_id, prefix = f"par-{run_id}", f"par-{run_id}."
-    env = worker_env(kafka_bootstrap, app_id, prefix, tmp_path / "data", tmp_path / "rep")
+    env = worker_env(kafka_bootstrap, app_id, prefix, tmp_path / "data", tmp_path / "rep",
+                     store=store)
     worker = CliProcess(["run", "--no-feed"], env)
     try:
         assert worker.wait_for_line(READY, timeout=90), worker.output
@@ -59,5 +63,8 @@ def test_live_outputs_and_answers_equal_the_offline_engine(kafka_bootstrap: str,
         check_parity(kafka_bootstrap, prefix, policy, values + [v for _, _, v in final],
                      [env["INTEL_WEB_PORT"]], tmp_path, lambda: worker.output[-3000:])
         assert "Traceback" not in worker.output, worker.output
+        if store.startswith("rocksdb"):
+            tables = tmp_path / "data" / "faust" / "v1" / "tables"
+            assert {db.name.rsplit("-", 1)[0] for db in tables.glob("*.db")} == set(TABLES)
     finally:
         worker.kill()
