@@ -51,6 +51,20 @@ class Exchange:
     affected: bool
     failed: bool = False
 
+    @classmethod
+    def answered(cls, rng: Random, *, session_id: str, actor_id: str, user_at: datetime,
+                 latency_ms: int, user_text: str, reply_text: str, user_signals: TurnSignals,
+                 reply_signals: TurnSignals, affected: bool, failed: bool = False) -> Exchange:
+        """The exchange whose reply came ``latency_ms`` after ``user_at``; its trace id is
+        the last draw from ``rng`` (the seeded outputs depend on that order)."""
+        return cls(
+            session_id=session_id, actor_id=actor_id, user_at=user_at,
+            reply_at=user_at + timedelta(seconds=max(1, round(latency_ms / 1000))),
+            user_text=user_text, reply_text=reply_text, user_signals=user_signals,
+            reply_signals=reply_signals, trace_id=trace_id(rng), affected=affected,
+            failed=failed,
+        )
+
 
 @dataclass
 class Trajectory:
@@ -132,23 +146,15 @@ class _Builder:
             reply_text = reply or self.fill(_line(spec.assistant_lines, progress, False))
             out = min(threshold - 0.05, score * 0.8 + rng.uniform(0.0, 0.05))
         latency = rng.randint(400, 2600)
-        reply_at = at + timedelta(seconds=max(1, round(latency / 1000)))
-        self.exchanges.append(
-            Exchange(
-                session_id=session,
-                actor_id=actor,
-                user_at=at,
-                reply_at=reply_at,
-                user_text=user_text,
-                reply_text=reply_text,
-                user_signals=TurnSignals(policy_score=score, intent=intent, blocked=blocked),
-                reply_signals=TurnSignals(output_score=_score(out), status=200,
-                                          latency_ms=latency),
-                trace_id=trace_id(rng),
-                affected=True,
-            )
+        exchange = Exchange.answered(
+            rng, session_id=session, actor_id=actor, user_at=at, latency_ms=latency,
+            user_text=user_text, reply_text=reply_text,
+            user_signals=TurnSignals(policy_score=score, intent=intent, blocked=blocked),
+            reply_signals=TurnSignals(output_score=_score(out), status=200, latency_ms=latency),
+            affected=True,
         )
-        return reply_at
+        self.exchanges.append(exchange)
+        return exchange.reply_at
 
     def rising(self, progress: float) -> float:
         spec = self.spec
@@ -223,24 +229,16 @@ class _Builder:
         else:
             status, latency = 200, rng.randint(*spec.normal_latency_ms)
             reply = self.fill(spec.success_line)
-        reply_at = at + timedelta(seconds=max(1, round(latency / 1000)))
-        self.exchanges.append(
-            Exchange(
-                session_id=session,
-                actor_id=actor,
-                user_at=at,
-                reply_at=reply_at,
-                user_text=text,
-                reply_text=reply,
-                user_signals=TurnSignals(policy_score=_score(rng.uniform(0.01, 0.08)),
-                                         blocked=False),
-                reply_signals=TurnSignals(status=status, latency_ms=latency),
-                trace_id=trace_id(rng),
-                affected=failed,
-                failed=failed,
-            )
+        exchange = Exchange.answered(
+            rng, session_id=session, actor_id=actor, user_at=at, latency_ms=latency,
+            user_text=text, reply_text=reply,
+            user_signals=TurnSignals(policy_score=_score(rng.uniform(0.01, 0.08)),
+                                     blocked=False),
+            reply_signals=TurnSignals(status=status, latency_ms=latency),
+            affected=failed, failed=failed,
         )
-        return reply_at
+        self.exchanges.append(exchange)
+        return exchange.reply_at
 
 
 def build_trajectory(arch: Archetype, platform: Platform, rng: Random, onset: datetime,
@@ -315,27 +313,20 @@ def benign_session(rng: Random, lines: list[BenignLine], start: datetime, *, ope
         blocked = blocked_score is not None and i == 0
         score = blocked_score if blocked else rng.uniform(0.01, 0.12)
         latency = rng.randint(300, 1500)
-        reply_at = at + timedelta(seconds=max(1, round(latency / 1000)))
-        reply_signals = TurnSignals(
-            output_score=None if operational else _score(rng.uniform(0.01, 0.08)),
-            status=200,
-            latency_ms=latency,
+        exchange = Exchange.answered(
+            rng, session_id=session, actor_id=actor, user_at=at, latency_ms=latency,
+            user_text=user_text if (user_text and i == 0) else line.user,
+            reply_text="I can't help with that." if blocked else line.assistant,
+            user_signals=TurnSignals(policy_score=_score(score), blocked=blocked),
+            reply_signals=TurnSignals(
+                output_score=None if operational else _score(rng.uniform(0.01, 0.08)),
+                status=200,
+                latency_ms=latency,
+            ),
+            affected=False,
         )
-        out.append(
-            Exchange(
-                session_id=session,
-                actor_id=actor,
-                user_at=at,
-                reply_at=reply_at,
-                user_text=user_text if (user_text and i == 0) else line.user,
-                reply_text="I can't help with that." if blocked else line.assistant,
-                user_signals=TurnSignals(policy_score=_score(score), blocked=blocked),
-                reply_signals=reply_signals,
-                trace_id=trace_id(rng),
-                affected=False,
-            )
-        )
-        at = reply_at + timedelta(seconds=rng.randint(20, 180))
+        out.append(exchange)
+        at = exchange.reply_at + timedelta(seconds=rng.randint(20, 180))
     return out
 
 
