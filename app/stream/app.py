@@ -113,6 +113,13 @@ class IntelApp(faust.App):
         """The Faust topic declared for a DESIGN.md topic name (or an internal one)."""
         return self.topics_by_name[name]
 
+    def state_table(self, name: str) -> Any:
+        """The partitioned table ``name`` (one of :data:`TABLES`): bytes keys, bytes values
+        (the agents encode their own state), one changelog partition per input partition."""
+        assert name in TABLES, name
+        return self.Table(name, default=None, key_type=bytes, value_type=bytes,
+                          partitions=self.intel_settings.partitions)
+
     def _new_transport(self) -> Any:
         """Kafka with a short fetch wait and a commit guard (see :mod:`app.stream.consumer`)."""
         from app.stream.consumer import KafkaTransport

@@ -73,11 +73,9 @@ def prune(state: State, horizon: int) -> None:
 
 
 def register(app: IntelApp) -> AgentT:
-    settings = app.intel_settings
     intel = app.policy.intel
     horizon = horizon_days(app.policy)
-    table = app.Table("attributes", default=None, key_type=bytes,
-                      value_type=bytes, partitions=settings.partitions)
+    table = app.state_table("attributes")
 
     async def attributes(stream: StreamT) -> None:
         await per_partition(stream, index)

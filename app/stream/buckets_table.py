@@ -53,13 +53,10 @@ class _Emitted(Container[str]):
 
 
 def register(app: IntelApp) -> AgentT:
-    settings = app.intel_settings
     intel = app.policy.intel
     horizon = horizon_days(app.policy)
-    table = app.Table("buckets", default=None, key_type=bytes,
-                      value_type=bytes, partitions=settings.partitions)
-    sent_followups = app.Table("followups", default=None, key_type=bytes,
-                               value_type=bytes, partitions=settings.partitions)
+    table = app.state_table("buckets")
+    sent_followups = app.state_table("followups")
 
     async def bucket_agent(stream: StreamT) -> None:
         await app.replica.wait_ready()  # its follow-up view must be complete first

@@ -71,10 +71,8 @@ def merged(answers: dict[str, list[Row]]) -> list[Row]:
 
 
 def register(app: IntelApp) -> AgentT:
-    settings = app.intel_settings
     intel = app.policy.intel
-    table = app.Table("joins", default=None, key_type=bytes,
-                      value_type=bytes, partitions=settings.partitions)
+    table = app.state_table("joins")
 
     async def joins(stream: StreamT) -> None:
         await per_partition(stream, join)

@@ -56,10 +56,8 @@ def change_messages(before: Row | None, after: Row, policy_intel: object) -> lis
 
 
 def register(app: IntelApp) -> AgentT:
-    settings = app.intel_settings
     policy = app.policy
-    table = app.Table("incidents", default=None, key_type=bytes,
-                      value_type=bytes, partitions=settings.partitions)
+    table = app.state_table("incidents")
     app.incidents_table = table  # type: ignore[attr-defined]
 
     async def incidents(stream: StreamT) -> None:
