@@ -72,16 +72,12 @@ def match(target: Record, candidate: Record, policy: IntelPolicy) -> Match:
     )
 
 
-def in_lookback(target: Record, candidate: Record, policy: IntelPolicy) -> bool:
-    return abs(candidate.started - target.started) <= policy.correlation.lookback_days * DAY
-
-
-def related(target: Record, candidate: Record, policy: IntelPolicy) -> RelatedIncident:
-    m = match(target, candidate, policy)
+def related(candidate: Record, m: Match, score: int, policy: IntelPolicy) -> RelatedIncident:
+    """The response row of a kept candidate, from its match and score."""
     inc = candidate.incident
     return RelatedIncident(
         incident_id=inc.incident_id,
-        score=m.score(policy.rule_weights()),
+        score=score,
         reasons=m.reasons(policy),
         service=inc.service,
         kind=candidate.kind,
@@ -101,15 +97,17 @@ def rank(
     """
     weights = policy.rule_weights()
     rules = policy.correlation
-    kept: list[tuple[int, int, str, Record]] = []
+    lookback = rules.lookback_days * DAY
+    kept: list[tuple[int, int, str, Record, Match]] = []
     for c in candidates:
-        if c.incident_id == target.incident_id or not in_lookback(target, c, policy):
+        if c.incident_id == target.incident_id or abs(c.started - target.started) > lookback:
             continue
-        score = match(target, c, policy).score(weights)
+        m = match(target, c, policy)
+        score = m.score(weights)
         if score >= rules.min_score:
-            kept.append((-score, -c.started, c.incident_id, c))
+            kept.append((-score, -c.started, c.incident_id, c, m))
     top = heapq.nsmallest(rules.max_related, kept, key=lambda item: item[:3])
-    return [related(target, c, policy) for *_, c in top]
+    return [related(c, m, -negated, policy) for negated, _, _, c, m in top]
 
 
 def note_for(incident_id: str, related_list: list[RelatedIncident], policy: IntelPolicy) -> Note:
