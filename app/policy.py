@@ -183,6 +183,10 @@ class IntelPolicy(_Strict):
     recommendations: dict[str, list[str]]
     digest: Digest
     autofollowups: AutoFollowups
+    retention_days: Positive = 400
+    """How long an incident is kept after it started: bounds a worker's memory."""
+    max_future_skew_minutes: NonNegative = 60
+    """An event this far ahead of the receiving clock is dead-lettered, not applied."""
 
     @model_validator(mode="after")
     def _consistent(self) -> IntelPolicy:
@@ -224,6 +228,14 @@ class IntelPolicy(_Strict):
                 raise ValueError(
                     f"buckets.min_count.{window}: window not in recurrence.windows_days"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _retention(self) -> IntelPolicy:
+        least = self.correlation.lookback_days + self.largest_window_days
+        if self.retention_days < least:
+            raise ValueError(f"retention_days: {self.retention_days} is less than "
+                             f"correlation.lookback_days + the largest window ({least})")
         return self
 
     @property

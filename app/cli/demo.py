@@ -178,7 +178,7 @@ async def _processed(app: IntelApp, deadline: float) -> None:
         _check_deadline(-1.0, "the worker to process the history")
     ends = await record_ends(settings.bootstrap_servers, [settings.topic("intel.followups")],
                              options)
-    while any(app.replica.offsets.get(("intel.followups", tp.partition), 0) < end
+    while any(app.replica.offsets.get((tp.topic, tp.partition), 0) < end
               for tp, end in ends.items()):
         _check_deadline(deadline, "the replica to read the follow-ups")
         await asyncio.sleep(0.1)

@@ -130,17 +130,17 @@ def _prepare_kafka(loop: asyncio.AbstractEventLoop, settings: WorkerSettings) ->
                 client_options=settings.kafka_client_options(),
             )
         )
-        return loop.run_until_complete(ensure_topics(settings, internal=True))
+        return loop.run_until_complete(ensure_topics(settings))
     except BrokerError as exc:
         raise UserError(f"INTEL_BOOTSTRAP_SERVERS={settings.bootstrap_servers}: {exc}") from None
 
 
 def _banner(settings: WorkerSettings, created: list[str], schedule: str) -> None:
-    from app.stream.app import TOPICS
+    from app.stream.app import catalog_topics
 
     for label, value in settings.describe().items():
         _say(f"  {label:<24} {value}")
-    names = ", ".join(settings.topic(spec.name) for spec in TOPICS)
+    names = ", ".join(settings.topic(spec.name) for spec in catalog_topics())
     _say(f"  {'topics':<24} {names}")
     if created:
         _say(f"  {'created topics':<24} {len(created)} ({settings.partitions} partitions each)")

@@ -196,6 +196,10 @@ class CorrelationIndex:
             "kind": record.kind,
         }
 
+    def timeline(self, source: str, key: object) -> Timeline | None:
+        """The timeline of one key of one index (``signature``, ``service``, ``kind``…)."""
+        return self._index[source].get(key)
+
     def add(self, record: Record) -> None:
         for name, key in self._keys(record).items():
             self._index[name].add(key, record.started, record.incident_id)
@@ -262,27 +266,3 @@ class CorrelationIndex:
                 for band in bands:
                     ids.update(i for _, i in self._band(timeline, target, band))
         return [lookup(i) for i in sorted(ids)]
-
-
-# ------------------------------------------------------------------ distributed join
-
-JOIN_SOURCES: tuple[str, ...] = ("signature", "service", "kind")
-"""The indexes a partitioned correlation asks: every rule holds within one of them."""
-
-
-def join_band(source: str, target_started: int, candidate_started: int,
-              policy: IntelPolicy) -> bool:
-    """Whether an index of ``source`` must offer this candidate to the join.
-
-    Every candidate that can score (``min_score`` is positive) matches a rule:
-    ``same_signature`` within the lookback (signature index),
-    ``same_service_and_kind`` or ``same_service_time_cluster`` (service index,
-    lookback), ``same_kind_cross_service`` near in time (kind index). Each index
-    returns :func:`rank` of its own candidates; a candidate in the overall top
-    ``max_related`` is in the top of an index that offers it, so ranking the
-    union of the three answers equals :func:`rank` over every incident.
-    """
-    delta = abs(candidate_started - target_started)
-    if source == "kind":
-        return delta <= policy.correlation.within_minutes * MINUTE
-    return delta <= policy.correlation.lookback_days * DAY

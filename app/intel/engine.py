@@ -26,10 +26,13 @@ from app.contracts import (
     CorrelateResponse,
     Event,
     FollowUp,
+    FollowUpOutcome,
     GateRequest,
     GateResponse,
+    IncidentEvent,
     RecurrenceRequest,
     RecurrenceResponse,
+    RecurrenceUpdate,
     WeeklyDigestRequest,
     WeeklyDigestResponse,
 )
@@ -46,6 +49,7 @@ from app.intel.periods import (
     window_start,
 )
 from app.intel.timeline import Timeline, TimelineIndex
+from app.intel.watermark import retention_cutoff
 from app.policy import Policy
 
 Request = CorrelateRequest | RecurrenceRequest | BucketsRequest | WeeklyDigestRequest | GateRequest
@@ -89,10 +93,24 @@ class IntelEngine:
         self.by_service = TimelineIndex()
         self.open_ids: set[str] = set()
         self.learning = learning if learning is not None else _learning_hook(policy)
+        self.watermark: int | None = None
+        """Newest ``occurred_at`` applied (microseconds): the live ``as_of``."""
+        self.retained_from = retention_cutoff(0, policy.intel)
 
     # ----------------------------------------------------------------- folding
 
     def apply(self, event: Event) -> Change | None:
+        """Fold one event in. An incident started before the retention cutoff is
+        ignored, and the cutoff follows the watermark (:mod:`app.intel.watermark`)."""
+        at = micros(event.occurred_at)
+        if self.watermark is None or at > self.watermark:
+            self.watermark = at
+            cutoff = retention_cutoff(at, self.policy.intel)
+            if cutoff > self.retained_from:
+                self.forget_before(cutoff)
+        if isinstance(event, IncidentEvent) and \
+                micros(event.incident.started_at) < self.retained_from:
+            return None
         change = self.book.apply(event)
         if change is not None:
             if change.before is not None:
@@ -103,6 +121,16 @@ class IntelEngine:
     def apply_all(self, events: Iterable[Event]) -> None:
         for event in events:
             self.apply(event)
+
+    def forget_before(self, cutoff: int) -> list[Record]:
+        """Forget incidents started before ``cutoff``, and facts that occurred before it."""
+        self.retained_from = cutoff
+        gone = [self.record(i) for _, i in self.timeline.window(-1 << 62, cutoff - 1)]
+        for record in gone:
+            self._unindex(record)
+            self.book.forget(record.incident_id)
+        self.book.forget_facts_before(cutoff)
+        return gone
 
     def _index(self, r: Record) -> None:
         self.timeline.add(r.started, r.incident_id)
@@ -193,21 +221,51 @@ class IntelEngine:
                                buckets=self.bucket_list(as_of, request.window_days,
                                                         request.service))
 
-    def weekly_digest(self, request: WeeklyDigestRequest, as_of: datetime,
-                      emitted: Container[str] = frozenset(),
-                      output_dir: str | None = None) -> Answer:
-        """The digest of a week; artifacts go under ``output_dir`` (default: the policy's)."""
-        week = request.week or last_complete_week(as_of)
+    def recurrence_update(self, key: str, as_of: datetime) -> RecurrenceUpdate:
+        """The ``intel.recurrence`` record of ``key`` (``<type>:<value>``) at ``as_of``;
+        counts of zero when nothing of the key is in the windows."""
+        key_type, value = key.split(":", 1)
+        timeline = self.correlation.timeline(key_type, value)
+        end = micros(as_of)
+        counts = [0 if timeline is None else timeline.count(window_start(end, days), end)
+                  for days in (7, 30)]
+        return recurrence.update(key_type, value, as_of, counts[0], counts[1],
+                                 self.policy.intel)
+
+    def bucket_summary(self, key: str, as_of: datetime) -> Bucket | None:
+        """The ``intel.buckets`` value of one bucket at ``as_of``, or ``None`` when the
+        ``buckets`` action (30-day window) would not list it."""
+        timeline = self.by_bucket.get(key)
+        if timeline is None:
+            return None
+        records = self.window(micros(as_of), 30, timeline)
+        return bucket_rules.published(key, records, as_of, self.policy.intel)
+
+    def week_buckets(self, week: str) -> tuple[datetime, list[Record], dict[str, list[Record]]]:
+        """A digest week's end, its 30-day window of incidents and their buckets."""
         try:
             end = week_end(week)
             week_start(week)
         except ValueError as exc:
             raise ActionError("invalid_argument", f"week: {exc}") from None
-        last = micros(end) - 1
-        window = self.window(last, 30)
+        window = self.window(micros(end) - 1, 30)
         groups: dict[str, list[Record]] = {}
         for r in window:
             groups.setdefault(bucket_rules.bucket_key(r, self.policy.intel), []).append(r)
+        return end, window, groups
+
+    def week_followups(self, week: str, emitted: Container[str]) -> FollowUpOutcome:
+        """The follow-ups a week's digest creates (those in ``emitted`` are skipped)."""
+        end, _, groups = self.week_buckets(week)
+        return followups.plan(groups, week, end, emitted, self.policy.intel)
+
+    def weekly_digest(self, request: WeeklyDigestRequest, as_of: datetime,
+                      emitted: Container[str] = frozenset(),
+                      output_dir: str | None = None) -> Answer:
+        """The digest of a week; artifacts go under ``output_dir`` (default: the policy's)."""
+        week = request.week or last_complete_week(as_of)
+        end, window, groups = self.week_buckets(week)
+        last = micros(end) - 1
         plan = followups.plan(groups, week, end, emitted, self.policy.intel)
         learning = self.learning(self.book, as_of) if self.learning else None
         open_count = sum(1 for i in self.open_ids if self.record(i).started <= micros(as_of))

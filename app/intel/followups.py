@@ -24,8 +24,7 @@ from app.contracts import (
 )
 from app.intel.buckets import newest_first
 from app.intel.incidents import Record
-from app.intel.periods import from_micros, in_window, micros, week_label
-from app.intel.periods import week_end as end_of_week
+from app.intel.periods import in_window, micros
 from app.intel.recurrence import level
 from app.policy import IntelPolicy
 
@@ -106,32 +105,3 @@ def _followup(key: str, records: list[Record], target: Record, week: str, week_e
             count_30d=count_30d,
         ),
     )
-
-
-def on_change(key: str, records: list[Record], as_of: int, emitted: Container[str],
-              policy: IntelPolicy) -> FollowUp | None:
-    """The live follow-up of a bucket whose incidents just changed, or ``None``.
-
-    The stream calls this when a bucket changes at event time ``as_of``: a
-    bucket that is high (warn too when ``only_when_high`` is off) at that
-    moment gets a follow-up for the ISO week holding ``as_of``, aimed at its
-    newest open incident, unless that week's dedupe key was already emitted.
-    The dedupe key and due date are the digest's for that week, so the digest
-    of the week skips the bucket as ``already_exists``; the counts are those at
-    ``as_of``. ``records`` are the bucket's incidents started in the 30 days
-    up to ``as_of`` (later ones are ignored).
-    """
-    cfg = policy.autofollowups
-    if not cfg.enabled:
-        return None
-    wanted = ("high",) if cfg.only_when_high else ("warn", "high")
-    if heat(records, as_of, policy) not in wanted:
-        return None
-    week = week_label(from_micros(as_of))
-    if dedupe_key(week, key, policy) in emitted:
-        return None
-    inside = [r for r in records if in_window(r.started, as_of, 30)]
-    open_ones = [r for r in newest_first(inside) if r.status in OPEN_STATUSES]
-    if not open_ones:
-        return None
-    return _followup(key, inside, open_ones[0], week, end_of_week(week), as_of, policy)

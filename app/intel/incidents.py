@@ -1,21 +1,25 @@
 """The incident book: events folded into the current state of every incident.
 
 Incident events carry the whole incident, so folding is an upsert by
-``incident_id`` where the event with the newest ``occurred_at`` wins (ties
-broken by the larger ``event_id``, so arrival order never matters), and a
-repeated ``event_id`` is ignored. Alert transitions and learning events are
-kept as the facts the metrics need: the first ``firing`` of an alert linked to
-an incident, post-mortem root causes and added regression tests.
+``incident_id`` where the event with the newest ``(occurred_at, event_id)``
+wins (content breaks a tie), so arrival order and repeats never matter. Alert
+transitions and learning events are kept as the facts the metrics need: the
+first ``firing`` of an alert linked to an incident, post-mortem root causes and
+added regression tests; their event ids are scoped to their topic.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from app.contracts import AlertTransition, Event, Incident, IncidentEvent, LearningEvent
 from app.intel.periods import micros
 from app.intel.signature import compute_signature, derive_kind
 from app.policy import KindDerivation
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,55 +79,126 @@ class RegressionTest:
     test_id: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """One alert transition or learning event, as the book keeps it.
+
+    An ``event_id`` names one fact within its topic. When the same id arrives
+    again the version with the newest ``(occurred_at, content)`` wins, so the
+    book ends in the same state whatever the order and number of deliveries.
+    """
+
+    version: tuple[int, str]
+    incident_id: str | None
+    event: AlertTransition | LearningEvent
+
+
+def _content(event: Event) -> str:
+    """A total order on the content of events sharing ``(occurred_at, event_id)``."""
+    return hashlib.sha256(event.model_dump_json().encode()).hexdigest()
+
+
 @dataclass
 class IncidentBook:
-    """Current incident state plus the facts learning metrics need."""
+    """Current incident state plus the facts learning metrics need.
+
+    The input rule, the same for every shell: an incident event is a version
+    of its incident and the newest ``(occurred_at, event_id)`` wins (content
+    breaks a tie), so a repeated or re-used event id needs no bookkeeping;
+    alert transitions and learning events are facts named by their event id
+    within their own topic (see :class:`Fact`). Ids of different topics never
+    collide.
+    """
 
     rules: KindDerivation
     incidents: dict[str, Record] = field(default_factory=dict)
-    seen_events: set[str] = field(default_factory=set)
     opened_at: dict[str, int] = field(default_factory=dict)
     first_firing: dict[str, int] = field(default_factory=dict)
     postmortems: dict[str, tuple[int, str, str]] = field(default_factory=dict)
     regression_tests: dict[str, RegressionTest] = field(default_factory=dict)
+    alert_facts: dict[str, Fact] = field(default_factory=dict)
+    learning_facts: dict[str, Fact] = field(default_factory=dict)
+    affected: tuple[str, ...] = ()
+    """Incidents whose alert or learning facts the last :meth:`apply` changed."""
+    _facts_of: dict[str, set[str]] = field(default_factory=dict)
 
     def apply(self, event: Event) -> Change | None:
         """Fold one event in; returns the incident change, if the event made one."""
-        if event.event_id in self.seen_events:
+        self.affected = ()
+        if isinstance(event, IncidentEvent):
+            return self._upsert(event)
+        facts = self.alert_facts if isinstance(event, AlertTransition) else self.learning_facts
+        fact = Fact((micros(event.occurred_at), _content(event)), event.incident_id, event)
+        old = facts.get(event.event_id)
+        if old is not None and old.version >= fact.version:
             return None
-        self.seen_events.add(event.event_id)
-        at = micros(event.occurred_at)
-        if isinstance(event, AlertTransition):
-            if event.to_state == "firing" and event.incident_id:
-                self._keep_min(self.first_firing, event.incident_id, at)
-            return None
-        if isinstance(event, LearningEvent):
-            self._learn(event, at)
-            return None
-        if event.type == "incident.opened":
-            self._keep_min(self.opened_at, event.incident.incident_id, at)
+        facts[event.event_id] = fact
+        touched = {f.incident_id for f in (old, fact) if f is not None and f.incident_id}
+        if old is not None and old.incident_id:
+            self._facts_of[old.incident_id].discard(event.event_id)
+        if fact.incident_id:
+            self._facts_of.setdefault(fact.incident_id, set()).add(event.event_id)
+        if isinstance(event, LearningEvent) and event.type == "regression_test.added":
+            self.regression_tests[event.event_id] = RegressionTest(
+                event.event_id, fact.version[0], event.incident_id, event.test_id)
+        elif old is not None and isinstance(old.event, LearningEvent):
+            self.regression_tests.pop(event.event_id, None)
+        for incident_id in touched:
+            self._refresh(incident_id)
+        self.affected = tuple(sorted(touched))
+        return None
+
+    def _upsert(self, event: IncidentEvent) -> Change | None:
         record = to_record(event, self.rules)
-        before = self.incidents.get(record.incident_id)
-        if before is not None and before.version >= record.version:
+        incident_id = record.incident_id
+        if event.type == "incident.opened":
+            at = record.version[0]
+            self.opened_at[incident_id] = min(self.opened_at.get(incident_id, at), at)
+        before = self.incidents.get(incident_id)
+        if before is not None and not _newer(event, record, before):
             return None
-        self.incidents[record.incident_id] = record
+        self.incidents[incident_id] = record
         return Change(before=before, after=record)
 
-    def _learn(self, event: LearningEvent, at: int) -> None:
-        if event.type == "regression_test.added":
-            self.regression_tests[event.event_id] = RegressionTest(
-                event.event_id, at, event.incident_id, event.test_id
-            )
-        elif event.incident_id and event.root_cause:
-            key = (at, event.event_id, event.root_cause)
-            current = self.postmortems.get(event.incident_id)
-            if current is None or key > current:
-                self.postmortems[event.incident_id] = key
+    def _refresh(self, incident_id: str) -> None:
+        """Recompute an incident's first firing and post-mortem from its current facts."""
+        firing: list[int] = []
+        postmortem: tuple[int, str, str] | None = None
+        for event_id in self._facts_of.get(incident_id, ()):
+            fact = self.alert_facts.get(event_id) or self.learning_facts[event_id]
+            event = fact.event
+            if isinstance(event, AlertTransition):
+                if event.to_state == "firing":
+                    firing.append(fact.version[0])
+            elif event.type == "postmortem.published" and event.root_cause:
+                key = (fact.version[0], event.event_id, event.root_cause)
+                postmortem = key if postmortem is None or key > postmortem else postmortem
+        _set(self.first_firing, incident_id, min(firing) if firing else None)
+        _set(self.postmortems, incident_id, postmortem)
 
-    @staticmethod
-    def _keep_min(table: dict[str, int], key: str, at: int) -> None:
-        if key not in table or at < table[key]:
-            table[key] = at
+    def forget(self, incident_id: str) -> None:
+        """Drop an incident past retention, with every fact kept about it."""
+        self.incidents.pop(incident_id, None)
+        self.opened_at.pop(incident_id, None)
+        self.first_firing.pop(incident_id, None)
+        self.postmortems.pop(incident_id, None)
+        for event_id in self._facts_of.pop(incident_id, ()):
+            fact = self.alert_facts.pop(event_id, None) or self.learning_facts.pop(event_id)
+            if isinstance(fact.event, LearningEvent):
+                self.regression_tests.pop(event_id, None)
+
+    def forget_facts_before(self, cutoff: int) -> None:
+        """Drop alert and learning facts that occurred before ``cutoff`` (retention)."""
+        touched: set[str] = set()
+        for facts in (self.alert_facts, self.learning_facts):
+            for event_id in [e for e, f in facts.items() if f.version[0] < cutoff]:
+                fact = facts.pop(event_id)
+                self.regression_tests.pop(event_id, None)
+                if fact.incident_id:
+                    self._facts_of.get(fact.incident_id, set()).discard(event_id)
+                    touched.add(fact.incident_id)
+        for incident_id in touched:
+            self._refresh(incident_id)
 
     def root_cause_key(self, record: Record) -> str:
         """The incident's root cause when known, else its signature.
@@ -137,3 +212,19 @@ class IncidentBook:
         if record.incident.root_cause:
             return f"cause:{record.incident.root_cause}"
         return f"signature:{record.signature}"
+
+
+def _newer(event: IncidentEvent, record: Record, current: Record) -> bool:
+    """Whether ``record`` (from ``event``) replaces ``current``: newest version wins,
+    equal versions are ordered by content, so every arrival order ends the same."""
+    if record.version != current.version:
+        return record.version > current.version
+    return record.incident != current.incident and (
+        record.incident.model_dump_json() > current.incident.model_dump_json())
+
+
+def _set(table: dict[str, T], key: str, value: T | None) -> None:
+    if value is None:
+        table.pop(key, None)
+    else:
+        table[key] = value

@@ -405,8 +405,9 @@ class VelocityTracker:
                 if test is not None:
                     self.add_test(event.event_id, test.at)
             incident_id = event.incident_id
-        if incident_id is not None and incident_id in book.incidents:
-            self.upsert(incident_facts(book, book.incidents[incident_id]))
+        for affected in {incident_id, *book.affected}:
+            if affected is not None and affected in book.incidents:
+                self.upsert(incident_facts(book, book.incidents[affected]))
 
     def add_test(self, test_key: str, at: int) -> None:
         """Count one ``regression_test.added`` (by event id; repeats are ignored)."""

@@ -1,4 +1,4 @@
-"""The Faust application: one factory, topics named as in DESIGN.md §3.
+"""The Faust application: one factory, topics named as in the topic catalog.
 
 The stream shell owns Kafka plumbing only (topics, agents, web views); business
 rules live in ``app.intel``. Everything about the app comes from
@@ -27,16 +27,8 @@ if TYPE_CHECKING:
     from app.stream.outbox import Outbox
     from app.stream.replica import LiveReplica
 
-__all__ = [
-    "INTERNAL_TOPICS",
-    "TABLES",
-    "TOPICS",
-    "IntelApp",
-    "TopicSpec",
-    "create_app",
-    "ensure_topics",
-    "faust_credentials",
-]
+__all__ = ["IntelApp", "TopicSpec", "catalog_topics", "create_app", "ensure_topics",
+           "faust_credentials"]
 
 
 CATALOG_PATH = Path(__file__).resolve().parents[2] / "topics" / "catalog.yml"
@@ -49,10 +41,18 @@ class TopicSpec:
     name: str
     key: str
     compacted: bool
-    direction: Literal["in", "out", "internal"]
+    direction: Literal["in", "out"]
 
 
-def _catalog_topics() -> tuple[TopicSpec, ...]:
+def catalog_topics() -> tuple[TopicSpec, ...]:
+    """Every topic of the catalog, in its order.
+
+    Every topic the worker creates gets ``INTEL_PARTITIONS`` partitions rather
+    than the catalog's count: a keyed output lands in the partition number of
+    the input partition whose owner writes it (:mod:`app.stream.publisher`), so
+    input and output topics must agree. The catalog's counts are what a cluster
+    operator pre-creates with the default.
+    """
     catalog = load_catalog(CATALOG_PATH)
     return tuple(
         TopicSpec(name, spec.key, spec.cleanup_policy == "compact", spec.direction)
@@ -60,46 +60,12 @@ def _catalog_topics() -> tuple[TopicSpec, ...]:
     )
 
 
-TOPICS: tuple[TopicSpec, ...] = _catalog_topics()
-"""Every topic of ``topics/catalog.yml`` (DESIGN.md §3), in the catalog's order.
-
-Every topic the worker creates gets ``INTEL_PARTITIONS`` partitions rather
-than the catalog's count: input topics, repartition topics and table
-changelogs must agree for a key to live in the same partition number
-everywhere (Faust's tables require it), and one knob keeps them agreeing. The
-catalog's counts are what a cluster operator pre-creates with the default.
-"""
-
-INTERNAL_TOPICS: tuple[TopicSpec, ...] = (
-    TopicSpec("by-attribute", "<type>:<value>", False, "internal"),
-    TopicSpec("by-bucket", "bucket_key", False, "internal"),
-    TopicSpec("join-answers", "incident_id", False, "internal"),
-)
-"""Repartition topics, named ``<app id>-intel-<name>-repartition``.
-
-``by-attribute`` carries incident changes to the owners of their
-``signature:`` / ``service:`` / ``kind:`` keys (recurrence and the correlation
-indexes), ``by-bucket`` to the owner of their bucket, and ``join-answers``
-brings each index's candidates back to the owner of the incident.
-"""
-
-TABLES: tuple[str, ...] = ("incidents", "attributes", "buckets", "followups", "joins")
-"""Partitioned tables; each has a compacted changelog ``<app id>-<name>-changelog``."""
-
-
-def internal_topic_name(settings: WorkerSettings, name: str) -> str:
-    return f"{settings.app_id}-intel-{name}-repartition"
-
-
-def changelog_topic_name(settings: WorkerSettings, table: str) -> str:
-    return f"{settings.app_id}-{table}-changelog"
-
-
 class IntelApp(faust.App):
     """A :class:`faust.App` that carries its settings and declared topics.
 
-    ``topics_by_name`` maps the DESIGN.md name (``"intel.dlq"``) to the Faust
-    topic, whose real name includes ``INTEL_TOPIC_PREFIX``.
+    ``topics_by_name`` maps the contract name (``"intel.dlq"``) to the Faust
+    topic, whose real name includes ``INTEL_TOPIC_PREFIX``. The worker has no
+    tables: its state is the replica (:mod:`app.stream.replica`).
     """
 
     intel_settings: WorkerSettings
@@ -110,15 +76,8 @@ class IntelApp(faust.App):
     replica: LiveReplica
 
     def intel_topic(self, name: str) -> TopicT:
-        """The Faust topic declared for a DESIGN.md topic name (or an internal one)."""
+        """The Faust topic declared for a contract topic name."""
         return self.topics_by_name[name]
-
-    def state_table(self, name: str) -> Any:
-        """The partitioned table ``name`` (one of :data:`TABLES`): bytes keys, bytes values
-        (the agents encode their own state), one changelog partition per input partition."""
-        assert name in TABLES, name
-        return self.Table(name, default=None, key_type=bytes, value_type=bytes,
-                          partitions=self.intel_settings.partitions)
 
     def _new_transport(self) -> Any:
         """Kafka with a short fetch wait and a commit guard (see :mod:`app.stream.consumer`)."""
@@ -197,52 +156,28 @@ def create_app(settings: WorkerSettings, policy: Policy | None = None) -> IntelA
             # fresh broker works; on a real cluster existing topics are left alone.
             internal=spec.direction == "in",
         )
-        for spec in TOPICS
+        for spec in catalog_topics()
     }
-    for spec in INTERNAL_TOPICS:
-        app.topics_by_name[spec.name] = app.topic(
-            internal_topic_name(settings, spec.name),
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=settings.partitions,
-            internal=True,
-        )
 
     @app.page("/health/")
     async def health(web: Any, request: Any) -> Any:
         """Liveness for container health checks; answers once the worker is ready."""
         return web.json({"status": "ok", "app_id": settings.app_id})
 
-    from app.stream import (
-        attribute_index,
-        buckets_table,
-        consumer,
-        correlation_join,
-        digest_timer,
-        incidents,
-        ingest,
-    )
+    from app.stream import consumer, digest_timer, ingest
     from app.stream.outbox import Outbox
     from app.stream.replica import LiveReplica
 
     app.outbox = Outbox(app)
     app.replica = LiveReplica(app)
     ingest.register_ingest(app)
-    incidents.register(app)
-    attribute_index.register(app)
-    correlation_join.register(app)
-    buckets_table.register(app)
     digest_timer.register(app)
     consumer.register_rereader(app)
     return app
 
 
-async def ensure_topics(settings: WorkerSettings, *, timeout: float = 30.0,
-                        internal: bool = False) -> list[str]:
-    """Create the topics of :data:`TOPICS` that do not exist yet; return their names.
-
-    With ``internal`` also the worker's repartition topics and table changelogs
-    (compacted), so the worker never depends on a broker's auto-creation.
+async def ensure_topics(settings: WorkerSettings, *, timeout: float = 30.0) -> list[str]:
+    """Create the catalog's topics that do not exist yet; return their names.
 
     Done before the worker starts so its consumer subscribes to topics with the
     configured partition count (a broker's auto-creation would use its own
@@ -261,11 +196,7 @@ async def ensure_topics(settings: WorkerSettings, *, timeout: float = 30.0,
     try:
         await asyncio.wait_for(admin.start(), timeout)
         existing = set(await admin.list_topics())
-        wanted = [(settings.topic(spec.name), spec.compacted) for spec in TOPICS]
-        if internal:
-            wanted += [(internal_topic_name(settings, spec.name), False)
-                       for spec in INTERNAL_TOPICS]
-            wanted += [(changelog_topic_name(settings, table), True) for table in TABLES]
+        wanted = [(settings.topic(spec.name), spec.compacted) for spec in catalog_topics()]
         missing = [(name, compacted) for name, compacted in wanted if name not in existing]
         if not missing:
             return []

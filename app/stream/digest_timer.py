@@ -17,9 +17,11 @@ under the replica's digest lock, so the crontab, the catch-up timer and a
 manual trigger racing each other still produce a week once.
 
 A digest is the engine's answer over the replica, as of the replica's event
-time; its created follow-ups go to ``intel.followups`` (the replica's view of
-that topic is the dedupe table), the JSON and Markdown artifacts to
-``INTEL_REPORTS_DIR``, and the JSON summary to ``intel.digests`` keyed by week.
+time; the JSON and Markdown artifacts go to ``INTEL_REPORTS_DIR``, and the
+JSON summary to ``intel.digests`` keyed by week. The follow-ups of a week are
+sent by the owners of its buckets once the watermark passes the week's end;
+a digest of a week the watermark has not passed yet sends them itself (the
+replica's view of ``intel.followups`` is the dedupe table either way).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from croniter import croniter
 
 from app.artifacts import write_atomic
 from app.contracts import WeeklyDigestRequest, WeeklyDigestResponse, dump_json
-from app.intel.periods import last_complete_week
+from app.intel.periods import last_complete_week, micros, week_end
 
 if TYPE_CHECKING:
     from app.stream.app import IntelApp
@@ -98,16 +100,21 @@ async def _produce_locked(app: IntelApp, request: WeeklyDigestRequest, *,
                                           output_dir=str(reports))
     for artifact in answer.artifacts:
         await asyncio.to_thread(write_atomic, artifact.path, artifact.data)
-    for followup in answer.followups:
-        await app.outbox.send("intel.followups", followup.incident_id, dump_json(followup),
-                              followup.meta.dedupe_key)
     response = answer.response
     assert isinstance(response, WeeklyDigestResponse)
+    # Once the watermark has passed the week, the owners of its buckets send its
+    # follow-ups (app.stream.publisher); before that (a quiet stream), the digest does.
+    watermark = replica.engine.watermark
+    if watermark is None or watermark < micros(week_end(response.week)):
+        for followup in answer.followups:
+            if followup.meta.dedupe_key not in replica.emitted:
+                await app.outbox.send("intel.followups", followup.incident_id,
+                                      dump_json(followup), followup.meta.dedupe_key)
+                replica.emitted.add(followup.meta.dedupe_key)
     if publish:
         await app.outbox.send("intel.digests", response.week,
                               dump_json(response.json_summary), f"digest:{response.week}")
     await app.outbox.flush()
-    replica.emitted.update(f.meta.dedupe_key for f in answer.followups)
     if publish:
         replica.digests.add(response.week)
     replica.digest_runs += 1

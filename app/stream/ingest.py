@@ -1,37 +1,62 @@
-"""Ingest: validate input records; invalid ones go to ``intel.dlq``.
+"""The input agent: the consumer group's share of the input topics.
 
-One bad record must never stop the worker (DESIGN.md §5): each record is
-decoded with :func:`app.contracts.decode_event`; a record that fails is written
-to ``intel.dlq`` keyed by its source key, with the source topic, partition,
-offset, reason and raw bytes, and the stream moves on.
+Every worker's replica applies every input record (:mod:`app.stream.replica`);
+this agent decides what *this* worker emits for the records of the input
+partitions the group assigned to it:
 
-The counts are observable at ``GET /ingest/`` on the worker's web port and in a
-log line every ``SUMMARY_INTERVAL`` seconds when they changed. Offsets are
-committed only after the producer has flushed, so a DLQ record is never lost
-(at-least-once: after a crash a bad record may be dead-lettered twice).
+- a record that cannot be applied (not JSON, wrong types, unknown ``type``,
+  missing ids, oversized, or dated more than ``max_future_skew_minutes`` ahead
+  of its Kafka timestamp) goes to ``intel.dlq`` with the reason and the raw
+  bytes, and the stream moves on;
+- an incident event that is its incident's newest version once the replica
+  has applied it gets its ``intel.correlations`` record and, when related
+  incidents exist, its ``incidents.notes`` note, computed by the replica's
+  engine from everything it has applied then (point-in-time records).
+
+A batch is acknowledged (so committed) only after the replica has applied
+and published for its records and this agent's outputs are acknowledged by
+the broker: a crash re-processes the batch and re-sends the same records under
+the same ids, never skips one. The counts are served at ``GET /ingest/`` and
+logged every ``SUMMARY_INTERVAL`` seconds when they changed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from app.contracts import MAX_EVENT_BYTES, DlqRecord, Event, InvalidEvent, decode_event
+from app.contracts import (
+    MAX_EVENT_BYTES,
+    CorrelateRequest,
+    DlqRecord,
+    Event,
+    IncidentEvent,
+    InvalidEvent,
+    decode_event,
+    dump_json,
+)
+from app.intel.correlation import note_for
+from app.intel.periods import micros
+from app.intel.watermark import future_skew_error
 
 if TYPE_CHECKING:
     from faust.types import AgentT, EventT, StreamT
 
+    from app.policy import IntelPolicy
     from app.stream.app import IntelApp
-
-__all__ = ["IngestStats", "SUMMARY_INTERVAL", "check_record", "dead_letter", "register_ingest",
-           "validate"]
 
 log = logging.getLogger(__name__)
 
 SUMMARY_INTERVAL = 10.0
 """Seconds between two count log lines."""
+BATCH_SIZE = 500
+BATCH_WITHIN = 0.05
+"""Seconds a partial batch waits for more events: bounds the added latency."""
+INPUTS = ("incidents.events", "alerts.state", "learning.events")
 
 
 @dataclass
@@ -67,16 +92,29 @@ def check_record(
     topic: str,
     partition: int,
     offset: int,
+    received_ms: int | None,
+    policy: IntelPolicy,
 ) -> Event | DlqRecord:
     """Decode one record, or describe why it goes to the dead-letter topic.
 
-    A tombstone (no value) is invalid like any other undecodable record; the
-    raw bytes of an oversized record are truncated so the dead letter stays
-    below the broker's message size limit.
+    The replica and the agent both call this, so they agree on every record.
+    ``received_ms`` is the record's Kafka timestamp: the clock an event may not
+    run ahead of (:func:`~app.intel.watermark.future_skew_error`); judging by
+    it rather than by the reader's clock gives the same verdict on every
+    replay. A tombstone (no value) is invalid like any other undecodable
+    record; the raw bytes of an oversized record are truncated so the dead
+    letter stays below the broker's message size limit.
     """
     data = raw if raw is not None else b""
     try:
-        return decode_event(data)
+        event = decode_event(data)
+        received = (datetime.fromtimestamp(received_ms / 1000, UTC)
+                    if received_ms is not None and received_ms >= 0 else None)
+        skew = None if received is None else future_skew_error(event.occurred_at, received,
+                                                                 policy)
+        if skew is None:
+            return event
+        error = skew
     except InvalidEvent as exc:
         error = str(exc)
     except Exception as exc:  # noqa: BLE001 - a decoder bug must not stop the stream
@@ -109,8 +147,11 @@ async def dead_letter(app: IntelApp, message: Any, record: DlqRecord) -> None:
 async def validate(app: IntelApp, event: EventT) -> Event | None:
     """The event a record holds, or ``None`` after dead-lettering it."""
     message = event.message
+    received = message.timestamp
     result = check_record(message.value, key=message.key, topic=message.topic,
-                          partition=message.partition, offset=message.offset)
+                          partition=message.partition, offset=message.offset,
+                          received_ms=None if received is None else round(received * 1000),
+                          policy=app.policy.intel)
     if isinstance(result, DlqRecord):
         await dead_letter(app, message, result)
         return None
@@ -119,27 +160,61 @@ async def validate(app: IntelApp, event: EventT) -> Event | None:
     return result
 
 
-def register_ingest(app: IntelApp) -> AgentT:
-    """Add the side-input agent, the ``/ingest/`` view and the summary timer to ``app``.
+@dataclass
+class Correlations:
+    """Sends each incident's correlation record and note, skipping unchanged ones."""
 
-    ``incidents.events`` is validated by the incidents agent
-    (:mod:`app.stream.incidents`); this agent validates ``alerts.state`` and
-    ``learning.events``, whose events only the replica folds (they feed
-    learning metrics, not partitioned state).
-    """
+    last: dict[str, bytes] = field(default_factory=dict)
+    """Hash of the last correlation record this worker sent per incident."""
+
+    async def emit(self, app: IntelApp, incident_id: str) -> None:
+        engine = app.replica.engine
+        response = engine.correlate(CorrelateRequest(action="correlate",
+                                                     incident_id=incident_id))
+        value = dump_json(response)
+        digest = hashlib.sha256(value).digest()[:16]
+        if self.last.get(incident_id) == digest:
+            return
+        self.last[incident_id] = digest
+        await app.outbox.send("intel.correlations", incident_id, value,
+                              f"corr:{incident_id}:{digest.hex()}")
+        if response.related:
+            note = note_for(incident_id, response.related, engine.policy.intel)
+            await app.outbox.send("incidents.notes", incident_id, dump_json(note), note.note_id)
+
+
+async def handle(app: IntelApp, events: list[EventT], correlations: Correlations) -> None:
+    """One batch: dead letters, then (once the replica applied it) correlations."""
+    heads: dict[tuple[str, int], int] = {}
+    newest: dict[str, tuple[int, str]] = {}
+    for event in events:
+        message = event.message
+        heads[(message.topic, message.partition)] = message.offset
+        valid = await validate(app, event)
+        if isinstance(valid, IncidentEvent):
+            newest[valid.incident.incident_id] = (micros(valid.occurred_at), valid.event_id)
+    await app.replica.wait_applied(heads)
+    incidents = app.replica.engine.book.incidents
+    for incident_id, version in newest.items():
+        record = incidents.get(incident_id)
+        # Only the incident's current version speaks; a newer one speaks for itself.
+        if record is not None and record.version == version:
+            await correlations.emit(app, incident_id)
+    await app.outbox.flush()
+
+
+def register_ingest(app: IntelApp) -> AgentT:
+    """Add the input agent, the ``/ingest/`` view and the summary timer to ``app``."""
     settings = app.intel_settings
-    sources = app.topic(settings.topic("alerts.state"), settings.topic("learning.events"),
+    sources = app.topic(*(settings.topic(name) for name in INPUTS),
                         key_serializer="raw", value_serializer="raw")
     stats = IngestStats()
     app.ingest_stats = stats
+    correlations = Correlations()
 
     async def ingest(stream: StreamT) -> None:
-        from app.stream.batch import BATCH_SIZE, BATCH_WITHIN
-
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):
-            for event in events:
-                await validate(app, event)
-            await app.outbox.flush()
+            await handle(app, events, correlations)
 
     agent = app.agent(sources, name="ingest")(ingest)
 

@@ -1,10 +1,10 @@
-"""How far the worker has got: every record of every stage committed.
+"""How far the worker has got: every input record committed.
 
-Agents ack a batch only after its outputs were flushed, and commit acked
-offsets, so once the consumer group's committed offsets reach a stage's end
-offsets that stage has handed everything on, and only then are the next
-stage's end offsets final. The demo waits on this before its digest; the
-integration tests wait on it before comparing outputs.
+The input agent acks a batch only after the replica applied it and published
+what it changed and after the agent's own outputs were flushed, so once the
+consumer group's committed offsets reach the input topics' end offsets every
+output of those inputs is on its topic. The demo waits on this before its
+digest; the integration tests wait on it before comparing outputs.
 """
 
 from __future__ import annotations
@@ -16,16 +16,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from app.stream.app import internal_topic_name
 from app.stream.settings import WorkerSettings
 
 
 def pipeline_stages(settings: WorkerSettings) -> list[list[str]]:
-    """The worker's consumed topics in processing order."""
-    inputs = [settings.topic(n) for n in ("incidents.events", "alerts.state", "learning.events")]
-    return [inputs,
-            [internal_topic_name(settings, n) for n in ("by-attribute", "by-bucket")],
-            [internal_topic_name(settings, "join-answers")]]
+    """The worker's consumed topics in processing order (one stage: the inputs)."""
+    return [[settings.topic(n) for n in ("incidents.events", "alerts.state", "learning.events")]]
 
 
 async def record_ends(bootstrap: str, topics: list[str],

@@ -1,32 +1,30 @@
 """The replica: a complete, live :class:`~app.intel.engine.IntelEngine` in every worker.
 
-The digest, the release gate and the query API need every incident, not one
-partition's. Every worker therefore runs one extra consumer, outside the
-consumer group, that reads *all* partitions of the three input topics from
-the beginning and folds every valid event into its own engine — the very
-engine ``incident-intel tool`` runs, fed the same events, so the answers are
-the offline answers. (This stands in for a GlobalTable: a GlobalTable would
-replay the same records into a key/value store, and the engine would still
-have to be rebuilt from it.) The same consumer reads ``intel.followups``
-(the dedupe keys already emitted, by any worker or digest), ``intel.digests``
-(the weeks already produced) and ``intel.correlations`` (recent answers).
+Every worker runs one consumer of its own, outside the consumer group, that
+reads *all* partitions of the three input topics from the beginning and folds
+every valid event into its engine — the engine ``incident-intel tool`` runs,
+fed the same events by the same input rule, so every answer is the offline
+answer. The same consumer reads back the outputs it needs: ``intel.followups``
+(the follow-up dedupe table), ``intel.digests`` (weeks produced),
+``intel.recurrence`` and ``intel.buckets`` (what each key last said) and
+``intel.correlations`` (recent answers, for the dashboard).
 
-Learning velocity is kept incrementally: every applied event also feeds a
-:class:`~app.intel.velocity.VelocityTracker` (it re-reads only what the event
-could change), so :meth:`LiveReplica.velocity` is a cheap read and the quarters
-that changed are known after each fetch. Every worker runs a replica, but only
-the leader publishes them to ``learning.velocity`` (key ``YYYY-Qn``,
-tombstones for quarters that no longer hold data), and only once the replica
-has caught up, so the topic never sees a half-replayed history. The record id
-(``intel-id``) is ``velocity:<quarter>:<hash of the value>``: when leadership
-moves, the new leader re-sends every quarter once under the same ids, which
-a compacted topic and an id-deduplicating consumer both absorb.
+After each fetch the replica publishes what its records changed, for the keys
+this worker owns (:mod:`app.stream.publisher`): the keyed records an incident
+change or the watermark's move can alter, and the follow-ups of digest weeks
+the watermark passed or a late incident changed. Only then does it mark the
+fetched offsets as applied, so the input agent, which waits for that before it
+emits an incident's correlation and commits, commits nothing whose outputs
+are not sent (:meth:`LiveReplica.wait_applied`).
 
-"As of" for live answers is the newest ``occurred_at`` the replica has
-applied (the epoch before any event): deterministic for a given set of
-events, whatever the arrival order. ``ready`` turns true once the consumer has
-reached the end offsets it saw at start; until then the API answers 503 and
-the digest timer waits.
+"As of" for live answers is the newest ``occurred_at`` applied (the epoch
+before any event). ``ready`` turns true once the consumer has reached the end
+offsets it saw at start; until then nothing is published, the API answers 503
+and the digest timer waits.
+
+Learning velocity is kept incrementally (:class:`~app.intel.velocity.VelocityTracker`)
+and published to ``learning.velocity`` by the leader once caught up; record ids
+are ``velocity:<quarter>:<hash of the value>``.
 
 Implements :class:`app.api.live.LiveView`.
 """
@@ -36,25 +34,30 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections import deque
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.contracts import (
     CorrelateResponse,
+    DlqRecord,
     FollowUp,
-    InvalidEvent,
     Note,
     QuarterVelocity,
     WeeklyDigestRequest,
     WeeklyDigestResponse,
-    decode_event,
     dump_json,
 )
+from app.intel import publication
 from app.intel.engine import IntelEngine
-from app.intel.periods import EPOCH
+from app.intel.periods import EPOCH, from_micros
+from app.intel.publication import OutputKey
 from app.intel.velocity import LearningPolicy, VelocityTracker
 from app.stream.consumer import FETCH_MAX_WAIT_MS
+from app.stream.ingest import check_record
+from app.stream.publisher import AS_OF_HEADER, Outgoing, Publisher
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -67,9 +70,13 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 RECENT = 20
 INPUTS = ("incidents.events", "alerts.state", "learning.events")
-OUTPUTS = ("intel.followups", "intel.digests", "intel.correlations")
+OUTPUTS = ("intel.followups", "intel.digests", "intel.correlations") + publication.KEYED_TOPICS
 RETRY_SECONDS = 2.0
+SETTLE_SECONDS = 1.0
+"""Inputs quiet this long: recurrence records are re-stated at the current watermark."""
 VELOCITY_TOPIC = "learning.velocity"
+TP = tuple[str, int]
+"""(real topic name, partition)."""
 
 
 def wall_clock() -> datetime:
@@ -89,62 +96,99 @@ def velocity_record_id(quarter: str, value: bytes | None) -> str:
     return f"velocity:{quarter}:{digest}"
 
 
+def _header(headers: Any, name: str) -> str | None:
+    for key, value in headers or ():
+        if key == name:
+            return bytes(value).decode("utf-8", "replace")
+    return None
+
+
 class LiveReplica:
     """Every event folded into one engine; the worker's :class:`LiveView`."""
 
     def __init__(self, app: IntelApp) -> None:
         self.app = app
         self.policy = app.policy
-        self.engine = IntelEngine(app.policy)
-        self.emitted: set[str] = set()
+        settings = app.intel_settings
+        self.publisher = Publisher(settings.partitions)
         self.digests: set[str] = set()
-        self.applied = 0
         self.digest_runs = 0
         self.notes_sent = 0
-        self._as_of: datetime = EPOCH
-        self._ready = asyncio.Event()
-        self._correlations: deque[CorrelateResponse] = deque(maxlen=RECENT)
-        self._followups: deque[FollowUp] = deque(maxlen=RECENT)
-        self.tracker = VelocityTracker(velocity_target(app.policy))
         self.velocity_sent = 0
         self.digest_lock = asyncio.Lock()
         # "Now" for the digest schedule. A simulation swaps in its own event time;
         # a clock answering None holds the schedule until the simulation is ready.
         self.clock: Callable[[], datetime | None] = wall_clock
-        # Next offset to read per (DESIGN.md topic name, partition): how far it has read.
-        self.offsets: dict[tuple[str, int], int] = {}
-        self._topics = {app.intel_settings.topic(name): name for name in INPUTS + OUTPUTS}
+        self._names = {settings.topic(name): name for name in INPUTS + OUTPUTS}
+        self._incidents_topic = settings.topic("incidents.events")
+        self._ready = asyncio.Event()
+        self._progress = asyncio.Condition()
+        self._reset()
 
         async def replicate() -> None:
             await self.run()
 
         app.task(replicate)
 
+    def _reset(self) -> None:
+        """Start over from nothing (at start, and after the replica's consumer failed)."""
+        self.engine = IntelEngine(self.policy)
+        self.tracker = VelocityTracker(velocity_target(self.policy))
+        self.applied = 0
+        self.offsets: dict[TP, int] = {}
+        """Next offset to read per (real topic, partition): everything before is applied."""
+        self._correlations: deque[CorrelateResponse] = deque(maxlen=RECENT)
+        self._followups: deque[FollowUp] = deque(maxlen=RECENT)
+        self.publisher.seen.clear()
+        self.publisher.mine.clear()
+        self.publisher.owned = frozenset()
+        self._published_at: int | None = None
+        self._settled_at: int | None = None
+        self._quiet_since = time.monotonic()
+
     # ------------------------------------------------------------------ folding
 
-    def apply(self, name: str, key: bytes | None, value: bytes | None) -> None:
-        """Fold one record of topic ``name`` (DESIGN.md name) into the replica."""
-        if value is None:
-            return
+    @property
+    def emitted(self) -> set[str]:
+        """Follow-up dedupe keys known to be on ``intel.followups``."""
+        return self.publisher.emitted
+
+    def fold(self, topic: str, record: Any, dirty: set[OutputKey], starts: list[int]) -> None:
+        """Fold one consumer record of ``topic`` (real name) into the replica.
+
+        Keys the record can change are added to ``dirty``; the start times of
+        incidents it changed to ``starts`` (their digest weeks may change).
+        """
+        name = self._names[topic]
         if name in INPUTS:
-            try:
-                event = decode_event(value)
-            except InvalidEvent:
-                return  # the ingest agents dead-letter it
-            self.engine.apply(event)
+            event = check_record(record.value, key=record.key, topic=topic,
+                                 partition=record.partition, offset=record.offset,
+                                 received_ms=record.timestamp, policy=self.policy.intel)
+            if isinstance(event, DlqRecord):
+                return  # the owner of the partition dead-letters it
+            change = self.engine.apply(event)
             self.tracker.apply(self.engine.book, event)
             self.applied += 1
-            if event.occurred_at > self._as_of:
-                self._as_of = event.occurred_at
+            if change is not None:
+                dirty |= publication.moved_by(change, self.engine)
+                starts.append(change.after.started)
+                if change.before is not None:
+                    starts.append(change.before.started)
+        elif name in publication.KEYED_TOPICS:
+            if record.key is not None:
+                self.publisher.read_back(name, record.key, record.value,
+                                         _header(record.headers, AS_OF_HEADER))
+        elif record.value is None:
+            return
         elif name == "intel.followups":
-            followup = FollowUp.model_validate_json(value)
+            followup = FollowUp.model_validate_json(record.value)
             if followup.meta.dedupe_key not in self.emitted:
                 self.emitted.add(followup.meta.dedupe_key)
-                self._followups.appendleft(followup)
-        elif name == "intel.digests" and key is not None:
-            self.digests.add(key.decode())
+            self._followups.appendleft(followup)
+        elif name == "intel.digests" and record.key is not None:
+            self.digests.add(record.key.decode())
         elif name == "intel.correlations":
-            response = CorrelateResponse.model_validate_json(value)
+            response = CorrelateResponse.model_validate_json(record.value)
             if response.related_count:
                 self._correlations.appendleft(response)
 
@@ -156,12 +200,10 @@ class LiveReplica:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - a broker hiccup must not end the replica
-                log.warning("replica consumer failed (%s: %s); retrying", type(exc).__name__,
+                log.warning("replica consumer failed (%s: %s); starting over", type(exc).__name__,
                             exc)
-                self.engine = IntelEngine(self.policy)  # start over from the beginning
-                self.tracker = VelocityTracker(velocity_target(self.policy))
-                self.applied, self._as_of = 0, EPOCH
-                self.offsets.clear()
+                self._ready.clear()
+                self._reset()
                 await asyncio.sleep(RETRY_SECONDS)
 
     async def _consume(self) -> None:
@@ -177,7 +219,7 @@ class LiveReplica:
         await consumer.start()
         try:
             await consumer.topics()
-            tps = [TopicPartition(topic, p) for topic in self._topics
+            tps = [TopicPartition(topic, p) for topic in self._names
                    for p in sorted(consumer.partitions_for_topic(topic) or ())]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
@@ -185,24 +227,86 @@ class LiveReplica:
             behind = {tp for tp, end in ends.items() if end > 0}
             while not self.app.should_stop:
                 batch = await consumer.getmany(timeout_ms=100, max_records=5000)
+                before = self.engine.watermark
+                dirty: set[OutputKey] = set()
+                starts: list[int] = []
                 for tp, records in batch.items():
-                    name = self._topics[tp.topic]
                     for record in records:
-                        self.apply(name, record.key, record.value)
-                    if records:
-                        self.offsets[(name, tp.partition)] = records[-1].offset + 1
+                        self.fold(tp.topic, record, dirty, starts)
                 if behind and not batch:
                     behind = {tp for tp in behind if await consumer.position(tp) < ends[tp]}
                 if not behind and not self._ready.is_set():
                     log.info("replica ready: %d events applied, as of %s", self.applied,
-                             self._as_of.isoformat())
+                             self.as_of().isoformat())
                     self._ready.set()
+                if self._ready.is_set():
+                    await self._publish(before, dirty, starts, quiet=not batch)
+                async with self._progress:
+                    for tp, records in batch.items():
+                        if records:
+                            self.offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
+                    self._progress.notify_all()
                 await self.maybe_publish_velocity()
         finally:
             await consumer.stop()
 
+    # ------------------------------------------------------------------ publishing
+
+    def _owned(self) -> frozenset[int]:
+        try:
+            assignment = self.app.consumer.assignment()
+        except Exception:  # noqa: BLE001 - no consumer yet: nothing owned
+            return frozenset()
+        return frozenset(tp.partition for tp in assignment if tp.topic == self._incidents_topic)
+
+    async def _publish(self, before: int | None, dirty: set[OutputKey], starts: list[int], *,
+                       quiet: bool) -> None:
+        """Send what this fetch changed for the owned keys (everything, for partitions
+        just gained); when the inputs have been quiet a while, re-state recurrence
+        records at the current watermark."""
+        engine, publisher = self.engine, self.publisher
+        watermark = engine.watermark
+        if watermark is None:
+            return
+        as_of = from_micros(watermark)
+        gained = publisher.reassign(self._owned())
+        out: list[Outgoing] = []
+        weeks: set[str] = set()
+        if gained:
+            dirty |= publisher.keys_in(gained, engine, watermark)
+            weeks |= publication.weeks_of((s for s, _ in engine.timeline.window(
+                -1 << 62, watermark)), watermark)
+        if self._published_at is not None and watermark != self._published_at:
+            dirty |= publication.aged(engine, self._published_at, watermark)
+        weeks |= set(publication.weeks_completed(self._published_at, watermark))
+        weeks |= publication.weeks_of(starts, watermark)
+        self._published_at = watermark
+        out += publisher.publish(engine, dirty, as_of)
+        for week in sorted(weeks):
+            out += publisher.followups(engine.week_followups(week, publisher.emitted).created)
+        now = time.monotonic()
+        if not quiet:
+            self._quiet_since = now
+        elif now - self._quiet_since >= SETTLE_SECONDS and self._settled_at != watermark:
+            self._settled_at = watermark
+            keys = publisher.keys_in(publisher.owned, engine, watermark)
+            out += publisher.publish(engine, keys, as_of, refresh=True)
+        if out:
+            await self.app.outbox.send_all(out)
+            await self.app.outbox.flush()
+
+    async def wait_applied(self, heads: Mapping[TP, int]) -> None:
+        """Wait until the replica is ready and has applied (and published for) every
+        offset in ``heads`` ((real topic, partition) → offset)."""
+        await self._ready.wait()
+        async with self._progress:
+            await self._progress.wait_for(lambda: all(
+                self.offsets.get(tp, 0) > offset for tp, offset in heads.items()))
+
     async def wait_ready(self) -> None:
         await self._ready.wait()
+
+    # ------------------------------------------------------------------ velocity
 
     async def maybe_publish_velocity(self) -> int:
         """After each fetch: publish velocity changes if caught up and leading, else nothing.
@@ -215,24 +319,18 @@ class LiveReplica:
         return await self.publish_velocity()
 
     async def publish_velocity(self) -> int:
-        """Send the quarters that changed since the last call (tombstones for removed ones).
-
-        The caller decides who publishes (the leader, once caught up); returns
-        how many records were sent.
-        """
+        """Send the quarters that changed since the last call (tombstones for removed ones)."""
         changes = self.tracker.take_changed()
-        for row in changes.changed:
-            value = dump_json(row)
-            await self.app.outbox.send(VELOCITY_TOPIC, row.quarter, value,
-                                       velocity_record_id(row.quarter, value))
-        for quarter in changes.removed:
-            await self.app.outbox.send(VELOCITY_TOPIC, quarter, None,
-                                       velocity_record_id(quarter, None))
-        sent = len(changes.changed) + len(changes.removed)
-        if sent:
+        out = [Outgoing(VELOCITY_TOPIC, row.quarter.encode(), value,
+                        velocity_record_id(row.quarter, value))
+               for row in changes.changed for value in [dump_json(row)]]
+        out += [Outgoing(VELOCITY_TOPIC, quarter.encode(), None,
+                         velocity_record_id(quarter, None)) for quarter in changes.removed]
+        if out:
+            await self.app.outbox.send_all(out)
             await self.app.outbox.flush()
-            self.velocity_sent += sent
-        return sent
+            self.velocity_sent += len(out)
+        return len(out)
 
     # ------------------------------------------------------------------ LiveView
 
@@ -241,11 +339,12 @@ class LiveReplica:
         return self._ready.is_set()
 
     def as_of(self) -> datetime:
-        return self._as_of
+        watermark = self.engine.watermark
+        return EPOCH if watermark is None else from_micros(watermark)
 
     async def read(self, query: Callable[[IntelEngine, datetime], T]) -> T:
         """Run inline: the replica only changes between awaits, so the state is consistent."""
-        return query(self.engine, self._as_of)
+        return query(self.engine, self.as_of())
 
     def recent_correlations(self) -> list[CorrelateResponse]:
         return list(self._correlations)
@@ -254,12 +353,7 @@ class LiveReplica:
         return list(self._followups)
 
     def velocity(self) -> list[QuarterVelocity]:
-        """The tracker's quarters: only quarters whose inputs changed are rebuilt.
-
-        Equal to ``velocity_by_quarter(book, target, as_of=as_of())`` whenever no
-        incident starts after the newest event time applied (events describe
-        incidents that already started).
-        """
+        """The tracker's quarters: only quarters whose inputs changed are rebuilt."""
         return self.tracker.quarters()
 
     async def emit_note(self, note: Note) -> None:
@@ -282,7 +376,7 @@ class LiveReplica:
             ("intel_replica_incidents", "gauge", "Incidents in the replica.",
              len(self.engine.book.incidents)),
             ("intel_replica_as_of_seconds", "gauge", "Newest event time applied.",
-             self._as_of.timestamp()),
+             self.as_of().timestamp()),
             ("intel_ingest_valid_total", "counter", "Valid records consumed by this worker.",
              stats.valid),
             ("intel_dlq_total", "counter", "Records sent to intel.dlq by this worker.",

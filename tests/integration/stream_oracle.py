@@ -1,16 +1,19 @@
 """The offline oracle of the stream's outputs, and a reader of the worker's topics.
 
 What each output record means (and so what the oracle computes), for a
-settled stream:
+settled stream whose watermark is ``W`` (the newest ``occurred_at``):
 
 - ``intel.correlations[X]`` (latest) = ``correlate(X)`` of the offline engine
   over every event, once every change related to X was processed before X's
   last change (the test re-sends every incident's final state last);
 - ``incidents.notes`` (latest for X) = ``note_for(X, related)`` when related;
-- ``intel.recurrence[type:key]`` (latest) = counts of the key's incidents, in
-  their final state, in the 7/30-day windows ending at the record's ``as_of``;
-- ``intel.buckets[B]`` (latest) = ``buckets.published(B, B's incidents, as_of)``
-  at the record's ``intel-as-of`` header, or a tombstone when that is ``None``.
+- ``intel.recurrence[type:key]`` (latest) = the key's counts and level at
+  ``W``, with ``as_of`` = ``W`` (a key that fell to zero keeps the ``as_of``
+  at which it fell); a key with no record has zero counts;
+- ``intel.buckets[B]`` (latest) = the bucket as the ``buckets`` action lists it
+  at ``W``, or a tombstone (or no record) when it is not listed;
+- ``intel.followups``: one record per dedupe key, and the dedupe keys are those
+  the offline digests of every week that ended by ``W`` create.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +52,8 @@ from app.contracts import (
 from app.intel import buckets as bucket_rules
 from app.intel import correlation, recurrence
 from app.intel.engine import IntelEngine
-from app.intel.periods import from_micros, last_complete_week, micros
-from app.simulation.feed import generate_stream
+from app.intel.periods import from_micros, last_complete_week, week_end, week_label
+from app.simulation.feed import DEFAULT_START, generate_stream
 from app.stream import progress
 from app.stream.settings import load_settings
 from tests.kafka_support import REPO, produce, wait_until
@@ -103,25 +106,6 @@ def header(record: Any, name: str) -> str | None:
     return None
 
 
-def recurrence_expected(engine: IntelEngine, key: str, as_of_value: Any) -> tuple[int, int]:
-    key_type, value = key.split(":", 1)
-    as_of = micros(as_of_value)
-    starts = [r.started for r in engine.book.incidents.values()
-              if recurrence.key_of(r, key_type) == value]
-    return recurrence.counts_at(starts, as_of)
-
-
-def bucket_expected(engine: IntelEngine, key: str, as_of_value: Any) -> bytes | None:
-    from app.contracts import dump_json
-
-    records = [r for r in engine.book.incidents.values()
-               if bucket_rules.bucket_key(r, engine.policy.intel) == key]
-    bucket = bucket_rules.published(key, records, as_of_value, engine.policy.intel)
-    return None if bucket is None else dump_json(bucket)
-
-
-
-
 def pipeline_stages(app_id: str, prefix: str) -> list[list[str]]:
     """The worker's topics in processing order, for :func:`committed_through`."""
     return progress.pipeline_stages(
@@ -163,10 +147,18 @@ def worker_env(bootstrap: str, app_id: str, prefix: str, data_dir: Path, reports
     return env
 
 
+LATER = timedelta(days=40)
+"""The second simulated period starts this long after the first: the first one's
+keys age out of every window, and its incidents are older than the lookback."""
+
+
 def perturbed_stream(seed: int, duration_s: float = 10) -> Produced:
-    """A simulated stream with out-of-order runs, late duplicates and malformed records."""
-    records, _ = generate_stream(seed, rate_per_s=100, duration_s=duration_s)
-    out = [(r.topic, r.key_bytes(), r.value_bytes()) for r in records]
+    """Two simulated periods 40 days apart, with out-of-order runs, late duplicates
+    and malformed records."""
+    records, _ = generate_stream(seed, rate_per_s=100, duration_s=duration_s / 2)
+    later, _ = generate_stream(seed + 1, start=DEFAULT_START + LATER, rate_per_s=100,
+                               duration_s=duration_s / 2)
+    out = [(r.topic, r.key_bytes(), r.value_bytes()) for r in records + later]
     rng = random.Random(seed)
     for i in range(0, len(out) - 20, 40):  # out of order: reverse runs of 20
         out[i:i + 20] = reversed(out[i:i + 20])
@@ -248,68 +240,59 @@ def check_parity(bootstrap: str, prefix: str, policy: Any, values: list[bytes],
             note = correlation.note_for(key.decode(), related, policy.intel)
             notes_expected[key] = (note.note_id, note.message)
 
-    def settled() -> dict[str, list[Any]] | None:
-        out = read_all(bootstrap, names)
-        got = {k: r.value for k, r in latest(out[names[0]]).items()}
-        notes = {k: (n := orjson.loads(r.value))["note_id"] and (n["note_id"], n["message"])
-                 for k, r in latest(out[names[3]]).items()}
+    def check(out: dict[str, list[Any]]) -> Counter[str]:
+        correlations, recurrences, bucket_records, notes, followups, dlq = (
+            out[n] for n in names)
+        got = {k: r.value for k, r in latest(correlations).items()}
+        wrong = [k for k in expected if got.get(k) != expected[k]]
+        assert not wrong, (f"{len(wrong)} of {len(expected)} correlations differ, e.g. "
+                           f"{wrong[0]!r}: {got.get(wrong[0])!r} != {expected[wrong[0]]!r}")
         # A note on a timeline is never retracted: an incident whose relations went
         # away keeps its last note, so only incidents with relations are compared.
-        notes = {k: v for k, v in notes.items() if k in notes_expected}
-        return out if got == expected and notes == notes_expected else None
+        got_notes = {k: (n := orjson.loads(r.value))["note_id"] and (n["note_id"], n["message"])
+                     for k, r in latest(notes).items()}
+        bad = [(k, got_notes.get(k), v) for k, v in notes_expected.items()
+               if got_notes.get(k) != v]
+        assert not bad, f"{len(bad)} of {len(notes_expected)} notes differ, e.g. {bad[0]}"
+        assert all(header(r, "intel-id") for r in correlations)
+        assert notes and bucket_records  # planted clusters and recurrences
+        assert all(header(r, "intel-id") == orjson.loads(r.value)["note_id"] for r in notes)
+        check_recurrence(engine, latest(recurrences), as_of)
+        check_buckets(engine, latest(bucket_records), as_of)
+        keys_sent = check_followups(engine, followups, as_of)
+        # DLQ: the malformed records (at-least-once: a crash may dead-letter a record
+        # twice, never lose one).
+        sources = {(d.source_topic, d.partition, d.offset)
+                   for d in (DlqRecord.model_validate_json(r.value) for r in dlq)}
+        assert len(sources) == sum(v in BAD for v in values), sources
+        return keys_sent
 
+    def settled() -> dict[str, list[Any]] | None:
+        out = read_all(bootstrap, names)
+        try:
+            check(out)
+        except AssertionError:
+            return None
+        return out
+
+    watermark = engine.watermark
+    assert watermark is not None
+    as_of = from_micros(watermark)
     out = wait_until(settled, timeout=120, interval=1.0)
     if out is None:
         out = read_all(bootstrap, names)
-        got = {k: r.value for k, r in latest(out[names[0]]).items()}
-        wrong = [k for k in expected if got.get(k) != expected[k]]
-        notes = {k: (n := orjson.loads(r.value))["note_id"] and (n["note_id"], n["message"])
-                 for k, r in latest(out[names[3]]).items()}
-        bad_notes = [(k, notes.get(k), v) for k, v in notes_expected.items()
-                     if notes.get(k) != v]
-        pytest.fail(f"{len(wrong)} of {len(expected)} correlations differ, e.g. "
-                    f"{wrong[:1]}: {got.get(wrong[0]) if wrong else None!r} != "
-                    f"{expected[wrong[0]] if wrong else None!r}; {len(bad_notes)} of "
-                    f"{len(notes_expected)} notes differ, e.g. {bad_notes[:1]}\n{context()}")
-    correlations, recurrences, bucket_records, notes, followups, dlq = (out[n] for n in names)
-    assert all(header(r, "intel-id") for r in correlations)
-    assert notes and bucket_records  # planted clusters and recurrences
-
-    # Notes (checked by `settled`): the latest note of each incident is the top-N note
-    # of its answer; a note is re-sent when its id changes (related ids and scores).
-    assert all(header(r, "intel-id") == orjson.loads(r.value)["note_id"] for r in notes)
-
-    # Recurrence: every key the engine knows, with its final counts at its as_of.
-    final = latest(recurrences)
-    keys = {f"{t}:{getattr(r, t)}" for r in engine.book.incidents.values()
-            for t in ("signature", "kind", "service")}
-    assert {k.decode() for k in final} == keys
-    for key, record in final.items():
-        update = RecurrenceUpdate.model_validate_json(record.value)
-        assert (update.count_7d, update.count_30d) == recurrence_expected(
-            engine, key.decode(), update.as_of), key
-
-    # Buckets: the latest value is the bucket as listed at its as_of (or gone).
-    for key, record in latest(bucket_records).items():
-        when = TypeAdapter(Timestamp).validate_python(header(record, "intel-as-of"))
-        assert record.value == bucket_expected(engine, key.decode(), when), key
-
-    # Follow-ups: never two with one dedupe key; DLQ: the malformed records.
-    keys_sent = Counter(FollowUp.model_validate_json(r.value).meta.dedupe_key
-                        for r in followups)
-    assert all(n == 1 for n in keys_sent.values()), keys_sent
-    # (at-least-once: a crash may dead-letter a record twice, never lose one)
-    sources = {(d.source_topic, d.partition, d.offset)
-               for d in (DlqRecord.model_validate_json(r.value) for r in dlq)}
-    assert len(sources) == sum(v in BAD for v in values), sources
+        try:
+            check(out)
+        except AssertionError as exc:
+            pytest.fail(f"outputs never settled on the offline answers: {exc}\n{context()}")
+    keys_sent = check(out)
 
     # Query answers of every worker equal `incident-intel tool` on the same events.
     events_file = workdir / "events.jsonl"
     events_file.write_bytes(b"\n".join(values) + b"\n")
     state = workdir / "state.json"
     state.write_text(json.dumps({"emitted_followups": sorted(keys_sent)}))
-    as_of = max(r.version[0] for r in engine.book.incidents.values())
-    week = last_complete_week(from_micros(as_of))
+    week = last_complete_week(as_of)
     service = engine.book.incidents[incidents[0]].service
     calls = [({"action": "recurrence", "window_days": 30}, TOKEN),
              ({"action": "buckets"}, TOKEN),
@@ -326,6 +309,63 @@ def check_parity(bootstrap: str, prefix: str, policy: Any, values: list[bytes],
     for port in ports:
         assert post(port, "/v1/gates/recurrence_watch", gate, RELEASE_TOKEN) == gate_answer
     return out
+
+
+def check_recurrence(engine: IntelEngine, final: dict[bytes, Any], as_of: datetime) -> None:
+    """Every key's latest record says its counts and level at the watermark; a key
+    without a record has none to say. Some key must have decayed to zero."""
+    keys = {f"{t}:{getattr(r, t)}" for r in engine.book.incidents.values()
+            for t in recurrence.KEY_TYPES}
+    assert {k.decode() for k in final} <= keys
+    zeros = 0
+    for key in sorted(keys):
+        want = engine.recurrence_update(key, as_of)
+        record = final.get(key.encode())
+        if record is None:
+            assert (want.count_7d, want.count_30d) == (0, 0), key
+            continue
+        got = RecurrenceUpdate.model_validate_json(record.value)
+        assert (got.count_7d, got.count_30d, got.level) == (
+            want.count_7d, want.count_30d, want.level), (key, got, want)
+        # Counts are true at their as_of; a key that fell to zero stays zero, so its
+        # record keeps the moment it fell.
+        if got.count_30d:
+            assert got.as_of == as_of, (key, got.as_of, as_of)
+        else:
+            assert got.as_of <= as_of, (key, got.as_of, as_of)
+            zeros += 1
+    assert zeros, "no key decayed to zero: the stream does not span the windows"
+
+
+def check_buckets(engine: IntelEngine, final: dict[bytes, Any], as_of: datetime) -> None:
+    """Every bucket's latest record is the bucket as listed at the watermark, or gone."""
+    keys = {bucket_rules.bucket_key(r, engine.policy.intel)
+            for r in engine.book.incidents.values()}
+    assert {k.decode() for k in final} <= keys
+    listed = 0
+    for key in sorted(keys):
+        want = engine.bucket_summary(key, as_of)
+        record = final.get(key.encode())
+        got = None if record is None else record.value
+        assert got == (None if want is None else dump_json(want)), key
+        listed += want is not None
+    assert listed
+
+
+def check_followups(engine: IntelEngine, records: list[Any], as_of: datetime) -> Counter[str]:
+    """One record per dedupe key; the keys are the offline digests' of every week
+    that ended by the watermark."""
+    sent = Counter(FollowUp.model_validate_json(r.value).meta.dedupe_key for r in records)
+    assert all(n == 1 for n in sent.values()), sent
+    first = min(r.started for r in engine.book.incidents.values())
+    expected: set[str] = set()
+    week = week_label(from_micros(first))
+    while week_end(week) <= as_of:
+        outcome = engine.week_followups(week, frozenset())
+        expected |= {f.meta.dedupe_key for f in outcome.created}
+        week = week_label(week_end(week))
+    assert set(sent) == expected
+    return sent
 
 
 def hot_bucket(start: str = "2026-03-03T09:00:00Z", count: int = 12) -> Produced:

@@ -1,0 +1,147 @@
+"""What the stream publishes at its watermark, and which keys an event can move.
+
+The keyed outputs (``intel.recurrence``, ``intel.buckets``) are functions of
+the engine's state and of the watermark. A worker does not recompute every
+key for every event: a key can only change when an incident of it changes,
+or when the watermark moves an incident of it across a window edge. This
+module names those keys, renders a key's record, and picks the digest weeks
+whose follow-ups an event can change. Everything is pure; the stream shell
+decides which keys it owns and sends what differs from what it last saw on
+the topic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+
+from app.contracts import dump_json
+from app.intel import buckets as bucket_rules
+from app.intel.engine import IntelEngine
+from app.intel.incidents import Change, Record
+from app.intel.periods import DAY, from_micros, week_end, week_label
+from app.intel.recurrence import recurrence_keys
+
+RECURRENCE = "intel.recurrence"
+BUCKETS = "intel.buckets"
+KEYED_TOPICS: tuple[str, ...] = (RECURRENCE, BUCKETS)
+WINDOWS_DAYS: tuple[int, ...] = (7, 30)
+"""The windows of the keyed records (fixed by their contract: ``count_7d``, ``count_30d``)."""
+WEEK = 7 * DAY
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class OutputKey:
+    """One record key of one keyed output topic."""
+
+    topic: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A keyed record at a watermark. ``content`` is what the record says apart from
+    when it was computed: two rows with the same content need not both be sent."""
+
+    key: OutputKey
+    value: bytes | None
+    content: bytes | None
+    record_id: str
+
+
+def keys_of(record: Record, engine: IntelEngine) -> set[OutputKey]:
+    bucket = bucket_rules.bucket_key(record, engine.policy.intel)
+    return {OutputKey(RECURRENCE, k) for k in recurrence_keys(record)} | {
+        OutputKey(BUCKETS, bucket)}
+
+
+def moved_by(change: Change, engine: IntelEngine) -> set[OutputKey]:
+    """Keys whose records an incident change can alter (before and after it)."""
+    keys = keys_of(change.after, engine)
+    if change.before is not None:
+        keys |= keys_of(change.before, engine)
+    return keys
+
+
+def aged(engine: IntelEngine, before: int, after: int) -> set[OutputKey]:
+    """Keys with an incident that entered or left a window when the watermark moved
+    from ``before`` to ``after`` (microseconds)."""
+    keys: set[OutputKey] = set()
+    if after <= before:
+        return keys
+    bands = [(before, after)] + [(before - d * DAY, after - d * DAY) for d in WINDOWS_DAYS]
+    for low, high in bands:
+        for _, incident_id in engine.timeline.window(low, high):
+            keys |= keys_of(engine.record(incident_id), engine)
+    return keys
+
+
+def live_keys(engine: IntelEngine, as_of: int) -> set[OutputKey]:
+    """Keys with an incident in the largest window ending at ``as_of``."""
+    keys: set[OutputKey] = set()
+    for record in engine.window(as_of, max(WINDOWS_DAYS)):
+        keys |= keys_of(record, engine)
+    return keys
+
+
+def row(engine: IntelEngine, key: OutputKey, as_of: datetime) -> Row:
+    """The record of ``key`` at ``as_of`` (a bucket no longer listed is a tombstone)."""
+    if key.topic == RECURRENCE:
+        update = engine.recurrence_update(key.key, as_of)
+        value = dump_json(update)
+        return Row(key, value, content(key.topic, value), update.update_id)
+    bucket = engine.bucket_summary(key.key, as_of)
+    if bucket is None:
+        return Row(key, None, None, f"bucket:{key.key}:gone")
+    value = dump_json(bucket)
+    return Row(key, value, value, f"bucket:{hashlib.sha256(value).hexdigest()[:20]}")
+
+
+def content(topic: str, value: bytes | None) -> bytes | None:
+    """What a record of ``topic`` says, without when it was computed.
+
+    A recurrence record of zero counts says the same as no record at all: a
+    key that never had a record needs none to say it is quiet.
+    """
+    if value is None or topic != RECURRENCE:
+        return value
+    fields = orjson.loads(value)
+    if not (fields["count_7d"] or fields["count_30d"]):
+        return None
+    return f"{fields['count_7d']}|{fields['count_30d']}|{fields['level']}".encode()
+
+
+def weeks_completed(before: int | None, after: int) -> list[str]:
+    """Digest weeks whose end the watermark passed going from ``before`` to ``after``
+    (none without a ``before``: a replica that just caught up asks :func:`weeks_of`)."""
+    if before is None or after < before:
+        return []
+    weeks: list[str] = []
+    label = week_label(from_micros(before))
+    while week_end(label) <= from_micros(after):
+        if week_end(label) > from_micros(before):
+            weeks.append(label)
+        label = week_label(week_end(label))
+    return weeks
+
+
+def weeks_of(started: Iterable[int], watermark: int) -> set[str]:
+    """Completed digest weeks (end at or before ``watermark``) whose 30-day window
+    holds one of the ``started`` times: the weeks those incidents can change."""
+    weeks: set[str] = set()
+    for start in started:
+        label = week_label(from_micros(start))
+        # A week's window is [end - 30 days, end): the incident counts for weeks
+        # ending after it started and at most 30 days later.
+        while True:
+            end = week_end(label)
+            if end > from_micros(watermark) or end > from_micros(start + 30 * DAY):
+                break
+            weeks.add(label)
+            label = week_label(end)
+    return weeks
+
