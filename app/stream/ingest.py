@@ -192,7 +192,9 @@ async def handle(app: IntelApp, events: list[EventT], correlations: Correlations
         heads[(message.topic, message.partition)] = message.offset
         valid = await validate(app, event)
         if isinstance(valid, IncidentEvent):
-            newest[valid.incident.incident_id] = (micros(valid.occurred_at), valid.event_id)
+            version = (micros(valid.occurred_at), valid.event_id)
+            incident_id = valid.incident.incident_id
+            newest[incident_id] = max(newest.get(incident_id, version), version)
     await app.replica.wait_applied(heads)
     incidents = app.replica.engine.book.incidents
     for incident_id, version in newest.items():
@@ -203,11 +205,9 @@ async def handle(app: IntelApp, events: list[EventT], correlations: Correlations
     await app.outbox.flush()
 
 
-def register_ingest(app: IntelApp) -> AgentT:
-    """Add the input agent, the ``/ingest/`` view and the summary timer to ``app``."""
-    settings = app.intel_settings
-    sources = app.topic(*(settings.topic(name) for name in INPUTS),
-                        key_serializer="raw", value_serializer="raw")
+def register_ingest(app: IntelApp) -> list[AgentT]:
+    """Add one input agent per input topic (named ``incidents``, ``alerts``,
+    ``learning``), the ``/ingest/`` view and the summary timer to ``app``."""
     stats = IngestStats()
     app.ingest_stats = stats
     correlations = Correlations()
@@ -216,7 +216,8 @@ def register_ingest(app: IntelApp) -> AgentT:
         async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):
             await handle(app, events, correlations)
 
-    agent = app.agent(sources, name="ingest")(ingest)
+    agents = [app.agent(app.intel_topic(name), name=name.split(".")[0])(ingest)
+              for name in INPUTS]
 
     @app.page("/ingest/")
     async def ingest_view(web: Any, request: Any) -> Any:
@@ -230,4 +231,4 @@ def register_ingest(app: IntelApp) -> AgentT:
             log.info("ingest: %d valid, %d invalid (to %s)", stats.valid, stats.invalid,
                      app.intel_topic("intel.dlq").get_topic_name())
 
-    return agent
+    return agents

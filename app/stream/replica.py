@@ -36,7 +36,8 @@ import hashlib
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -74,6 +75,8 @@ OUTPUTS = ("intel.followups", "intel.digests", "intel.correlations") + publicati
 RETRY_SECONDS = 2.0
 SETTLE_SECONDS = 1.0
 """Inputs quiet this long: recurrence records are re-stated at the current watermark."""
+WAIT_LOG_SECONDS = 10.0
+"""An input batch waiting this long for the replica is logged (once per interval)."""
 VELOCITY_TOPIC = "learning.velocity"
 TP = tuple[str, int]
 """(real topic name, partition)."""
@@ -94,6 +97,18 @@ def velocity_record_id(quarter: str, value: bytes | None) -> str:
     """Deterministic ``intel-id`` of a ``learning.velocity`` record: same row, same id."""
     digest = hashlib.sha256(value).hexdigest()[:20] if value is not None else "gone"
     return f"velocity:{quarter}:{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A record as a consumer hands it over (the fields the replica reads)."""
+
+    key: bytes | None
+    value: bytes | None
+    partition: int = 0
+    offset: int = 0
+    timestamp: int = -1
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 def _header(headers: Any, name: str) -> str | None:
@@ -193,8 +208,10 @@ class LiveReplica:
                 self._correlations.appendleft(response)
 
     async def run(self) -> None:
-        """Consume every partition from the beginning, forever; retry on broker errors."""
-        while not self.app.should_stop:
+        """Consume every partition from the beginning until cancelled; retry on broker
+        errors. It does not stop when the worker starts stopping: the input agents
+        finish their batches first, and they wait for the replica."""
+        while True:
             try:
                 await self._consume()
             except asyncio.CancelledError:
@@ -213,6 +230,7 @@ class LiveReplica:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers, group_id=None,
             enable_auto_commit=False, client_id=f"{settings.app_id}-replica",
+            auto_offset_reset="earliest",
             max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             **settings.kafka_client_options(),
         )
@@ -224,31 +242,49 @@ class LiveReplica:
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
+            log.info("replica reading %d partitions of %d topics from the beginning (%d "
+                     "records at start)", len(tps), len(self._names), sum(ends.values()))
             behind = {tp for tp, end in ends.items() if end > 0}
-            while not self.app.should_stop:
+            while True:
                 batch = await consumer.getmany(timeout_ms=100, max_records=5000)
-                before = self.engine.watermark
-                dirty: set[OutputKey] = set()
-                starts: list[int] = []
-                for tp, records in batch.items():
-                    for record in records:
-                        self.fold(tp.topic, record, dirty, starts)
                 if behind and not batch:
                     behind = {tp for tp in behind if await consumer.position(tp) < ends[tp]}
-                if not behind and not self._ready.is_set():
-                    log.info("replica ready: %d events applied, as of %s", self.applied,
-                             self.as_of().isoformat())
-                    self._ready.set()
-                if self._ready.is_set():
-                    await self._publish(before, dirty, starts, quiet=not batch)
-                async with self._progress:
-                    for tp, records in batch.items():
-                        if records:
-                            self.offsets[(tp.topic, tp.partition)] = records[-1].offset + 1
-                    self._progress.notify_all()
-                await self.maybe_publish_velocity()
+                await self.absorb([(tp.topic, records) for tp, records in batch.items()],
+                                  caught_up=not behind)
         finally:
             await consumer.stop()
+
+    async def absorb(self, batch: Sequence[tuple[str, Sequence[Any]]], *,
+                     caught_up: bool = True) -> None:
+        """Fold one fetch ((real topic name, one partition's records in offset order)
+        pairs), publish what it changed once caught up, then mark its offsets applied."""
+        before = self.engine.watermark
+        dirty: set[OutputKey] = set()
+        starts: list[int] = []
+        for topic, records in batch:
+            for record in records:
+                self.fold(topic, record, dirty, starts)
+        if caught_up and not self._ready.is_set():
+            log.info("replica ready: %d events applied, as of %s", self.applied,
+                     self.as_of().isoformat())
+            self._ready.set()
+        if self._ready.is_set():
+            await self._publish(before, dirty, starts,
+                                quiet=not any(records for _, records in batch))
+        async with self._progress:
+            for topic, records in batch:
+                for record in records:
+                    key = (topic, record.partition)
+                    self.offsets[key] = max(self.offsets.get(key, 0), record.offset + 1)
+            self._progress.notify_all()
+        await self.maybe_publish_velocity()
+
+    def apply(self, name: str, key: bytes | None, value: bytes | None, *,
+              partition: int = 0, offset: int = 0) -> None:
+        """Fold one record of the topic called ``name`` (contract name) without
+        publishing: for building a replica in process."""
+        record = Received(key, value, partition, offset)
+        self.fold(self.app.intel_settings.topic(name), record, set(), [])
 
     # ------------------------------------------------------------------ publishing
 
@@ -299,9 +335,19 @@ class LiveReplica:
         """Wait until the replica is ready and has applied (and published for) every
         offset in ``heads`` ((real topic, partition) → offset)."""
         await self._ready.wait()
+
+        def applied() -> bool:
+            return all(self.offsets.get(tp, 0) > offset for tp, offset in heads.items())
+
         async with self._progress:
-            await self._progress.wait_for(lambda: all(
-                self.offsets.get(tp, 0) > offset for tp, offset in heads.items()))
+            while not applied():
+                try:
+                    await asyncio.wait_for(self._progress.wait_for(applied), WAIT_LOG_SECONDS)
+                except TimeoutError:
+                    missing = {f"{t}[{p}]": (o, self.offsets.get((t, p)))
+                               for (t, p), o in heads.items() if self.offsets.get((t, p), 0) <= o}
+                    log.warning("waiting for the replica to apply %s (offset wanted, next "
+                                "offset it will read)", missing)
 
     async def wait_ready(self) -> None:
         await self._ready.wait()

@@ -9,7 +9,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from app.stream.app import TOPICS, ensure_topics
+from app.stream.app import catalog_topics, ensure_topics
 from app.stream.settings import WorkerSettings
 
 pytestmark = pytest.mark.broker
@@ -37,13 +37,13 @@ def test_ensure_topics_creates_every_topic_once(kafka_bootstrap: str) -> None:
     settings = WorkerSettings(
         bootstrap_servers=kafka_bootstrap, partitions=3, topic_prefix=f"t-{uuid.uuid4().hex[:8]}."
     )
-    names = [settings.topic(spec.name) for spec in TOPICS]
+    names = [settings.topic(spec.name) for spec in catalog_topics()]
 
     assert sorted(asyncio.run(ensure_topics(settings))) == sorted(names)
     assert asyncio.run(ensure_topics(settings)) == []  # idempotent: a restart changes nothing
 
     partitions, policies = asyncio.run(_describe(kafka_bootstrap, names))
     assert partitions == {name: 3 for name in names}
-    for spec in TOPICS:
+    for spec in catalog_topics():
         expected = "compact" if spec.compacted else "delete"
         assert policies[settings.topic(spec.name)] == expected, spec.name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,11 +22,16 @@ class RecordingOutbox:
     sent: dict[str, int] = field(default_factory=dict)
 
     async def send(self, name: str, key: bytes | str | None, value: bytes | None,
-                   record_id: str | None = None, headers: dict[str, str] | None = None) -> None:
+                   record_id: str | None = None,
+                   headers: Iterable[tuple[str, str]] = ()) -> None:
         if isinstance(key, str):
             key = key.encode()
-        self.records.append(Sent(name, key, value, record_id, dict(headers or {})))
+        self.records.append(Sent(name, key, value, record_id, dict(headers)))
         self.sent[name] = self.sent.get(name, 0) + 1
+
+    async def send_all(self, records: Iterable[Any]) -> None:
+        for r in records:
+            await self.send(r.topic, r.key, r.value, r.record_id, r.headers)
 
     async def flush(self) -> None:
         return None

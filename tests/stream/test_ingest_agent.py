@@ -1,4 +1,5 @@
-"""The ingest agent in Faust's test context (no broker): what is counted, what is dead-lettered."""
+"""The input agent in Faust's test context (no broker): what is counted, what is
+dead-lettered, what is correlated."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
-from app.contracts import MAX_EVENT_BYTES, DlqRecord
-from app.stream.app import INTERNAL_TOPICS, TOPICS, create_app
+from app.contracts import MAX_EVENT_BYTES, CorrelateRequest, DlqRecord, Note, dump_json
+from app.policy import load_policy
+from app.stream.app import catalog_topics, create_app
 from app.stream.ingest import check_record
+from app.stream.replica import Received
 from app.stream.settings import WorkerSettings
 from tests.stream.conftest import recording
 
@@ -33,46 +36,91 @@ GOOD = {
 }
 
 
+NO_CLOCK: dict[str, Any] = {"received_ms": None,
+                            "policy": load_policy(REPO / "policy").intel}
+
+
 def _raw(obj: Any) -> bytes:
     return json.dumps(obj).encode()
 
 
-def test_invalid_records_are_dead_lettered_and_the_stream_goes_on() -> None:
+def _related(incident_id: str, minutes: int) -> dict[str, Any]:
+    """An incident of GOOD's signature started ``minutes`` later."""
+    incident = {**GOOD["incident"], "incident_id": incident_id,
+                "started_at": f"2026-02-18T14:{30 + minutes:02d}:00Z"}
+    return {**GOOD, "event_id": f"e-{incident_id}", "incident": incident}
+
+
+def test_invalid_records_are_dead_lettered_and_applied_incidents_correlated() -> None:
     app = create_app(WorkerSettings(app_id="t-ingest", topic_prefix="t."))
     agent = app.agents["incidents"]
     outbox = recording(app)
+    app.is_leader = lambda: False  # no consumer group without a broker
     bad_severity = {**GOOD, "incident": {**GOOD["incident"], "severity": "P7"}}
+    stale = {**GOOD, "event_id": "e-older", "occurred_at": "2026-02-18T14:00:00Z"}
+    puts = [  # (key, value, partition), offsets follow the order of the puts
+        (b"k-bad", b"{not json", 3),
+        (b"k-sev", _raw(bad_severity), 3),
+        (b"k-good", _raw(GOOD), 3),
+        (None, _raw({**GOOD, "type": "incident.deleted"}), 0),
+        (b"k-rel", _raw(_related("inc-rel", 5)), 0),
+        (b"k-good", _raw(stale), 0),  # an older version: its incident speaks for itself
+    ]
+    records = [Received(key, value, partition, offset)
+               for offset, (key, value, partition) in enumerate(puts)]
+    # The replica applies every record first (in a worker its own consumer does).
+    asyncio.run(app.replica.absorb(
+        [("t.incidents.events", [r for r in records if r.partition == p]) for p in (0, 3)]))
 
     async def feed() -> None:
         async with agent.test_context() as ctx:
-            await ctx.put(b"{not json", key=b"k-bad", partition=3)
-            await ctx.put(_raw(bad_severity), key=b"k-sev", partition=3)
-            await ctx.put(_raw(GOOD), key=b"k-good", partition=3)
-            await ctx.put(_raw({**GOOD, "type": "incident.deleted"}), key=None)
+            for key, value, partition in puts:
+                await ctx.put(value, key=key, partition=partition)
 
     asyncio.run(feed())
 
     assert app.ingest_stats.as_dict() == {
-        "valid": 1,
+        "valid": 3,
         "invalid": 3,
-        "by_type": {"incident.opened": 1},
+        "by_type": {"incident.opened": 3},
     }
     keys = [sent.key for sent in outbox.to("intel.dlq")]
     assert keys == [b"k-bad", b"k-sev", None]
-    records = [DlqRecord.model_validate_json(sent.value) for sent in outbox.to("intel.dlq")]
-    # The valid event became an incident change for its three attribute keys and bucket.
-    assert sorted(s.key.split(b":")[0] for s in outbox.to("by-attribute")) == [
-        b"kind", b"service", b"signature"]
-    assert [s.key for s in outbox.to("by-bucket")] == [b"gateway|error_rate"]
-    assert [(r.source_topic, r.partition, r.offset) for r in records] == [
+    dead = [DlqRecord.model_validate_json(sent.value) for sent in outbox.to("intel.dlq")]
+    assert [(r.source_topic, r.partition, r.offset) for r in dead] == [
         ("t.incidents.events", 3, 0),
         ("t.incidents.events", 3, 1),
         ("t.incidents.events", 0, 3),
     ]
-    assert records[0].error.startswith("not JSON")
-    assert "severity" in records[1].error
-    assert "incident.deleted" in records[2].error
-    assert records[1].raw_bytes() == _raw(bad_severity)
+    assert dead[0].error.startswith("not JSON")
+    assert "severity" in dead[1].error
+    assert "incident.deleted" in dead[2].error
+    assert dead[1].raw_bytes() == _raw(bad_severity)
+    # Each incident's current version got its correlation once, from the replica's engine.
+    engine = app.replica.engine
+    correlations = outbox.to("intel.correlations")
+    assert sorted(s.key for s in correlations) == [b"inc-rel", b"inc_20260218_1430_abc123"]
+    for sent in correlations:
+        answer = engine.correlate(CorrelateRequest(action="correlate",
+                                                   incident_id=sent.key.decode()))
+        assert sent.value == dump_json(answer)
+        assert answer.related_count == 1
+    notes = [Note.model_validate_json(s.value) for s in outbox.to("incidents.notes")]
+    assert sorted(n.incident_id for n in notes) == ["inc-rel", "inc_20260218_1430_abc123"]
+
+
+def test_an_event_far_ahead_of_its_record_timestamp_is_dead_lettered() -> None:
+    policy = load_policy(REPO / "policy").intel
+    received = 1771425000000  # 2026-02-18T14:30:00Z in milliseconds
+    ahead = {**GOOD, "occurred_at": "2026-02-18T15:31:00Z"}
+    result = check_record(_raw(ahead), key=None, topic="incidents.events", partition=0,
+                          offset=0, received_ms=received, policy=policy)
+    assert isinstance(result, DlqRecord)
+    assert "ahead of the receiving clock" in result.error
+    within = {**GOOD, "occurred_at": "2026-02-18T15:29:00Z"}
+    assert not isinstance(check_record(_raw(within), key=None, topic="incidents.events",
+                                       partition=0, offset=0, received_ms=received,
+                                       policy=policy), DlqRecord)
 
 
 @pytest.mark.parametrize(
@@ -85,7 +133,8 @@ def test_invalid_records_are_dead_lettered_and_the_stream_goes_on() -> None:
     ],
 )
 def test_check_record_explains_rejections(raw: bytes | None, reason: str) -> None:
-    result = check_record(raw, key=b"k", topic="incidents.events", partition=1, offset=7)
+    result = check_record(raw, key=b"k", topic="incidents.events", partition=1, offset=7,
+                          **NO_CLOCK)
     assert isinstance(result, DlqRecord)
     assert reason in result.error
     assert (result.partition, result.offset, result.key) == (1, 7, "k")
@@ -94,38 +143,34 @@ def test_check_record_explains_rejections(raw: bytes | None, reason: str) -> Non
 
 def test_oversized_records_are_dead_lettered_truncated() -> None:
     raw = b"\xff" * (MAX_EVENT_BYTES + 10)
-    result = check_record(raw, key=None, topic="incidents.events", partition=0, offset=1)
+    result = check_record(raw, key=None, topic="incidents.events", partition=0, offset=1,
+                          **NO_CLOCK)
     assert isinstance(result, DlqRecord)
     assert "too large" in result.error and "truncated" in result.error
     assert result.raw_bytes() == raw[:MAX_EVENT_BYTES]
 
 
 def test_check_record_passes_valid_events_through() -> None:
-    result = check_record(_raw(GOOD), key=None, topic="incidents.events", partition=0, offset=0)
+    result = check_record(_raw(GOOD), key=None, topic="incidents.events", partition=0,
+                          offset=0, **NO_CLOCK)
     assert not isinstance(result, DlqRecord)
     assert result.type == "incident.opened"
 
 
-def test_every_design_topic_is_declared_with_the_prefix() -> None:
+def test_every_catalog_topic_is_declared_with_the_prefix() -> None:
     settings = WorkerSettings(topic_prefix="pr.", partitions=3)
     app = create_app(settings)
-    internal = {spec.name for spec in INTERNAL_TOPICS}
-    assert set(app.topics_by_name) == {spec.name for spec in TOPICS} | internal
-    for name in internal:  # repartition topics belong to the app id, not the prefix
-        assert app.intel_topic(name).get_topic_name() == f"incident-intel-intel-{name}-repartition"
-    for spec in TOPICS:
+    assert set(app.topics_by_name) == {spec.name for spec in catalog_topics()}
+    for spec in catalog_topics():
         topic = app.intel_topic(spec.name)
         assert topic.get_topic_name() == f"pr.{spec.name}"
         assert topic.partitions == 3
 
 
 def test_topics_agree_with_the_catalog() -> None:
-    catalog_path = REPO / "topics" / "catalog.yml"
-    if not catalog_path.exists():
-        pytest.skip("topics/catalog.yml not written yet")
-    catalog = yaml.safe_load(catalog_path.read_text())["topics"]
-    assert {spec.name for spec in TOPICS} == set(catalog)
-    for spec in TOPICS:
+    catalog = yaml.safe_load((REPO / "topics" / "catalog.yml").read_text())["topics"]
+    assert {spec.name for spec in catalog_topics()} == set(catalog)
+    for spec in catalog_topics():
         entry = catalog[spec.name]
         assert spec.direction == entry["direction"], spec.name
         assert spec.compacted == (entry["cleanup_policy"] == "compact"), spec.name
