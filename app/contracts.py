@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import orjson
 from pydantic import (
@@ -31,7 +31,15 @@ MAX_EVENT_BYTES = 256 * 1024
 """Records larger than this are rejected to the dead-letter topic."""
 
 Severity = Literal["P0", "P1", "P2", "P3"]
-SEVERITIES: tuple[str, ...] = ("P0", "P1", "P2", "P3")
+SEVERITIES: tuple[Severity, ...] = get_args(Severity)
+CorrelationRuleName = Literal[
+    "same_signature",
+    "same_service_and_kind",
+    "same_service_time_cluster",
+    "same_kind_cross_service",
+]
+"""The correlation rules; ``incident_intelligence.yml`` gives each its weight."""
+CORRELATION_RULES: tuple[CorrelationRuleName, ...] = get_args(CorrelationRuleName)
 Status = Literal["open", "mitigating", "mitigated", "resolved", "closed"]
 OPEN_STATUSES: frozenset[str] = frozenset({"open", "mitigating", "mitigated"})
 AlertState = Literal["pending", "firing", "acknowledged", "resolved", "silenced"]

@@ -212,7 +212,8 @@ def grade_command(key_path: str, answers_path: str, out: str | None,
 
 def _intel_thresholds(policy_path: str | None) -> tuple[int, int]:
     """Signature recurrence thresholds of the intelligence policy beside the simulation one."""
-    from app.policy import IntelPolicy, load_file
+    from app.policy import IntelPolicy
+    from app.policyfile import load_file
     from app.simulation.catalog import default_policy_path
 
     sim_path = Path(policy_path) if policy_path else default_policy_path()
@@ -220,7 +221,6 @@ def _intel_thresholds(policy_path: str | None) -> tuple[int, int]:
     if not intel_path.is_file():
         return (3, 6)
     intel = load_file(intel_path, IntelPolicy)
-    assert isinstance(intel, IntelPolicy)
     sig = intel.recurrence.thresholds.signature
     return (sig.warn, sig.high)
 

@@ -303,9 +303,7 @@ class IntelEngine:
 
 def _learning_hook(policy: Policy) -> LearningSection:
     """The digest's learning section, judged against the policy's recurrence target."""
-    learning = policy.extra.get("learning.yml")
-    target = getattr(learning, "recurrence_target", None)
-    return functools.partial(velocity.digest_section, target=target)
+    return functools.partial(velocity.digest_section, target=policy.recurrence_target)
 
 
 def horizon_days(policy: Policy) -> int:

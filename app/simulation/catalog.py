@@ -10,17 +10,17 @@ unknown key, unknown placeholder or inconsistent reference with
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from app.policy import PolicyError, check_template, default_policy_dir, load_file
+from app.contracts import Severity
+from app.policyfile import PolicyError, check_template, default_policy_dir, load_file
 
 Difficulty = Literal["easy", "medium", "hard"]
-DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
+DIFFICULTIES: tuple[Difficulty, ...] = get_args(Difficulty)
 SevLevel = Literal["SEV-0", "SEV-1", "SEV-2", "SEV-3"]
-SEV_LEVELS: tuple[str, ...] = ("SEV-0", "SEV-1", "SEV-2", "SEV-3")
-Priority = Literal["P0", "P1", "P2", "P3"]
+SEV_LEVELS: tuple[SevLevel, ...] = get_args(SevLevel)
 Category = Literal["safety", "operational"]
 Shape = Literal[
     "single_turn",
@@ -146,7 +146,7 @@ class ClueSpec(_Strict):
 class Detection(_Strict):
     after: Literal["onset", "end"]
     delay_minutes: Span
-    initial_severity: Priority
+    initial_severity: Severity
 
 
 class Resolution(_Strict):
@@ -233,7 +233,7 @@ class Platform(_Strict):
 
 class RubricLevel(_Strict):
     level: SevLevel
-    priority: Priority
+    priority: Severity
     meaning: Text
     example: Text
 
@@ -446,6 +446,4 @@ def default_policy_path() -> Path:
 
 def load_simulation_policy(path: str | Path | None = None) -> SimulationPolicy:
     """Read and validate the simulation policy; a problem raises ``PolicyError``."""
-    model = load_file(Path(path) if path is not None else default_policy_path(), SimulationPolicy)
-    assert isinstance(model, SimulationPolicy)
-    return model
+    return load_file(Path(path) if path is not None else default_policy_path(), SimulationPolicy)

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from app.cli import main
-from app.policy import POLICY_FILES, PolicyError, validate_document
+from app.policy import POLICY_FILES, Policy
+from app.policyfile import PolicyError, validate_document
 from app.simulation.catalog import SimulationPolicy
 from tests.simulation.conftest import POLICY_FILE, ROOT
 
@@ -20,7 +21,8 @@ def document():
 
 
 def test_registered_and_checked_with_the_other_policy_files(cli):
-    assert POLICY_FILES["simulation.yml"] == "app.simulation.catalog:SimulationPolicy"
+    assert POLICY_FILES["simulation"] == "simulation.yml"
+    assert Policy.model_fields["simulation"].annotation is SimulationPolicy
     result = cli.invoke(main, ["policy", "check", str(ROOT / "policy")])
     assert result.exit_code == 0, result.output
     assert "simulation.yml" in result.output
