@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.contracts import CorrelationRuleName, Severity
+from app.contracts import CorrelationRuleName, GateMode, Severity
 from app.policyfile import (
     PolicyError,
     check_template,
@@ -217,7 +217,7 @@ class IntelPolicy(_Strict):
 
 
 class GateProfile(_Strict):
-    mode: Literal["off", "warn", "strict"]
+    mode: GateMode
     windows_days: Annotated[list[Positive], Field(min_length=1)] | None = None
 
 

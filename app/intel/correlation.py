@@ -56,7 +56,7 @@ class Match:
         holds = self.holds()
         return [rule.name for rule in policy.correlation.rules if holds[rule.name]]
 
-    def score(self, weights: dict[str, int]) -> int:
+    def score(self, weights: dict[CorrelationRuleName, int]) -> int:
         """The sum of the weights (``IntelPolicy.rule_weights()``) of the rules that hold."""
         holds = self.holds()
         return sum(weight for name, weight in weights.items() if holds[name])

@@ -92,7 +92,8 @@ class IntelEngine:
         self.by_bucket = TimelineIndex()
         self.by_service = TimelineIndex()
         self.open_ids: set[str] = set()
-        self.learning = learning if learning is not None else _learning_hook(policy)
+        self.learning: LearningSection = (
+            learning if learning is not None else _learning_hook(policy))
         self.watermark: int | None = None
         """Newest ``occurred_at`` applied (microseconds): the live ``as_of``."""
         self.retained_from = retention_cutoff(0, policy.intel)
@@ -267,7 +268,7 @@ class IntelEngine:
         end, window, groups = self.week_buckets(week)
         last = micros(end) - 1
         plan = followups.plan(groups, week, end, emitted, self.policy.intel)
-        learning = self.learning(self.book, as_of) if self.learning else None
+        learning = self.learning(self.book, as_of)
         open_count = sum(1 for i in self.open_ids if self.record(i).started <= micros(as_of))
         summary = digest.summarise(
             week, as_of, window, open_count,
