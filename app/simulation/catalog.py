@@ -15,6 +15,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from app.contracts import Severity
+from app.errors import UserError
 from app.policyfile import PolicyError, check_template, default_policy_dir, load_file
 
 Difficulty = Literal["easy", "medium", "hard"]
@@ -437,6 +438,14 @@ class SimulationPolicy(_Strict):
 
     def rubric(self, level: str) -> RubricLevel:
         return self.severity_rubric[SEV_LEVELS.index(level)]
+
+
+def as_difficulty(value: str) -> Difficulty:
+    """``value`` as one of :data:`DIFFICULTIES`, or one clear error."""
+    for known in DIFFICULTIES:
+        if value == known:
+            return known
+    raise UserError(f"difficulty: {value!r} is not one of {', '.join(DIFFICULTIES)}")
 
 
 def default_policy_path() -> Path:
