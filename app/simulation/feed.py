@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict
 
 from app.contracts import (
     AlertTransition,
+    CorrelationRuleName,
     Incident,
     IncidentEvent,
     Severity,
@@ -160,7 +161,7 @@ class PlantedCluster(_Truth):
     incident_ids: list[str]
     window_start: Timestamp
     window_end: Timestamp
-    expected_rules: list[str]
+    expected_rules: list[CorrelationRuleName]
 
 
 class StreamTruth(_Truth):
@@ -326,7 +327,7 @@ class _Pattern:
     shape: Literal["cross_service", "same_service"] | None = None
     services: list[str] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)
-    rules: list[str] = field(default_factory=list)
+    rules: list[CorrelationRuleName] = field(default_factory=list)
 
 
 @dataclass
@@ -348,6 +349,7 @@ def _plant_clusters(s: _Stream, kinds: list[str], services: list[str],
         cluster_id = f"cluster-{c + 1}"
         centre = s.start + s.span * (c + 1) / (len(specs) + 1)
         base = centre + timedelta(minutes=rng.randint(-60, 60))
+        rules: list[CorrelationRuleName]
         if spec.shape == "cross_service":
             kind, members = kinds.pop(), [services.pop() for _ in range(spec.size)]
             pairs = [(svc, kind) for svc in members]
