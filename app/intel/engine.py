@@ -225,7 +225,7 @@ class IntelEngine:
     def recurrence_update(self, key: str, as_of: datetime) -> RecurrenceUpdate:
         """The ``intel.recurrence`` record of ``key`` (``<type>:<value>``) at ``as_of``;
         counts of zero when nothing of the key is in the windows."""
-        key_type, value = key.split(":", 1)
+        key_type, value = recurrence.split_key(key)
         timeline = self.correlation.timeline(key_type, value)
         end = micros(as_of)
         counts = [0 if timeline is None else timeline.count(window_start(end, days), end)

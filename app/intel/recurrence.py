@@ -38,6 +38,15 @@ def level(count: int, threshold: Threshold) -> Level:
     return "none"
 
 
+def split_key(key: str) -> tuple[KeyType, str]:
+    """``<type>:<value>`` → its type and value; an unknown type is a ``ValueError``."""
+    key_type, value = key.split(":", 1)
+    for known in KEY_TYPES:
+        if key_type == known:
+            return known, value
+    raise ValueError(f"{key!r}: unknown recurrence key type {key_type!r}")
+
+
 def key_of(record: Record, key_type: KeyType) -> str:
     if key_type == "signature":
         return record.signature
