@@ -1,6 +1,18 @@
 # The incident-intel stream worker. Build: docker build -t incident-intel .
 # Run:   docker run -e INTEL_BOOTSTRAP_SERVERS=kafka:9092 -p 6066:6066 incident-intel
 # Without INTEL_BOOTSTRAP_SERVERS the worker starts its embedded broker (memory only).
+# The policy is the one shipped in the package, linked at /srv/incident-intel/policy;
+# to use your own, mount a directory there (or elsewhere and set INTEL_POLICY_DIR).
+FROM python:3.11-slim AS build
+
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+# What the wheel is built from; the default policy and the topic catalog are
+# package data under app/defaults.
+COPY pyproject.toml README.md ./
+COPY app ./app
+RUN pip wheel --no-deps --wheel-dir /wheels .
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -10,17 +22,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /srv/incident-intel
 
-# Dependencies first, in their own layer: editing the code does not reinstall them.
-COPY pyproject.toml ./
-RUN mkdir app && touch app/__init__.py \
-    && pip install . \
-    && pip uninstall -y incident-intel \
-    && rm -rf app build *.egg-info
-
-COPY app ./app
-COPY policy ./policy
-COPY topics ./topics
-RUN pip install --no-deps . && rm -rf build *.egg-info
+COPY --from=build /wheels /wheels
+RUN pip install /wheels/*.whl && rm -rf /wheels \
+    && ln -s "$(python -c 'from app.policyfile import bundled_policy_dir; print(bundled_policy_dir())')" \
+       /srv/incident-intel/policy
 
 RUN useradd --system --uid 10001 --home-dir /var/lib/incident-intel --create-home intel \
     && mkdir -p /var/lib/incident-intel/reports \

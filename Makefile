@@ -38,6 +38,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 schemas: $(STAMP)
 	$(BIN)/incident-intel topics schemas

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import orjson
 from pydantic import (
@@ -31,11 +31,23 @@ MAX_EVENT_BYTES = 256 * 1024
 """Records larger than this are rejected to the dead-letter topic."""
 
 Severity = Literal["P0", "P1", "P2", "P3"]
-SEVERITIES: tuple[str, ...] = ("P0", "P1", "P2", "P3")
+SEVERITIES: tuple[Severity, ...] = get_args(Severity)
+CorrelationRuleName = Literal[
+    "same_signature",
+    "same_service_and_kind",
+    "same_service_time_cluster",
+    "same_kind_cross_service",
+]
+"""The correlation rules; ``incident_intelligence.yml`` gives each its weight."""
+CORRELATION_RULES: tuple[CorrelationRuleName, ...] = get_args(CorrelationRuleName)
 Status = Literal["open", "mitigating", "mitigated", "resolved", "closed"]
 OPEN_STATUSES: frozenset[str] = frozenset({"open", "mitigating", "mitigated"})
 AlertState = Literal["pending", "firing", "acknowledged", "resolved", "silenced"]
 Level = Literal["none", "warn", "high"]
+KeyType = Literal["signature", "kind", "service"]
+"""What a recurrence count is kept by; findings cover the first two."""
+FindingKeyType = Literal["signature", "kind"]
+GateMode = Literal["off", "warn", "strict"]
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -229,7 +241,7 @@ class RecurrenceUpdate(_Model):
     """Compacted ``intel.recurrence`` record, keyed ``<type>:<key>``."""
 
     update_id: str
-    type: Literal["signature", "kind", "service"]
+    type: KeyType
     key: str
     as_of: Timestamp
     count_7d: int
@@ -344,7 +356,7 @@ class GateRequest(_Request):
     service: Name
     profile: Name = "prod"
     run_recurrence_watch: bool = True
-    recurrence_watch_mode: Literal["off", "warn", "strict"] | None = None
+    recurrence_watch_mode: GateMode | None = None
     recurrence_watch_windows_days: (
         Annotated[list[Annotated[int, Field(gt=0, le=3660)]], Field(min_length=1)] | None
     ) = None
@@ -396,7 +408,7 @@ class KeyCount(_Model):
 
 
 class RecurrenceFinding(_Model):
-    type: Literal["signature", "kind"]
+    type: FindingKeyType
     key: str
     count: int
     level: Literal["warn", "high"]
@@ -464,7 +476,7 @@ class WeeklyDigestResponse(_Model):
 class GateResponse(_Model):
     service: str
     profile: str
-    mode: Literal["off", "warn", "strict"]
+    mode: GateMode
     windows_days: list[int]
     pass_: bool = Field(alias="pass", serialization_alias="pass")
     skipped: bool

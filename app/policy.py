@@ -7,51 +7,23 @@ comes from these files. A bad file stops the program with one line,
 
 from __future__ import annotations
 
-import importlib
-import os
-import re
-import string
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from app.errors import UserError
+from app.contracts import CorrelationRuleName, GateMode, Severity
+from app.policyfile import (
+    PolicyError,
+    check_template,
+    default_policy_dir,
+    load_file,
+)
+from app.policyfile import StrictModel as _Strict
+from app.simulation.catalog import SimulationPolicy
 
 NonNegative = Annotated[int, Field(ge=0)]
 Positive = Annotated[int, Field(gt=0)]
-Severity = Literal["P0", "P1", "P2", "P3"]
-RULE_NAMES: tuple[str, ...] = (
-    "same_signature",
-    "same_service_and_kind",
-    "same_service_time_cluster",
-    "same_kind_cross_service",
-)
-
-
-class PolicyError(UserError):
-    """A policy file that cannot be used; the message is ``file: field: reason``."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _placeholders(template: str) -> set[str]:
-    try:
-        return {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
-    except ValueError as exc:
-        raise ValueError(f"malformed template {template!r}: {exc}") from None
-
-
-def check_template(template: str, allowed: set[str]) -> str:
-    """Reject templates whose ``{placeholders}`` the renderer cannot fill."""
-    unknown = _placeholders(template) - allowed
-    if unknown:
-        names = ", ".join(sorted(unknown))
-        raise ValueError(f"unknown placeholder {{{names}}} (allowed: {', '.join(sorted(allowed))})")
-    return template
 
 
 # ------------------------------------------------------------ incident_intelligence.yml
@@ -70,12 +42,7 @@ class KindDerivation(_Strict):
 
 
 class CorrelationRule(_Strict):
-    name: Literal[
-        "same_signature",
-        "same_service_and_kind",
-        "same_service_time_cluster",
-        "same_kind_cross_service",
-    ]
+    name: CorrelationRuleName
     weight: NonNegative
 
 
@@ -242,7 +209,7 @@ class IntelPolicy(_Strict):
     def largest_window_days(self) -> int:
         return max(self.recurrence.windows_days)
 
-    def rule_weights(self) -> dict[str, int]:
+    def rule_weights(self) -> dict[CorrelationRuleName, int]:
         return {rule.name: rule.weight for rule in self.correlation.rules}
 
 
@@ -250,7 +217,7 @@ class IntelPolicy(_Strict):
 
 
 class GateProfile(_Strict):
-    mode: Literal["off", "warn", "strict"]
+    mode: GateMode
     windows_days: Annotated[list[Positive], Field(min_length=1)] | None = None
 
 
@@ -307,102 +274,52 @@ class RateLimitPolicy(_Strict):
         return self.actions.get(action, self.default)
 
 
+# ----------------------------------------------------------------------- learning.yml
+
+
+class LearningPolicy(_Strict):
+    """``learning.yml``: targets of the learning-velocity metrics."""
+
+    version: Literal[1] = 1
+    recurrence_target: float = Field(gt=0, lt=1)
+    """Fraction of incidents that may recur; quarters above it are flagged."""
+
+
 # ------------------------------------------------------------------------ the bundle
 
 POLICY_FILES: dict[str, str] = {
-    "incident_intelligence.yml": "app.policy:IntelPolicy",
-    "release_gate.yml": "app.policy:GatePolicy",
-    "rbac.yml": "app.policy:RbacPolicy",
-    "rate_limits.yml": "app.policy:RateLimitPolicy",
-    "learning.yml": "app.intel.velocity:LearningPolicy",
-    "simulation.yml": "app.simulation.catalog:SimulationPolicy",
+    "intel": "incident_intelligence.yml",
+    "gate": "release_gate.yml",
+    "rbac": "rbac.yml",
+    "rate_limits": "rate_limits.yml",
+    "learning": "learning.yml",
+    "simulation": "simulation.yml",
 }
-"""Every policy file and the model that validates it (``module:Class``)."""
+"""Every policy file, by the :class:`Policy` field that holds it (and gives its model)."""
 
 
 class Policy(BaseModel):
     """All policy files of one directory, validated."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True)
     directory: str
     intel: IntelPolicy
     gate: GatePolicy
     rbac: RbacPolicy
     rate_limits: RateLimitPolicy
-    extra: dict[str, Any] = Field(default_factory=dict)
+    learning: LearningPolicy
+    simulation: SimulationPolicy
+
+    @property
+    def recurrence_target(self) -> float:
+        """The learning-velocity recurrence target: the one reader of ``learning.yml``'s."""
+        return self.learning.recurrence_target
 
 
-def _model_for(ref: str) -> type[BaseModel]:
-    module, _, name = ref.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def _location(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc)
-
-
-def validate_document(file_name: str, document: Any, model: type[BaseModel]) -> BaseModel:
-    """Validate one parsed YAML document, raising ``file: field: reason``."""
-    if not isinstance(document, dict):
-        raise PolicyError(f"{file_name}: (top level): expected a mapping")
-    try:
-        return model.model_validate(document)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = _location(err["loc"]) or "(top level)"
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown key"
-        # A model-level check reports its own field path inside the message.
-        nested = re.match(r"^([A-Za-z0-9_.]+): (.*)$", message)
-        if nested and err["type"] == "value_error":
-            prefix = f"{field}." if err["loc"] else ""
-            field, message = prefix + nested.group(1), nested.group(2)
-        raise PolicyError(f"{file_name}: {field}: {message}") from None
-
-
-def read_yaml(path: Path, error: type[UserError] = UserError) -> Any:
-    """Parse a YAML file; any problem becomes one ``error`` line naming file and place."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise error(f"{path}: (file): missing") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise error(f"{path}: (file): cannot read: {reason}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark else "(yaml)"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise error(f"{path}: {where}: invalid YAML: {problem}") from None
-
-
-def load_file(path: Path, model: type[BaseModel]) -> BaseModel:
-    """Read and validate one policy file."""
-    return validate_document(str(path), read_yaml(path, PolicyError), model)
-
-
-POLICY_DIR_HELP = (
-    "Policy directory [default: $INTEL_POLICY_DIR, else ./policy, else the bundled one]."
-)
-
-
-def default_policy_dir() -> Path:
-    """``$INTEL_POLICY_DIR``, else ``./policy``, else the policy beside the package.
-
-    The last keeps every command usable from any working directory of a
-    source checkout or editable install.
-    """
-    configured = os.environ.get("INTEL_POLICY_DIR")
-    if configured:
-        return Path(configured)
-    local = Path("policy")
-    if local.is_dir():
-        return local
-    bundled = Path(__file__).resolve().parents[1] / "policy"
-    return bundled if bundled.is_dir() else local
+def _section_model(field: str) -> type[BaseModel]:
+    model = Policy.model_fields[field].annotation
+    assert isinstance(model, type) and issubclass(model, BaseModel), field
+    return model
 
 
 def load_policy(directory: str | Path | None = None) -> Policy:
@@ -410,13 +327,6 @@ def load_policy(directory: str | Path | None = None) -> Policy:
     root = Path(directory) if directory is not None else default_policy_dir()
     if not root.is_dir():
         raise PolicyError(f"{root}: (directory): not a directory")
-    loaded = {name: load_file(root / name, _model_for(ref)) for name, ref in POLICY_FILES.items()}
-    core = {"incident_intelligence.yml", "release_gate.yml", "rbac.yml", "rate_limits.yml"}
-    return Policy(
-        directory=str(root),
-        intel=loaded["incident_intelligence.yml"],
-        gate=loaded["release_gate.yml"],
-        rbac=loaded["rbac.yml"],
-        rate_limits=loaded["rate_limits.yml"],
-        extra={name: doc for name, doc in loaded.items() if name not in core},
-    )
+    sections = {field: load_file(root / name, _section_model(field))
+                for field, name in POLICY_FILES.items()}
+    return Policy.model_validate({"directory": str(root), **sections})

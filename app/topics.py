@@ -1,4 +1,8 @@
-"""The topic catalog (``topics/catalog.yml``) and the JSON Schemas of its payloads."""
+"""The topic catalog (``topics/catalog.yml``) and the JSON Schemas of its payloads.
+
+Both ship inside the package (``app/defaults/topics``); the top-level
+``topics/`` of a checkout links there.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app import contracts
 from app.errors import UserError
-from app.policy import validate_document
+from app.policyfile import bundled_path, validate_document
 
 
 class TopicSpec(BaseModel):
@@ -32,7 +36,17 @@ class Catalog(BaseModel):
     topics: dict[str, TopicSpec]
 
 
-def load_catalog(path: str | Path = "topics/catalog.yml") -> Catalog:
+def catalog_path() -> Path:
+    """The catalog shipped inside the package."""
+    return bundled_path("topics", "catalog.yml")
+
+
+def default_catalog() -> Catalog:
+    """The shipped catalog, read when called (the worker calls it when it builds its app)."""
+    return load_catalog(catalog_path())
+
+
+def load_catalog(path: str | Path) -> Catalog:
     """Read the catalog; every ``value`` must name a model in ``app.contracts``."""
     path = Path(path)
     try:
@@ -40,7 +54,6 @@ def load_catalog(path: str | Path = "topics/catalog.yml") -> Catalog:
     except OSError as exc:
         raise UserError(f"{path}: cannot read: {exc.strerror}") from None
     catalog = validate_document(str(path), document, Catalog)
-    assert isinstance(catalog, Catalog)
     for name, spec in catalog.topics.items():
         model = getattr(contracts, spec.value, None)
         if not (isinstance(model, type) and issubclass(model, BaseModel)):

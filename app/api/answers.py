@@ -31,7 +31,7 @@ from app.policy import Policy
 from .dashboard import DashboardData
 from .errors import ApiError
 from .learning import VelocityReport, velocity_report
-from .live import LiveView, recurrence_target
+from .live import LiveView
 
 __all__ = ["answer_call", "dashboard_data", "learning_velocity", "within"]
 
@@ -66,7 +66,7 @@ async def answer_call(view: LiveView, request: Request) -> BaseModel:
 
 def learning_velocity(view: LiveView, policy: Policy) -> VelocityReport:
     """The per-quarter report as of the replica's newest event."""
-    return velocity_report(view.velocity(), recurrence_target(policy), view.as_of())
+    return velocity_report(view.velocity(), policy.recurrence_target, view.as_of())
 
 
 def _dashboard_reads(windows: Sequence[int], engine: IntelEngine, as_of: datetime) -> tuple[
@@ -79,7 +79,7 @@ def _dashboard_reads(windows: Sequence[int], engine: IntelEngine, as_of: datetim
 
 async def dashboard_data(view: LiveView, policy: Policy) -> DashboardData:
     """One consistent read of what the dashboard shows (read-level data only)."""
-    target = recurrence_target(policy)
+    target = policy.recurrence_target
     if not view.ready:
         return DashboardData(as_of=view.as_of(), ready=False, recurrence=[], buckets=None,
                              correlations=[], followups=[], velocity=[],

@@ -32,10 +32,10 @@ from app.contracts import (
     WeeklyDigestResponse,
 )
 from app.intel.engine import ActionError, Artifact, IntelEngine
-from app.intel.velocity import LearningPolicy, velocity_by_quarter
+from app.intel.velocity import velocity_by_quarter
 from app.policy import Policy
 
-__all__ = ["InMemoryLiveView", "LiveView", "Query", "recurrence_target"]
+__all__ = ["InMemoryLiveView", "LiveView", "Query"]
 
 T = TypeVar("T")
 Query = Callable[[IntelEngine, datetime], T]
@@ -94,14 +94,6 @@ class LiveView(Protocol):
         ...
 
 
-def recurrence_target(policy: Policy) -> float:
-    """The learning-velocity recurrence target of ``learning.yml``."""
-    learning = policy.extra.get("learning.yml")
-    if not isinstance(learning, LearningPolicy):
-        raise ValueError("policy has no learning.yml: learning velocity needs its target")
-    return learning.recurrence_target
-
-
 class InMemoryLiveView:
     """A :class:`LiveView` over an engine fed once from events, then only read.
 
@@ -137,7 +129,7 @@ class InMemoryLiveView:
         self.digest_runs = 0
         self._followups: list[FollowUp] = []
         self._digest_lock = asyncio.Lock()
-        self._velocity = velocity_by_quarter(self.engine.book, recurrence_target(policy),
+        self._velocity = velocity_by_quarter(self.engine.book, policy.recurrence_target,
                                              as_of=as_of)
         self._correlations = self._latest_correlations()
 

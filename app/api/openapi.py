@@ -111,7 +111,7 @@ def _json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _paths() -> dict[str, Any]:
-    bearer = [{"bearer": []}]
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
     html = {"text/html": {"schema": {"type": "string"}}}
     return {
         "/v1/tools/incident_intelligence": {"post": {

@@ -17,7 +17,7 @@ from pydantic import TypeAdapter, ValidationError
 from app.contracts import Event, Timestamp
 from app.errors import UserError
 from app.eventfile import read_events, summary_line
-from app.policy import POLICY_DIR_HELP
+from app.policyfile import POLICY_DIR_HELP
 
 F = TypeVar("F", bound=Callable[..., Any])
 _TIMESTAMP = TypeAdapter(Timestamp)

@@ -20,4 +20,4 @@ def check(directory: str | None) -> None:
     DIRECTORY defaults to $INTEL_POLICY_DIR, else ./policy, else the bundled policy.
     """
     policy = load_policy(directory)
-    click.echo(f"{policy.directory}: ok ({', '.join(POLICY_FILES)})")
+    click.echo(f"{policy.directory}: ok ({', '.join(POLICY_FILES.values())})")

@@ -153,13 +153,11 @@ def _banner(settings: WorkerSettings, created: list[str], schedule: str) -> None
 
 
 def _serve_api(app: Any, settings: WorkerSettings) -> None:
-    """Mount the HTTP API on the worker's web server, when the API package is present."""
-    try:
-        from app.api import load_tokens, register_routes
-        from app.api.tokens import TOKENS_ENV, TOKENS_FILE_ENV, ensure_local_token
-    except ImportError:
-        return
+    """Mount the HTTP API on the worker's web server."""
     import os
+
+    from app.api import load_tokens, register_routes
+    from app.api.tokens import TOKENS_ENV, TOKENS_FILE_ENV, ensure_local_token
 
     local = not (os.environ.get(TOKENS_FILE_ENV, "").strip()
                  or os.environ.get(TOKENS_ENV, "").strip())

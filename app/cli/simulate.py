@@ -19,7 +19,12 @@ from pydantic import ValidationError
 
 from app.errors import UserError
 from app.simulation.answers import load_answers
-from app.simulation.catalog import DIFFICULTIES, SimulationPolicy, load_simulation_policy
+from app.simulation.catalog import (
+    DIFFICULTIES,
+    SimulationPolicy,
+    as_difficulty,
+    load_simulation_policy,
+)
 from app.simulation.debrief import render_debrief
 from app.simulation.exercise import answer_key, render_exercise, sheet_for, write_exercise
 from app.simulation.feed import DEFAULT_START, generate_stream, to_jsonl
@@ -162,7 +167,8 @@ def replay(events_path: str, incident_id: str, out_dir: str, difficulty: str, on
     """Turn a real incident into a pseudonymised exercise with its answer key."""
     policy = _policy(policy_path)
     result = replay_exercise(load_events(events_path), incident_id, policy, on=_date(on),
-                             participants=_participants(participants), difficulty=difficulty)
+                             participants=_participants(participants),
+                             difficulty=as_difficulty(difficulty))
     try:
         paths = write_exercise(out_dir, render_exercise(result.sheet, policy), result.key)
     except OSError as exc:
@@ -212,7 +218,8 @@ def grade_command(key_path: str, answers_path: str, out: str | None,
 
 def _intel_thresholds(policy_path: str | None) -> tuple[int, int]:
     """Signature recurrence thresholds of the intelligence policy beside the simulation one."""
-    from app.policy import IntelPolicy, load_file
+    from app.policy import IntelPolicy
+    from app.policyfile import load_file
     from app.simulation.catalog import default_policy_path
 
     sim_path = Path(policy_path) if policy_path else default_policy_path()
@@ -220,7 +227,6 @@ def _intel_thresholds(policy_path: str | None) -> tuple[int, int]:
     if not intel_path.is_file():
         return (3, 6)
     intel = load_file(intel_path, IntelPolicy)
-    assert isinstance(intel, IntelPolicy)
     sig = intel.recurrence.thresholds.signature
     return (sig.warn, sig.high)
 

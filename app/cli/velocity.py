@@ -19,8 +19,9 @@ from app.errors import UserError
 from app.eventfile import read_events
 from app.intel.incidents import IncidentBook
 from app.intel.periods import quarter_start
-from app.intel.velocity import LearningPolicy, render_markdown, velocity_report
-from app.policy import POLICY_DIR_HELP, load_policy
+from app.intel.velocity import render_markdown, velocity_report
+from app.policy import load_policy
+from app.policyfile import POLICY_DIR_HELP
 
 
 class _OneLineErrors(click.Command):
@@ -90,14 +91,12 @@ def command(events: tuple[str, ...], first: str | None, last: str | None, fmt: s
     if fmt == "png" and out is None:
         raise UserError("--format png writes binary data: give --out FILE")
     policy = load_policy(policy_dir)
-    learning = policy.extra["learning.yml"]
-    assert isinstance(learning, LearningPolicy)
     book = IncidentBook(rules=policy.intel.kind_derivation)
     read, skipped = _read_events(events, book)
     if skipped:
         click.echo(f"incident-intel velocity: skipped {skipped} of {read} lines "
                    f"(not valid events)", err=True)
-    report: dict[str, Any] = velocity_report(book, learning.recurrence_target, first, last)
+    report: dict[str, Any] = velocity_report(book, policy.recurrence_target, first, last)
     if fmt == "json":
         data = orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n"
     elif fmt == "md":

@@ -27,7 +27,7 @@ import heapq
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from app.contracts import Note, NoteMeta, RelatedIncident
+from app.contracts import CORRELATION_RULES, CorrelationRuleName, Note, NoteMeta, RelatedIncident
 from app.intel.incidents import Record
 from app.intel.periods import DAY, MINUTE
 from app.intel.timeline import Timeline, TimelineIndex
@@ -43,7 +43,7 @@ class Match:
     kind: bool
     near: bool
 
-    def holds(self) -> dict[str, bool]:
+    def holds(self) -> dict[CorrelationRuleName, bool]:
         """Whether each rule of ``correlation.rules`` holds, by rule name."""
         return {
             "same_signature": self.signature,
@@ -56,7 +56,7 @@ class Match:
         holds = self.holds()
         return [rule.name for rule in policy.correlation.rules if holds[rule.name]]
 
-    def score(self, weights: dict[str, int]) -> int:
+    def score(self, weights: dict[CorrelationRuleName, int]) -> int:
         """The sum of the weights (``IntelPolicy.rule_weights()``) of the rules that hold."""
         holds = self.holds()
         return sum(weight for name, weight in weights.items() if holds[name])
@@ -137,8 +137,6 @@ def note_for(incident_id: str, related_list: list[RelatedIncident], policy: Inte
 
 # ------------------------------------------------------------------ indexed search
 
-_RULES = ("same_signature", "same_service_and_kind", "same_service_time_cluster",
-          "same_kind_cross_service")
 
 Lookup = Callable[[str], Record]
 
@@ -221,7 +219,7 @@ class CorrelationIndex:
 
     def correlate(self, target: Record, lookup: Lookup) -> list[RelatedIncident]:
         """Equal to ``rank(target, every incident, policy)``, reading only what can matter."""
-        if len(self.policy.correlation.rules) < len(_RULES):
+        if len(self.policy.correlation.rules) < len(CORRELATION_RULES):
             return rank(target, self._union(target, lookup), self.policy)
         limit = self.policy.correlation.max_related
         keys = self._keys(target)

@@ -92,7 +92,8 @@ class IntelEngine:
         self.by_bucket = TimelineIndex()
         self.by_service = TimelineIndex()
         self.open_ids: set[str] = set()
-        self.learning = learning if learning is not None else _learning_hook(policy)
+        self.learning: LearningSection = (
+            learning if learning is not None else _learning_hook(policy))
         self.watermark: int | None = None
         """Newest ``occurred_at`` applied (microseconds): the live ``as_of``."""
         self.retained_from = retention_cutoff(0, policy.intel)
@@ -224,7 +225,7 @@ class IntelEngine:
     def recurrence_update(self, key: str, as_of: datetime) -> RecurrenceUpdate:
         """The ``intel.recurrence`` record of ``key`` (``<type>:<value>``) at ``as_of``;
         counts of zero when nothing of the key is in the windows."""
-        key_type, value = key.split(":", 1)
+        key_type, value = recurrence.split_key(key)
         timeline = self.correlation.timeline(key_type, value)
         end = micros(as_of)
         counts = [0 if timeline is None else timeline.count(window_start(end, days), end)
@@ -267,7 +268,7 @@ class IntelEngine:
         end, window, groups = self.week_buckets(week)
         last = micros(end) - 1
         plan = followups.plan(groups, week, end, emitted, self.policy.intel)
-        learning = self.learning(self.book, as_of) if self.learning else None
+        learning = self.learning(self.book, as_of)
         open_count = sum(1 for i in self.open_ids if self.record(i).started <= micros(as_of))
         summary = digest.summarise(
             week, as_of, window, open_count,
@@ -303,9 +304,7 @@ class IntelEngine:
 
 def _learning_hook(policy: Policy) -> LearningSection:
     """The digest's learning section, judged against the policy's recurrence target."""
-    learning = policy.extra.get("learning.yml")
-    target = getattr(learning, "recurrence_target", None)
-    return functools.partial(velocity.digest_section, target=target)
+    return functools.partial(velocity.digest_section, target=policy.recurrence_target)
 
 
 def horizon_days(policy: Policy) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from app.contracts import SEVERITIES, GateRequest, GateResponse
+from app.contracts import SEVERITIES, GateMode, GateRequest, GateResponse
 from app.intel.incidents import Record
 from app.intel.periods import in_window
 from app.intel.recurrence import level
@@ -23,13 +23,13 @@ class UnknownProfile(ValueError):
     """The request names a profile ``release_gate.yml`` does not define."""
 
 
-def settings(request: GateRequest, policy: GatePolicy) -> tuple[str, list[int], str]:
+def settings(request: GateRequest, policy: GatePolicy) -> tuple[GateMode, list[int], str]:
     """Mode, windows and service after applying the request's overrides."""
     profile = policy.profiles.get(request.profile)
     if profile is None:
         known = ", ".join(sorted(policy.profiles))
         raise UnknownProfile(f"profile: unknown profile {request.profile!r} (known: {known})")
-    mode = request.recurrence_watch_mode or profile.mode
+    mode: GateMode = request.recurrence_watch_mode or profile.mode
     if not request.run_recurrence_watch:
         mode = "off"
     windows = request.recurrence_watch_windows_days or profile.windows_days or list(
@@ -46,12 +46,12 @@ def evaluate(request: GateRequest, records: list[Record], as_of: int, intel: Int
              gate: GatePolicy) -> GateResponse:
     """The gate's answer from the service's incidents started within the largest window."""
     mode, windows, service = settings(request, gate)
-    base = {"service": service, "profile": request.profile, "mode": mode,
-            "windows_days": windows}
     if mode == "off":
-        return GateResponse(**base, pass_=True, skipped=True, has_high_recurrence=False,
-                            has_warn_recurrence=False, max_severity_seen=None, high_signatures=[],
-                            high_kinds=[], total_incidents=0,
+        return GateResponse(service=service, profile=request.profile, mode=mode,
+                            windows_days=windows, pass_=True, skipped=True,
+                            has_high_recurrence=False, has_warn_recurrence=False,
+                            max_severity_seen=None, high_signatures=[], high_kinds=[],
+                            total_incidents=0,
                             reasons=["recurrence watch is off"])
     thresholds = intel.recurrence.thresholds
     high_sigs: Counter[str] = Counter()
@@ -89,7 +89,10 @@ def evaluate(request: GateRequest, records: list[Record], as_of: int, intel: Int
     if not reasons:
         reasons.append("no warn or high recurrence for this service")
     return GateResponse(
-        **base,
+        service=service,
+        profile=request.profile,
+        mode=mode,
+        windows_days=windows,
         pass_=not fails,
         skipped=False,
         has_high_recurrence=has_high,

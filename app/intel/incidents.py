@@ -14,7 +14,15 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from app.contracts import AlertTransition, Event, Incident, IncidentEvent, LearningEvent
+from app.contracts import (
+    AlertTransition,
+    Event,
+    Incident,
+    IncidentEvent,
+    LearningEvent,
+    Severity,
+    Status,
+)
 from app.intel.periods import micros
 from app.intel.signature import compute_signature, derive_kind
 from app.policy import KindDerivation
@@ -41,11 +49,11 @@ class Record:
         return self.incident.service
 
     @property
-    def severity(self) -> str:
+    def severity(self) -> Severity:
         return self.incident.severity
 
     @property
-    def status(self) -> str:
+    def status(self) -> Status:
         return self.incident.status
 
 

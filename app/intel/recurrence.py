@@ -11,16 +11,26 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
+from typing import get_args
 
-from app.contracts import KeyCount, RecurrenceFinding, RecurrenceResponse, RecurrenceUpdate
+from app.contracts import (
+    FindingKeyType,
+    KeyCount,
+    KeyType,
+    Level,
+    RecurrenceFinding,
+    RecurrenceResponse,
+    RecurrenceUpdate,
+)
 from app.intel.incidents import Record
 from app.intel.periods import in_window
 from app.policy import IntelPolicy, Threshold
 
-KEY_TYPES: tuple[str, ...] = ("signature", "kind", "service")
+KEY_TYPES: tuple[KeyType, ...] = get_args(KeyType)
+FINDING_KEY_TYPES: tuple[FindingKeyType, ...] = get_args(FindingKeyType)
 
 
-def level(count: int, threshold: Threshold) -> str:
+def level(count: int, threshold: Threshold) -> Level:
     if count >= threshold.high:
         return "high"
     if count >= threshold.warn:
@@ -28,8 +38,19 @@ def level(count: int, threshold: Threshold) -> str:
     return "none"
 
 
-def key_of(record: Record, key_type: str) -> str:
-    return getattr(record, key_type)
+def split_key(key: str) -> tuple[KeyType, str]:
+    """``<type>:<value>`` → its type and value; an unknown type is a ``ValueError``."""
+    key_type, value = key.split(":", 1)
+    for known in KEY_TYPES:
+        if key_type == known:
+            return known, value
+    raise ValueError(f"{key!r}: unknown recurrence key type {key_type!r}")
+
+
+def key_of(record: Record, key_type: KeyType) -> str:
+    if key_type == "signature":
+        return record.signature
+    return record.kind if key_type == "kind" else record.service
 
 
 def recurrence_keys(record: Record) -> list[str]:
@@ -68,9 +89,9 @@ def findings(records: list[Record], policy: IntelPolicy) -> tuple[
     list[RecurrenceFinding], list[RecurrenceFinding]
 ]:
     """High and warn signatures and kinds among ``records`` (one window's incidents)."""
-    groups: dict[tuple[str, str], list[Record]] = {}
+    groups: dict[tuple[FindingKeyType, str], list[Record]] = {}
     for record in records:
-        for key_type in ("signature", "kind"):
+        for key_type in FINDING_KEY_TYPES:
             groups.setdefault((key_type, key_of(record, key_type)), []).append(record)
     high: list[RecurrenceFinding] = []
     warn: list[RecurrenceFinding] = []
@@ -104,11 +125,11 @@ def report(records: list[Record], as_of: datetime, window_days: int,
     )
 
 
-def update(key_type: str, key: str, as_of: datetime, count_7d: int, count_30d: int,
+def update(key_type: KeyType, key: str, as_of: datetime, count_7d: int, count_30d: int,
            policy: IntelPolicy) -> RecurrenceUpdate:
     """An ``intel.recurrence`` record; its id is a hash of what it says."""
     threshold = policy.recurrence.thresholds.for_type(key_type)
-    levels = ("none", "warn", "high")
+    levels: tuple[Level, ...] = get_args(Level)
     lvl = max(level(count_7d, threshold), level(count_30d, threshold), key=levels.index)
     ident = hashlib.sha256(
         f"{key_type}:{key}|{count_7d}|{count_30d}|{lvl}|{as_of.isoformat()}".encode()

@@ -69,9 +69,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from app.contracts import (
     AlertTransition,
@@ -91,18 +89,7 @@ from app.intel.periods import (
     quarter_label,
     quarter_start,
 )
-
-# ---------------------------------------------------------------------------- policy
-
-
-class LearningPolicy(BaseModel):
-    """``policy/learning.yml``: targets of the learning-velocity metrics."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    version: Literal[1] = 1
-    recurrence_target: float = Field(gt=0, lt=1)
-    """Fraction of incidents that may recur; quarters above it are flagged."""
-
+from app.policy import LearningPolicy as LearningPolicy  # the stream worker imports it from here
 
 # ------------------------------------------------------------------- rules on plain data
 
@@ -694,16 +681,15 @@ def learning_summary(quarters: Sequence[QuarterVelocity], as_of: datetime) -> di
 
 
 def digest_section(book: IncidentBook, as_of: datetime,
-                   target: float | None = None) -> dict[str, Any] | None:
+                   target: float) -> dict[str, Any] | None:
     """The weekly digest's learning section, flat so each item is one bullet.
 
     Matches the engine's ``LearningSection`` hook ``(book, as_of)``. The target
     lives in policy, which the hook does not receive: bind it with
-    ``functools.partial(digest_section, target=...)``; without it the
-    recurrence rate is reported but not judged. ``None`` when neither quarter
+    ``functools.partial(digest_section, target=...)``. ``None`` when neither quarter
     has an incident or a test (nothing to say).
     """
-    rows = velocity_by_quarter(book, 1.0 if target is None else target, as_of=as_of)
+    rows = velocity_by_quarter(book, target, as_of=as_of)
     summary = learning_summary(rows, as_of)
     now, before = summary["this_quarter"], summary["last_quarter"]
     if not (now["incidents"] or before["incidents"] or now["regression_tests_added"]
@@ -714,9 +700,8 @@ def digest_section(book: IncidentBook, as_of: datetime,
                  "recurrence_rate", "regression_tests_added", "score"):
         out[name] = now[name]
         out[f"{name}_last_quarter"] = before[name]
-    if target is not None:
-        out["recurrence_target"] = target
-        out["above_target"] = now["above_target"]
+    out["recurrence_target"] = target
+    out["above_target"] = now["above_target"]
     return out
 
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from app.errors import UserError
-from app.policy import read_yaml
+from app.policyfile import read_yaml
 from app.simulation.catalog import SevLevel
 
 

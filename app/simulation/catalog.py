@@ -10,17 +10,18 @@ unknown key, unknown placeholder or inconsistent reference with
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from app.policy import PolicyError, check_template, default_policy_dir, load_file
+from app.contracts import Severity
+from app.errors import UserError
+from app.policyfile import PolicyError, check_template, default_policy_dir, load_file
 
 Difficulty = Literal["easy", "medium", "hard"]
-DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
+DIFFICULTIES: tuple[Difficulty, ...] = get_args(Difficulty)
 SevLevel = Literal["SEV-0", "SEV-1", "SEV-2", "SEV-3"]
-SEV_LEVELS: tuple[str, ...] = ("SEV-0", "SEV-1", "SEV-2", "SEV-3")
-Priority = Literal["P0", "P1", "P2", "P3"]
+SEV_LEVELS: tuple[SevLevel, ...] = get_args(SevLevel)
 Category = Literal["safety", "operational"]
 Shape = Literal[
     "single_turn",
@@ -146,7 +147,7 @@ class ClueSpec(_Strict):
 class Detection(_Strict):
     after: Literal["onset", "end"]
     delay_minutes: Span
-    initial_severity: Priority
+    initial_severity: Severity
 
 
 class Resolution(_Strict):
@@ -233,7 +234,7 @@ class Platform(_Strict):
 
 class RubricLevel(_Strict):
     level: SevLevel
-    priority: Priority
+    priority: Severity
     meaning: Text
     example: Text
 
@@ -439,6 +440,14 @@ class SimulationPolicy(_Strict):
         return self.severity_rubric[SEV_LEVELS.index(level)]
 
 
+def as_difficulty(value: str) -> Difficulty:
+    """``value`` as one of :data:`DIFFICULTIES`, or one clear error."""
+    for known in DIFFICULTIES:
+        if value == known:
+            return known
+    raise UserError(f"difficulty: {value!r} is not one of {', '.join(DIFFICULTIES)}")
+
+
 def default_policy_path() -> Path:
     """``simulation.yml`` of the default policy directory (see ``default_policy_dir``)."""
     return default_policy_dir() / DEFAULT_POLICY_PATH.name
@@ -446,6 +455,4 @@ def default_policy_path() -> Path:
 
 def load_simulation_policy(path: str | Path | None = None) -> SimulationPolicy:
     """Read and validate the simulation policy; a problem raises ``PolicyError``."""
-    model = load_file(Path(path) if path is not None else default_policy_path(), SimulationPolicy)
-    assert isinstance(model, SimulationPolicy)
-    return model
+    return load_file(Path(path) if path is not None else default_policy_path(), SimulationPolicy)

@@ -31,7 +31,7 @@ allows, otherwise planted incidents get only their ``incident.opened`` record.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from random import Random
 from typing import Any, Literal
@@ -41,8 +41,10 @@ from pydantic import BaseModel, ConfigDict
 
 from app.contracts import (
     AlertTransition,
+    CorrelationRuleName,
     Incident,
     IncidentEvent,
+    Severity,
     Timestamp,
     event_from_obj,
 )
@@ -77,7 +79,7 @@ SYMPTOMS = {
     "queue": ["consumer lag growing", "queue backlog", "DLQ filling"],
     "network": ["connection resets", "DNS failures", "packet loss to upstream"],
 }
-SEVERITY_WEIGHTS = (("P0", 1), ("P1", 4), ("P2", 10), ("P3", 10))
+SEVERITY_WEIGHTS: tuple[tuple[Severity, int], ...] = (("P0", 1), ("P1", 4), ("P2", 10), ("P3", 10))
 
 Record = IncidentEvent | AlertTransition
 
@@ -159,7 +161,7 @@ class PlantedCluster(_Truth):
     incident_ids: list[str]
     window_start: Timestamp
     window_end: Timestamp
-    expected_rules: list[str]
+    expected_rules: list[CorrelationRuleName]
 
 
 class StreamTruth(_Truth):
@@ -190,7 +192,7 @@ class _Planned:
     title: str
     signature: str
     started_at: datetime
-    severity: str
+    severity: Severity
     group: str
     incident_id: str = ""
 
@@ -227,7 +229,7 @@ class _Stream:
         seconds = max(0, int((high - low).total_seconds()))
         return low + timedelta(seconds=self.rng.randint(0, seconds))
 
-    def severity(self) -> str:
+    def severity(self) -> Severity:
         names = [s for s, _ in SEVERITY_WEIGHTS]
         return self.rng.choices(names, weights=[w for _, w in SEVERITY_WEIGHTS])[0]
 
@@ -315,44 +317,39 @@ def _resend(lc: Lifecycle, at: datetime, event_id: str) -> FeedRecord:
     return FeedRecord(INCIDENTS_TOPIC, lc.incident_id, payload, at)
 
 
-def generate_stream(
-    seed: int,
-    start: datetime = DEFAULT_START,
-    rate_per_s: float = 50.0,
-    duration_s: float = 60.0,
-    settings: StreamSettings | None = None,
-    *,
-    thresholds: tuple[int, int] = (3, 6),
-) -> tuple[list[FeedRecord], StreamTruth]:
-    """Records in event-time order and the planted ground truth.
+@dataclass
+class _Pattern:
+    """A planted pattern's incidents and what the truth says about it."""
 
-    ``thresholds`` are the signature recurrence (warn, high) counts used for
-    ``expected_level`` (the shipped intelligence policy uses 3 and 6).
-    """
-    if rate_per_s <= 0 or duration_s <= 0:
-        raise ValueError("rate_per_s and duration_s must be positive")
-    settings = settings or StreamSettings()
-    start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
-    start = start.replace(microsecond=0)
-    s = _Stream(seed, start, settings)
-    rng = s.rng
-    budget = max(0, round(rate_per_s * duration_s))
+    name: str
+    planned: list[_Planned]
+    signature: str = ""
+    shape: Literal["cross_service", "same_service"] | None = None
+    services: list[str] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    rules: list[CorrelationRuleName] = field(default_factory=list)
 
-    kinds = list(settings.kinds)
-    services = list(settings.services)
-    rng.shuffle(kinds)
-    rng.shuffle(services)
-    zones: list[_Zone] = []
-    reserved: set[tuple[str, str]] = set()
-    patterns: list[tuple[str, list[_Planned]]] = []
-    clusters_meta: list[tuple[str, str, list[str], list[str], list[str]]] = []
 
-    # ---------------------------------------------------------------- clusters
-    n_clusters = len(settings.clusters)
-    for c, spec in enumerate(settings.clusters):
+@dataclass
+class _Fit:
+    """What the record budget keeps: patterns in priority order, then background."""
+
+    kept: list[_Pattern]
+    background: list[_Planned]
+    dropped: list[str]
+    full: bool
+
+
+def _plant_clusters(s: _Stream, kinds: list[str], services: list[str],
+                    reserved: set[tuple[str, str]], zones: list[_Zone]) -> list[_Pattern]:
+    """Each cluster around its own centre of the span, on services and kinds of its own."""
+    rng, specs = s.rng, s.settings.clusters
+    patterns = []
+    for c, spec in enumerate(specs):
         cluster_id = f"cluster-{c + 1}"
-        centre = start + s.span * (c + 1) / (n_clusters + 1)
+        centre = s.start + s.span * (c + 1) / (len(specs) + 1)
         base = centre + timedelta(minutes=rng.randint(-60, 60))
+        rules: list[CorrelationRuleName]
         if spec.shape == "cross_service":
             kind, members = kinds.pop(), [services.pop() for _ in range(spec.size)]
             pairs = [(svc, kind) for svc in members]
@@ -375,14 +372,18 @@ def generate_stream(
                      services=frozenset(p.service for p in planned),
                      kinds=frozenset(p.kind for p in planned))
         zones.append(zone)
-        patterns.append((cluster_id, planned))
-        clusters_meta.append((cluster_id, spec.shape, sorted(zone.services),
-                              sorted(zone.kinds), rules))
+        patterns.append(_Pattern(cluster_id, planned, shape=spec.shape,
+                                 services=sorted(zone.services), kinds=sorted(zone.kinds),
+                                 rules=rules))
+    return patterns
 
-    # -------------------------------------------------------------- recurrence
-    recurrence_meta: list[tuple[str, str]] = []
-    window_start = max(start, s.end - RECURRENCE_WINDOW)
-    for r, spec in enumerate(settings.recurrence):
+
+def _plant_recurrence(s: _Stream, kinds: list[str], services: list[str]) -> list[_Pattern]:
+    """Each recurrence: one service, kind, title and signature, inside the last days."""
+    rng = s.rng
+    window_start = max(s.start, s.end - RECURRENCE_WINDOW)
+    patterns = []
+    for r, spec in enumerate(s.settings.recurrence):
         pattern_id = f"recurrence-{r + 1}"
         service, kind = services.pop(), kinds.pop()
         title = f"{rng.choice(SYMPTOMS.get(kind, [kind]))} on {service} (recurring)"
@@ -391,16 +392,19 @@ def generate_stream(
         planned = [_Planned(service=service, kind=kind, title=title, signature=signature,
                             started_at=t, severity=s.severity(), group=pattern_id)
                    for t in times]
-        patterns.append((pattern_id, planned))
-        recurrence_meta.append((pattern_id, signature))
+        patterns.append(_Pattern(pattern_id, planned, signature=signature))
+    return patterns
 
-    # ------------------------------------------------------------- background
+
+def _plant_background(s: _Stream, reserved: set[tuple[str, str]],
+                      zones: list[_Zone]) -> list[_Planned]:
+    """Incidents of their own signature, away from every cluster (20 draws each at most)."""
+    rng, settings = s.rng, s.settings
     background: list[_Planned] = []
-    wanted = round(settings.background_per_day * settings.span_days)
-    for n in range(wanted):
+    for n in range(round(settings.background_per_day * settings.span_days)):
         for _ in range(20):
             service, kind = rng.choice(settings.services), rng.choice(settings.kinds)
-            at = s.at(start, s.end)
+            at = s.at(s.start, s.end)
             if (service, kind) in reserved or any(z.blocks(service, kind, at) for z in zones):
                 continue
             background.append(_Planned(
@@ -408,49 +412,55 @@ def generate_stream(
                 signature=digest("stream", s.run, "background", n), started_at=at,
                 severity=s.severity(), group="background"))
             break
+    return background
 
-    # ------------------------------------------------------------ the budget
-    planted_total = sum(len(p) for _, p in patterns)
-    full = budget >= LIFECYCLE_RECORDS * planted_total
-    kept: list[tuple[str, list[_Planned]]] = []
+
+def _fit_budget(patterns: list[_Pattern], background: list[_Planned], budget: int,
+                wanted: int) -> _Fit:
+    """Full lifecycles when every planted incident gets one, else ``opened`` records only."""
+    full = budget >= LIFECYCLE_RECORDS * sum(len(p.planned) for p in patterns)
+    kept: list[_Pattern] = []
     dropped: list[str] = []
     used = 0
     per = LIFECYCLE_RECORDS if full else 1
-    for name, planned in patterns:
-        if used + per * len(planned) <= budget:
-            kept.append((name, planned))
-            used += per * len(planned)
+    for pattern in patterns:
+        if used + per * len(pattern.planned) <= budget:
+            kept.append(pattern)
+            used += per * len(pattern.planned)
         else:
-            dropped.append(name)
-    if full:
-        background = background[: (budget - used) // LIFECYCLE_RECORDS]
-    else:
-        background = []
-    used += LIFECYCLE_RECORDS * len(background)
+            dropped.append(pattern.name)
+    background = background[: (budget - used) // LIFECYCLE_RECORDS] if full else []
     if len(background) < wanted:
         dropped.append(f"background: {wanted - len(background)} of {wanted} incidents left out")
+    return _Fit(kept, background, dropped, full)
 
-    everything = [p for _, planned in kept for p in planned] + background
+
+def _incident_records(s: _Stream, everything: list[_Planned],
+                      full: bool) -> tuple[list[FeedRecord], list[Lifecycle]]:
+    """Ids in start order, then each incident's lifecycle (or its ``opened`` record)."""
     for p in sorted(everything, key=lambda p: (p.started_at, p.group, p.service)):
         p.incident_id = s.incident_id(p.started_at)
-
     records: list[FeedRecord] = []
     lifecycles: list[Lifecycle] = []
     for p in everything:
         lc = s.lifecycle(p)
         lifecycles.append(lc)
         if full:
-            pending = lc.detected_at - timedelta(minutes=rng.randint(1, 3))
+            pending = lc.detected_at - timedelta(minutes=s.rng.randint(1, 3))
             for event in lifecycle_events(lc, s.next_event_id, pending_at=pending):
                 records.append(FeedRecord.of(event))
         else:
             records.append(FeedRecord.of(_opened(lc, s.next_event_id())))
+    return records, lifecycles
 
-    # --------------------------------------------------------------- filler
+
+def _filler(s: _Stream, lifecycles: list[Lifecycle], remaining: int) -> list[FeedRecord]:
+    """State re-sends and flapping alerts (no incident) until the budget is used up."""
+    rng, settings = s.rng, s.settings
     flap_pool = [(svc, k, ALERT_NAMES.get(k, "IncidentSignal") + "Flap")
                  for svc in settings.services for k in settings.kinds]
     prints = {(svc, name): alert_fingerprint(name, svc) for svc, _, name in flap_pool}
-    remaining = budget - len(records)
+    records: list[FeedRecord] = []
     while remaining > 0:
         if lifecycles and rng.random() < 0.5:
             lc = rng.choice(lifecycles)
@@ -463,7 +473,7 @@ def generate_stream(
         alert = {"alert_id": f"alrt-{hex_token(rng, 10)}", "fingerprint": fingerprint,
                  "service": service, "kind": kind, "severity": rng.choice(("P2", "P3")),
                  "env": "prod", "labels": {"alertname": name, "source": "simulation-stream"}}
-        at = s.at(start, s.end)
+        at = s.at(s.start, s.end)
         steps = [(None, "pending", at),
                  ("pending", "firing", at + timedelta(minutes=rng.randint(1, 5))),
                  ("firing", "resolved", at + timedelta(minutes=rng.randint(6, 30)))]
@@ -473,33 +483,74 @@ def generate_stream(
                        "from_state": before, "to_state": after, "incident_id": None}
             records.append(FeedRecord(ALERTS_TOPIC, fingerprint, payload, when))
             remaining -= 1
+    return records
 
+
+def _planted_truth(kept: list[_Pattern], thresholds: tuple[int, int],
+                   ) -> tuple[list[PlantedRecurrence], list[PlantedCluster]]:
+    """The kept patterns as the findings the engine should make of them."""
+    recurrence, clusters = [], []
+    for pattern in kept:
+        planned = pattern.planned
+        ids = [p.incident_id for p in planned]
+        if pattern.shape is None:
+            recurrence.append(PlantedRecurrence(
+                pattern_id=pattern.name, signature=pattern.signature,
+                service=planned[0].service, kind=planned[0].kind, title=planned[0].title,
+                count=len(planned), incident_ids=ids,
+                first_started_at=planned[0].started_at, last_started_at=planned[-1].started_at,
+                expected_level=_level(len(planned), thresholds)))
+        else:
+            clusters.append(PlantedCluster(
+                cluster_id=pattern.name, shape=pattern.shape, services=pattern.services,
+                kinds=pattern.kinds, incident_ids=ids,
+                window_start=planned[0].started_at, window_end=planned[-1].started_at,
+                expected_rules=pattern.rules))
+    return recurrence, clusters
+
+
+def generate_stream(
+    seed: int,
+    start: datetime = DEFAULT_START,
+    rate_per_s: float = 50.0,
+    duration_s: float = 60.0,
+    settings: StreamSettings | None = None,
+    *,
+    thresholds: tuple[int, int] = (3, 6),
+) -> tuple[list[FeedRecord], StreamTruth]:
+    """Records in event-time order and the planted ground truth.
+
+    ``thresholds`` are the signature recurrence (warn, high) counts used for
+    ``expected_level`` (the shipped intelligence policy uses 3 and 6). The
+    steps draw from one seeded generator in a fixed order: clusters,
+    recurrence, background, lifecycles, filler.
+    """
+    if rate_per_s <= 0 or duration_s <= 0:
+        raise ValueError("rate_per_s and duration_s must be positive")
+    settings = settings or StreamSettings()
+    start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
+    start = start.replace(microsecond=0)
+    s = _Stream(seed, start, settings)
+    budget = max(0, round(rate_per_s * duration_s))
+
+    kinds = list(settings.kinds)
+    services = list(settings.services)
+    s.rng.shuffle(kinds)
+    s.rng.shuffle(services)
+    zones: list[_Zone] = []
+    reserved: set[tuple[str, str]] = set()
+    patterns = _plant_clusters(s, kinds, services, reserved, zones)
+    patterns += _plant_recurrence(s, kinds, services)
+    background = _plant_background(s, reserved, zones)
+    wanted = round(settings.background_per_day * settings.span_days)
+    fit = _fit_budget(patterns, background, budget, wanted)
+
+    everything = [p for pattern in fit.kept for p in pattern.planned] + fit.background
+    records, lifecycles = _incident_records(s, everything, fit.full)
+    records += _filler(s, lifecycles, budget - len(records))
     records.sort(key=lambda r: r.occurred_at)
 
-    # ---------------------------------------------------------------- truth
-    kept_names = {name for name, _ in kept}
-    by_group = {name: planned for name, planned in kept}
-    recurrence = []
-    for pattern_id, signature in recurrence_meta:
-        if pattern_id not in kept_names:
-            continue
-        planned = by_group[pattern_id]
-        recurrence.append(PlantedRecurrence(
-            pattern_id=pattern_id, signature=signature, service=planned[0].service,
-            kind=planned[0].kind, title=planned[0].title, count=len(planned),
-            incident_ids=[p.incident_id for p in planned],
-            first_started_at=planned[0].started_at, last_started_at=planned[-1].started_at,
-            expected_level=_level(len(planned), thresholds)))
-    clusters = []
-    for cluster_id, shape, svcs, knds, rules in clusters_meta:
-        if cluster_id not in kept_names:
-            continue
-        planned = by_group[cluster_id]
-        clusters.append(PlantedCluster(
-            cluster_id=cluster_id, shape=shape, services=svcs, kinds=knds,
-            incident_ids=[p.incident_id for p in planned],
-            window_start=planned[0].started_at, window_end=planned[-1].started_at,
-            expected_rules=rules))
+    recurrence, clusters = _planted_truth(fit.kept, thresholds)
     topics = Counter(r.topic for r in records)
     truth = StreamTruth(
         seed=seed,
@@ -511,13 +562,13 @@ def generate_stream(
         records=len(records),
         records_by_topic={t: topics.get(t, 0) for t in (INCIDENTS_TOPIC, ALERTS_TOPIC)},
         incidents=len(everything),
-        full_lifecycles=full,
+        full_lifecycles=fit.full,
         window_days=7,
         recurrence=recurrence,
         clusters=clusters,
         incidents_by_kind=dict(sorted(Counter(p.kind for p in everything).items())),
         incidents_by_service=dict(sorted(Counter(p.service for p in everything).items())),
-        dropped=dropped,
+        dropped=fit.dropped,
     )
     return records, truth
 

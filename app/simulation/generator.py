@@ -9,11 +9,12 @@ incident byte for byte.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from random import Random
 
-from app.errors import UserError
-from app.simulation.catalog import DIFFICULTIES, Archetype, SimulationPolicy
+from app.contracts import Severity
+from app.simulation.catalog import Archetype, SimulationPolicy, as_difficulty
 from app.simulation.identifiers import (
     alert_fingerprint,
     digest,
@@ -29,13 +30,15 @@ from app.simulation.models import (
     Aspect,
     BlastRadius,
     ExpectedFindings,
+    LogLine,
     RegressionTest,
     RootCause,
+    SeverityFinding,
     SimulatedIncident,
 )
-from app.simulation.noise import benign_sessions, noise_logs, plant_red_herrings
+from app.simulation.noise import Herrings, benign_sessions, noise_logs, plant_red_herrings
 from app.simulation.severity import assess
-from app.simulation.trajectory import Trajectory, build_trajectory, to_turns
+from app.simulation.trajectory import Exchange, Trajectory, build_trajectory, to_turns
 
 BASE_TIME = datetime(2026, 1, 5, tzinfo=UTC)
 """Without ``start``, the onset falls within 180 days after this, chosen by the seed."""
@@ -45,11 +48,10 @@ SPREAD_MINUTES = 180 * 24 * 60
 def choose_archetype(policy: SimulationPolicy, difficulty: str, seed: int,
                      name: str | None) -> Archetype:
     """The named archetype, or one of the difficulty's pool chosen by the seed."""
-    if difficulty not in DIFFICULTIES:
-        raise UserError(f"difficulty: {difficulty!r} is not one of {', '.join(DIFFICULTIES)}")
+    level = as_difficulty(difficulty)
     if name:
         return policy.archetype(name)
-    return Random(f"pick|{seed}|{difficulty}").choice(policy.pool(difficulty))
+    return Random(f"pick|{seed}|{difficulty}").choice(policy.pool(level))
 
 
 def headline_values(arch: Archetype, *, service: str, detected: datetime,
@@ -76,80 +78,75 @@ def _focus_session(traj: Trajectory, outage: bool) -> str | None:
     return pick(affected, key=lambda e: (e.user_at, e.session_id)).session_id
 
 
-def generate_incident(policy: SimulationPolicy, *, difficulty: str, seed: int,
-                      archetype: str | None = None,
-                      start: datetime | None = None) -> SimulatedIncident:
-    arch = choose_archetype(policy, difficulty, seed, archetype)
-    start = start.astimezone(UTC) if start and start.tzinfo else (
-        start.replace(tzinfo=UTC) if start else None)
-    rng = Random(f"simulate|v{GENERATOR_VERSION}|{seed}|{difficulty}|{arch.name}|{start}")
-    sim_id = "sim-" + digest(GENERATOR_VERSION, seed, difficulty, arch.name, start)[:12]
-    onset = start or BASE_TIME + timedelta(minutes=rng.randrange(SPREAD_MINUTES),
-                                           seconds=rng.randint(0, 59))
-    platform = policy.platform
-    primary = rng.choice(arch.services.primary)
-    involved = [s for s in arch.services.involved if s != primary]
-    incident_services = [primary, *involved]
-    outage = arch.trajectory.shape == "outage"
+@dataclass(frozen=True)
+class _Cast:
+    """The services of one incident: the primary, the others involved, all of them."""
 
-    traj = build_trajectory(arch, platform, rng, onset, primary)
-    duration = _minutes(traj.onset, traj.end)
-    severity = assess(policy, arch.severity, delivered=traj.delivered,
-                      users=len(traj.affected_users), sessions=len(traj.affected_sessions),
-                      duration_minutes=duration)
+    primary: str
+    involved: list[str]
+    outage: bool
+
+    @property
+    def services(self) -> list[str]:
+        return [self.primary, *self.involved]
+
+
+def _detected(arch: Archetype, traj: Trajectory, rng: Random) -> datetime:
+    """When the alert fired: a delay after the onset or after the end, as the archetype says."""
     anchor = traj.onset if arch.detection.after == "onset" else traj.end
-    detected = anchor + timedelta(minutes=rng.randint(*arch.detection.delay_minutes),
-                                  seconds=rng.randint(0, 59))
-    window = Window(onset=traj.onset, end=traj.end, detected=detected,
-                    session_starts=traj.session_starts)
+    return anchor + timedelta(minutes=rng.randint(*arch.detection.delay_minutes),
+                              seconds=rng.randint(0, 59))
 
-    settings = policy.difficulty[difficulty]
-    herrings = plant_red_herrings(policy, arch, rng, settings.red_herrings, window,
-                                  incident_services=incident_services)
-    benign = benign_sessions(policy, rng, settings.benign_sessions, window, operational=outage)
-    exchanges = [*traj.exchanges, *herrings.exchanges, *benign]
 
-    others = [s for s in policy.services if s not in incident_services] or policy.services
+def _logs(policy: SimulationPolicy, arch: Archetype, rng: Random, cast: _Cast, traj: Trajectory,
+          window: Window, exchanges: list[Exchange], herrings: Herrings, noise: int,
+          onset: datetime) -> list[LogLine]:
+    """Every exchange's lines, the archetype's clues, the red herrings' lines and noise."""
+    platform = policy.platform
+    others = [s for s in policy.services if s not in cast.services] or policy.services
     other = rng.choice(others)
     values = {
-        "service": primary,
-        "involved": involved[0] if involved else primary,
+        "service": cast.primary,
+        "involved": cast.involved[0] if cast.involved else cast.primary,
         "other_service": other,
         "version": version_tag(rng, onset),
-        "host": f"{primary}-{rng.randint(1, 9)}.prod.internal",
+        "host": f"{cast.primary}-{rng.randint(1, 9)}.prod.internal",
         "ip": f"203.0.113.{rng.randint(2, 254)}",
         "alert": arch.alert,
         "actors": str(len(traj.affected_users)),
     }
-    classifier = None if outage else platform.classifier
-    logs = turn_logs(rng, exchanges, service=primary, classifier=classifier,
+    classifier = None if cast.outage else platform.classifier
+    logs = turn_logs(rng, exchanges, service=cast.primary, classifier=classifier,
                      threshold=platform.block_threshold)
     logs += clue_logs(rng, arch.clues, window, values,
-                      services={"primary": primary, "involved": values["involved"],
+                      services={"primary": cast.primary, "involved": values["involved"],
                                 "other": other},
-                      last_session=_focus_session(traj, outage),
+                      last_session=_focus_session(traj, cast.outage),
                       affected_sessions=traj.affected_sessions, delivered=traj.delivered)
     logs += herrings.logs
-    logs += noise_logs(policy, rng, settings.noise_logs, window, policy.services)
+    logs += noise_logs(policy, rng, noise, window, policy.services)
+    return logs
 
+
+def _lifecycle(arch: Archetype, rng: Random, cast: _Cast, traj: Trajectory, *, sim_id: str,
+               title: str, detected: datetime, final_severity: Severity) -> Lifecycle:
+    """Acknowledged, mitigated (an outage: when it ends), resolved and closed after detection."""
     acknowledged = detected + timedelta(minutes=rng.randint(2, 8))
-    if outage:
+    if cast.outage:
         mitigated = max(traj.end, acknowledged + timedelta(minutes=1))
     else:
         mitigated = acknowledged + timedelta(minutes=rng.randint(*arch.resolution.mitigate_minutes))
     resolved = mitigated + timedelta(minutes=rng.randint(*arch.resolution.resolve_minutes))
     closed = resolved + timedelta(minutes=rng.randint(30, 180))
-    title = arch.title.format(**headline_values(arch, service=primary, detected=detected,
-                                                threshold=platform.block_threshold))
-    lifecycle = Lifecycle(
+    return Lifecycle(
         incident_id=incident_id(rng, traj.onset),
-        service=primary,
+        service=cast.primary,
         kind=arch.kind,
         title=title,
-        signature=digest("simulation", arch.name, primary),
+        signature=digest("simulation", arch.name, cast.primary),
         alert_name=arch.alert,
         alert_id=f"alrt-{hex_token(rng, 10)}",
-        fingerprint=alert_fingerprint(arch.alert, primary),
+        fingerprint=alert_fingerprint(arch.alert, cast.primary),
         started_at=traj.onset,
         detected_at=detected,
         acknowledged_at=acknowledged,
@@ -157,27 +154,28 @@ def generate_incident(policy: SimulationPolicy, *, difficulty: str, seed: int,
         resolved_at=resolved,
         closed_at=closed,
         initial_severity=arch.detection.initial_severity,
-        final_severity=severity.priority,
+        final_severity=final_severity,
         root_cause=arch.root_cause.key,
         labels={"simulation_id": sim_id, "source": "simulation"},
     )
-    counter = iter(range(1, 1000))
-    events = lifecycle_events(lifecycle, lambda: f"e-{sim_id}-{next(counter):03d}",
-                              pending_at=detected - timedelta(minutes=rng.randint(1, 3)))
 
-    expected = ExpectedFindings(
+
+def _expected(arch: Archetype, cast: _Cast, traj: Trajectory,
+              severity: SeverityFinding) -> ExpectedFindings:
+    """The answer key's findings: the archetype's root cause and fixes, the measured blast."""
+    return ExpectedFindings(
         root_cause=RootCause(key=arch.root_cause.key, sentence=arch.root_cause.sentence,
                              keywords=list(arch.root_cause.keywords)),
         severity=severity,
         blast_radius=BlastRadius(
             sessions=len(traj.affected_sessions),
             users=len(traj.affected_users),
-            services=incident_services,
+            services=cast.services,
             session_ids=traj.affected_sessions,
             user_ids=traj.affected_users,
             start=traj.onset,
             end=traj.end,
-            duration_minutes=duration,
+            duration_minutes=_minutes(traj.onset, traj.end),
         ),
         remediation=[Action(id=a.id, action=a.action, keywords=list(a.keywords))
                      for a in arch.remediation],
@@ -188,17 +186,59 @@ def generate_incident(policy: SimulationPolicy, *, difficulty: str, seed: int,
                     for c in arch.regression_test.covers],
         ),
     )
+
+
+def generate_incident(policy: SimulationPolicy, *, difficulty: str, seed: int,
+                      archetype: str | None = None,
+                      start: datetime | None = None) -> SimulatedIncident:
+    """One incident; the steps draw from one seeded generator in a fixed order."""
+    arch = choose_archetype(policy, difficulty, seed, archetype)
+    level = as_difficulty(difficulty)
+    start = start.astimezone(UTC) if start and start.tzinfo else (
+        start.replace(tzinfo=UTC) if start else None)
+    rng = Random(f"simulate|v{GENERATOR_VERSION}|{seed}|{difficulty}|{arch.name}|{start}")
+    sim_id = "sim-" + digest(GENERATOR_VERSION, seed, difficulty, arch.name, start)[:12]
+    onset = start or BASE_TIME + timedelta(minutes=rng.randrange(SPREAD_MINUTES),
+                                           seconds=rng.randint(0, 59))
+    platform = policy.platform
+    primary = rng.choice(arch.services.primary)
+    people = _Cast(primary, [s for s in arch.services.involved if s != primary],
+                   outage=arch.trajectory.shape == "outage")
+
+    traj = build_trajectory(arch, platform, rng, onset, primary)
+    severity = assess(policy, arch.severity, delivered=traj.delivered,
+                      users=len(traj.affected_users), sessions=len(traj.affected_sessions),
+                      duration_minutes=_minutes(traj.onset, traj.end))
+    detected = _detected(arch, traj, rng)
+    window = Window(onset=traj.onset, end=traj.end, detected=detected,
+                    session_starts=traj.session_starts)
+
+    settings = policy.difficulty[level]
+    herrings = plant_red_herrings(policy, arch, rng, settings.red_herrings, window,
+                                  incident_services=people.services)
+    benign = benign_sessions(policy, rng, settings.benign_sessions, window,
+                             operational=people.outage)
+    exchanges = [*traj.exchanges, *herrings.exchanges, *benign]
+    logs = _logs(policy, arch, rng, people, traj, window, exchanges, herrings,
+                 settings.noise_logs, onset)
+
+    headline = headline_values(arch, service=primary, detected=detected,
+                               threshold=platform.block_threshold)
+    title = arch.title.format(**headline)
+    lifecycle = _lifecycle(arch, rng, people, traj, sim_id=sim_id, title=title,
+                           detected=detected, final_severity=severity.priority)
+    counter = iter(range(1, 1000))
+    events = lifecycle_events(lifecycle, lambda: f"e-{sim_id}-{next(counter):03d}",
+                              pending_at=detected - timedelta(minutes=rng.randint(1, 3)))
     return SimulatedIncident(
         simulation_id=sim_id,
         seed=seed,
-        difficulty=difficulty,
+        difficulty=level,
         archetype=arch.name,
         category=arch.category,
         kind=arch.kind,
         title=title,
-        scenario=" ".join(arch.scenario.format(
-            **headline_values(arch, service=primary, detected=detected,
-                              threshold=platform.block_threshold)).split()),
+        scenario=" ".join(arch.scenario.format(**headline).split()),
         service=primary,
         alert=arch.alert,
         detected_at=detected,
@@ -208,5 +248,5 @@ def generate_incident(policy: SimulationPolicy, *, difficulty: str, seed: int,
         logs=sort_logs(logs),
         events=events,
         red_herrings=herrings.entries,
-        expected=expected,
+        expected=_expected(arch, people, traj, severity),
     )

@@ -190,7 +190,8 @@ def grade_blast_radius(key: AnswerKey, answers: Answers) -> BlastRadiusGrade:
 
 
 def grade_remediation(key: AnswerKey, answers: Answers) -> CoverageGrade:
-    covered, missed = [], []
+    covered: list[str] = []
+    missed: list[str] = []
     for action in key.expected.remediation:
         terms = [action.id, action.id.replace("_", " "), *action.keywords]
         hit = any(_mentions(item, terms) for item in answers.remediation)
@@ -202,7 +203,8 @@ def grade_remediation(key: AnswerKey, answers: Answers) -> CoverageGrade:
 
 def grade_regression_test(key: AnswerKey, answers: Answers) -> CoverageGrade:
     text = " ".join(answers.regression_tests)
-    covered, missed = [], []
+    covered: list[str] = []
+    missed: list[str] = []
     for aspect in key.expected.regression_test.covers:
         (covered if _mentions(text, aspect.keywords) else missed).append(aspect.aspect)
     total = len(covered) + len(missed)
@@ -235,18 +237,19 @@ def grade(key: AnswerKey, answers: Answers) -> Grade:
             f"simulation_id: the answers are for {answers.simulation_id!r} but the key is "
             f"for {key.simulation_id!r}"
         )
-    parts = {
-        "severity": grade_severity(key, answers),
-        "root_cause": grade_root_cause(key, answers),
-        "blast_radius": grade_blast_radius(key, answers),
-        "remediation": grade_remediation(key, answers),
-        "regression_test": grade_regression_test(key, answers),
-    }
+    severity = grade_severity(key, answers)
+    root_cause = grade_root_cause(key, answers)
+    blast_radius = grade_blast_radius(key, answers)
+    remediation = grade_remediation(key, answers)
+    regression_test = grade_regression_test(key, answers)
+    scores = {"severity": severity.score, "root_cause": root_cause.score,
+              "blast_radius": blast_radius.score, "remediation": remediation.score,
+              "regression_test": regression_test.score}
     herrings = grade_red_herrings(key.red_herrings, answers)
     weights = {name: key.grading.weights.get(name, 0.0) for name in TASK_NAMES}
     penalty = round(key.grading.red_herring_penalty
                     * sum(h.status == "chased" for h in herrings), 4)
-    raw = sum(weights[name] * parts[name].score for name in TASK_NAMES) - penalty
+    raw = sum(weights[name] * scores[name] for name in TASK_NAMES) - penalty
     total = round(min(1.0, max(0.0, raw)), 4)
     return Grade(
         simulation_id=key.simulation_id,
@@ -256,5 +259,9 @@ def grade(key: AnswerKey, answers: Answers) -> Grade:
         weights=weights,
         total=total,
         percent=round(total * 100),
-        **parts,
+        severity=severity,
+        root_cause=root_cause,
+        blast_radius=blast_radius,
+        remediation=remediation,
+        regression_test=regression_test,
     )

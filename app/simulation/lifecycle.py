@@ -11,8 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Literal
 
-from app.contracts import Alert, AlertTransition, Incident, IncidentEvent
+from app.contracts import (
+    Alert,
+    AlertState,
+    AlertTransition,
+    Incident,
+    IncidentEvent,
+    Severity,
+    Status,
+)
 
 Record = IncidentEvent | AlertTransition
 
@@ -35,14 +44,14 @@ class Lifecycle:
     mitigated_at: datetime
     resolved_at: datetime
     closed_at: datetime
-    initial_severity: str
-    final_severity: str
+    initial_severity: Severity
+    final_severity: Severity
     root_cause: str | None
     env: str = "prod"
     labels: dict[str, str] = field(default_factory=dict)
 
 
-def _incident(lc: Lifecycle, *, status: str, severity: str, resolved: bool = False,
+def _incident(lc: Lifecycle, *, status: Status, severity: Severity, resolved: bool = False,
               root_cause: str | None = None) -> Incident:
     return Incident(
         incident_id=lc.incident_id,
@@ -69,14 +78,18 @@ def lifecycle_events(lc: Lifecycle, next_id: Callable[[], str], *,
                   kind=lc.kind, severity=lc.initial_severity, env=lc.env,
                   labels={"alertname": lc.alert_name})
 
-    def transition(at: datetime, before: str | None, after: str) -> AlertTransition:
+    def transition(at: datetime, before: AlertState | None, after: AlertState) -> AlertTransition:
         return AlertTransition(event_id=next_id(), type="alert.transition", occurred_at=at,
                                alert=alert, from_state=before, to_state=after,
                                incident_id=lc.incident_id)
 
-    def incident(at: datetime, kind: str, **state: object) -> IncidentEvent:
+    def incident(at: datetime, kind: Literal["incident.opened", "incident.updated",
+                                             "incident.closed"],
+                 status: Status, severity: Severity, resolved: bool = False,
+                 root_cause: str | None = None) -> IncidentEvent:
         return IncidentEvent(event_id=next_id(), type=kind, occurred_at=at,
-                             incident=_incident(lc, **state))
+                             incident=_incident(lc, status=status, severity=severity,
+                                                resolved=resolved, root_cause=root_cause))
 
     final = lc.final_severity
     return [

@@ -108,8 +108,9 @@ def clue_logs(rng: Random, clues: list[ClueSpec], window: Window, values: dict[s
             continue
         service = services.get(clue.service, clue.service)
         if clue.at == "each_session":
-            spots = [(window.session_starts[s] + timedelta(seconds=rng.randint(1, 5)), s)
-                     for s in affected_sessions if s in window.session_starts]
+            spots: list[tuple[datetime, str | None]] = [
+                (window.session_starts[s] + timedelta(seconds=rng.randint(1, 5)), s)
+                for s in affected_sessions if s in window.session_starts]
         else:
             repeat = rng.randint(*clue.repeat)
             spots = [(t, last_session if clue.session else None)

@@ -11,8 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.contracts import AlertTransition, IncidentEvent, Timestamp
-from app.simulation.catalog import Category, Difficulty, Priority, SevLevel
+from app.contracts import AlertTransition, IncidentEvent, Severity, Timestamp
+from app.simulation.catalog import Category, Difficulty, SevLevel
 
 GENERATOR_VERSION = 1
 """Bump when the same seed and catalog would produce different output."""
@@ -69,7 +69,7 @@ class RootCause(_Model):
 
 class SeverityFinding(_Model):
     level: SevLevel
-    priority: Priority
+    priority: Severity
     rationale: str
 
 
@@ -134,7 +134,7 @@ class SimulatedIncident(_Model):
     service: str
     alert: str
     detected_at: Timestamp
-    initial_severity: Priority
+    initial_severity: Severity
     block_threshold: float
     trajectory: list[Turn]
     logs: list[LogLine]

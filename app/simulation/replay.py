@@ -26,6 +26,7 @@ from pathlib import Path
 
 from app.contracts import (
     AlertTransition,
+    Incident,
     IncidentEvent,
     LearningEvent,
     event_from_obj,
@@ -33,7 +34,7 @@ from app.contracts import (
 )
 from app.errors import UserError
 from app.eventfile import read_events
-from app.simulation.catalog import Archetype, SimulationPolicy
+from app.simulation.catalog import Archetype, Difficulty, SimulationPolicy
 from app.simulation.exercise import ExerciseSheet, grading_rules
 from app.simulation.grading import OTHER_KEY
 from app.simulation.identifiers import digest
@@ -51,6 +52,8 @@ from app.simulation.pseudonyms import Pseudonymizer, field_kind
 from app.simulation.severity import level_of
 
 AnyEvent = IncidentEvent | AlertTransition | LearningEvent
+Shown = IncidentEvent | AlertTransition
+"""What an exercise sheet shows of the incident."""
 _STOPWORDS = frozenset(
     "about after again against because before being between could during their there these "
     "those through under until where which while would should other every never".split()
@@ -95,9 +98,33 @@ def _label_count(labels: list[dict[str, str]], name: str) -> int | None:
     return None
 
 
-def replay_exercise(events: list[AnyEvent], incident_id: str, policy: SimulationPolicy, *,
-                    on: date, participants: list[str],
-                    difficulty: str = "medium") -> Replay:
+@dataclass
+class _Source:
+    """The incident's own records, in time order."""
+
+    incident_id: str
+    updates: list[IncidentEvent]
+    alerts: list[AlertTransition]
+    learning: list[LearningEvent]
+
+    @property
+    def first(self) -> Incident:
+        return self.updates[0].incident
+
+    @property
+    def final(self) -> Incident:
+        return self.updates[-1].incident
+
+    @property
+    def postmortems(self) -> list[LearningEvent]:
+        return [e for e in self.learning if e.type == "postmortem.published"]
+
+    @property
+    def tests(self) -> list[LearningEvent]:
+        return [e for e in self.learning if e.type == "regression_test.added"]
+
+
+def _source(events: list[AnyEvent], incident_id: str) -> _Source:
     mine = [e for e in events if isinstance(e, IncidentEvent)
             and e.incident.incident_id == incident_id]
     if not mine:
@@ -106,29 +133,29 @@ def replay_exercise(events: list[AnyEvent], incident_id: str, policy: Simulation
         raise UserError(f"incident {incident_id!r} not found in the events "
                         f"({len(known)} incident(s): {shown or 'none'})")
     order = sorted(range(len(mine)), key=lambda i: (mine[i].occurred_at, i))
-    mine = [mine[i] for i in order]
-    first, final = mine[0].incident, mine[-1].incident
     alerts = sorted((e for e in events if isinstance(e, AlertTransition)
                      and e.incident_id == incident_id), key=lambda e: e.occurred_at)
     learning = [e for e in events if isinstance(e, LearningEvent)
                 and e.incident_id == incident_id]
-    postmortems = [e for e in learning if e.type == "postmortem.published"]
-    tests = [e for e in learning if e.type == "regression_test.added"]
+    return _Source(incident_id, [mine[i] for i in order], alerts, learning)
 
-    # One mapping for everything, sheet and key alike; ids first so numbering is stable.
+
+def _pseudonymise(source: _Source) -> tuple[Pseudonymizer, list[Shown]]:
+    """One mapping for everything, sheet and key alike; ids first so numbering is stable."""
     names = Pseudonymizer()
-    raw = [e.model_dump(mode="json") for e in [*mine, *alerts, *learning]]
-    names.register(incident_id, "incident")
+    raw = [e.model_dump(mode="json") for e in [*source.updates, *source.alerts, *source.learning]]
+    names.register(source.incident_id, "incident")
     names.collect(raw)
     clean = [event_from_obj(names.scrub(doc)) for doc in raw]
-    clean_incidents = [e for e in clean if isinstance(e, IncidentEvent)]
-    clean_alerts = [e for e in clean if isinstance(e, AlertTransition)]
-    token = names.text(incident_id)
+    return names, [e for e in clean if isinstance(e, IncidentEvent | AlertTransition)]
 
-    # ---------------------------------------------------------- expected answers
-    recorded = final.root_cause or next((p.root_cause for p in postmortems if p.root_cause),
-                                        None)
-    archetype = _archetype_for(policy, final.kind)
+
+def _root_cause(source: _Source, policy: SimulationPolicy, archetype: Archetype | None,
+                names: Pseudonymizer) -> RootCause:
+    """The recorded root cause (or the postmortem's), matched to a catalog key if it can be."""
+    final = source.final
+    recorded = final.root_cause or next(
+        (p.root_cause for p in source.postmortems if p.root_cause), None)
     keys = policy.root_cause_keys()
     if recorded and _slug(recorded) in keys:
         rc_key = _slug(recorded)
@@ -143,20 +170,31 @@ def replay_exercise(events: list[AnyEvent], incident_id: str, policy: Simulation
         rc_words = list(archetype.root_cause.keywords)
     else:
         rc_words = _keywords(sentence)
+    return RootCause(key=rc_key, sentence=sentence, keywords=rc_words)
+
+
+def _severity(source: _Source) -> SeverityFinding:
+    """The final severity, as the responders rated it."""
+    final, first = source.final, source.first
     level = level_of(final.severity)
-    severity = SeverityFinding(
+    return SeverityFinding(
         level=level, priority=final.severity,
         rationale=f"{level}: the responders rated the incident {final.severity} at the end "
                   f"(it was first paged as {first.severity}).")
 
+
+def _blast_radius(source: _Source, names: Pseudonymizer) -> BlastRadius:
+    """Services of the incident and its alerts, its span, and the sessions and users seen."""
+    final, alerts = source.final, source.alerts
     label_sets = [final.labels, *[a.alert.labels for a in alerts]]
     user_values = sorted({names.text(v) for labels in label_sets for k, v in labels.items()
                           if field_kind(k) == "user"})
     session_values = sorted({names.text(v) for labels in label_sets for k, v in labels.items()
                              if field_kind(k) == "session"})
-    end = final.resolved_at or max(e.occurred_at for e in [*mine, *alerts])
+    seen: list[IncidentEvent | AlertTransition] = [*source.updates, *alerts]
+    end = final.resolved_at or max(e.occurred_at for e in seen)
     services = list(dict.fromkeys([final.service, *sorted({a.alert.service for a in alerts})]))
-    blast = BlastRadius(
+    return BlastRadius(
         sessions=_label_count(label_sets, "sessions_affected") or len(session_values),
         users=_label_count(label_sets, "users_affected") or len(user_values),
         services=services,
@@ -166,6 +204,11 @@ def replay_exercise(events: list[AnyEvent], incident_id: str, policy: Simulation
         end=end,
         duration_minutes=max(0, math.ceil((end - final.started_at).total_seconds() / 60)),
     )
+
+
+def _follow_up(source: _Source, archetype: Archetype | None, root_cause: RootCause,
+               names: Pseudonymizer) -> tuple[list[Action], RegressionTest]:
+    """The catalog's remediation and regression test for the kind, else generic ones."""
     if archetype:
         remediation = [Action(id=a.id, action=a.action, keywords=list(a.keywords))
                        for a in archetype.remediation]
@@ -182,23 +225,35 @@ def replay_exercise(events: list[AnyEvent], incident_id: str, policy: Simulation
             name="test_root_cause_does_not_recur",
             description="A test that reproduces the recorded root cause and asserts it is "
                         "caught.",
-            covers=[Aspect(aspect="reproduces the root cause", keywords=rc_words or ["root"])])
-    if tests:
-        added = ", ".join(names.text(t.test_id or "?") for t in tests)
+            covers=[Aspect(aspect="reproduces the root cause",
+                           keywords=root_cause.keywords or ["root"])])
+    if source.tests:
+        added = ", ".join(names.text(t.test_id or "?") for t in source.tests)
         regression = regression.model_copy(update={
             "description": f"{regression.description} Tests added after the incident: {added}."})
-    postmortem = "\n\n".join(names.text(p.root_cause) for p in postmortems if p.root_cause)
+    return remediation, regression
 
-    key_id = "replay-" + digest("replay", incident_id)[:12]
-    key = AnswerKey(
-        simulation_id=key_id,
+
+def _answer_key(source: _Source, policy: SimulationPolicy, difficulty: Difficulty,
+                names: Pseudonymizer) -> AnswerKey:
+    """The expected findings; the calls to ``names`` run in a fixed order (token numbering)."""
+    final = source.final
+    archetype = _archetype_for(policy, final.kind)
+    root_cause = _root_cause(source, policy, archetype, names)
+    severity = _severity(source)
+    blast = _blast_radius(source, names)
+    remediation, regression = _follow_up(source, archetype, root_cause, names)
+    postmortem = "\n\n".join(names.text(p.root_cause) for p in source.postmortems
+                              if p.root_cause)
+    return AnswerKey(
+        simulation_id="replay-" + digest("replay", source.incident_id)[:12],
         source="replay",
         difficulty=difficulty,
         archetype=archetype.name if archetype else None,
         title=names.text(final.title) or f"{final.service} incident",
-        root_cause_keys=sorted({*keys, OTHER_KEY}),
+        root_cause_keys=sorted({*policy.root_cause_keys(), OTHER_KEY}),
         expected=ExpectedFindings(
-            root_cause=RootCause(key=rc_key, sentence=sentence, keywords=rc_words),
+            root_cause=root_cause,
             severity=severity,
             blast_radius=blast,
             remediation=remediation,
@@ -211,25 +266,46 @@ def replay_exercise(events: list[AnyEvent], incident_id: str, policy: Simulation
                   "regression tests added"],
     )
 
-    # ------------------------------------------------------------------ the sheet
-    opened = clean_incidents[0]
-    timeline = []
-    for event in sorted([*clean_incidents, *clean_alerts], key=lambda e: e.occurred_at):
+
+def _timeline(clean: list[Shown]) -> list[str]:
+    """Statuses and alert transitions; the severity only as first paged."""
+    opened = next(e for e in clean if isinstance(e, IncidentEvent))
+    lines = []
+    for event in sorted(clean, key=lambda e: e.occurred_at):
         at = format_timestamp(event.occurred_at)
         if isinstance(event, IncidentEvent):
             note = f"status {event.incident.status}"
             if event is opened:
                 note += f", paged as {event.incident.severity}"
-            timeline.append(f"- {at} `{event.type}`: {note}")
+            lines.append(f"- {at} `{event.type}`: {note}")
         else:
             name = event.alert.labels.get("alertname", event.alert.fingerprint)
-            timeline.append(f"- {at} alert `{name}` on {event.alert.service}: "
-                            f"{event.from_state or '—'} → {event.to_state}")
-    first_page = [opened.model_copy(update={"incident": opened.incident.model_copy(update={
-        "root_cause": None, "resolved_at": None, "status": "open",
-        "severity": first.severity})})]
-    first_page += [a for a in clean_alerts if a.to_state in ("pending", "firing")]
-    first_page.sort(key=lambda e: e.occurred_at)
+            lines.append(f"- {at} alert `{name}` on {event.alert.service}: "
+                         f"{event.from_state or '—'} → {event.to_state}")
+    return lines
+
+
+def _first_page(clean: list[Shown], first: Incident) -> list[Shown]:
+    """What responders had when paged: the opened incident, as opened, and its alerts."""
+    opened = next(e for e in clean if isinstance(e, IncidentEvent))
+    page: list[Shown] = [opened.model_copy(update={"incident": opened.incident.model_copy(
+        update={"root_cause": None, "resolved_at": None, "status": "open",
+                "severity": first.severity})})]
+    page += [a for a in clean if isinstance(a, AlertTransition)
+             and a.to_state in ("pending", "firing")]
+    page.sort(key=lambda e: e.occurred_at)
+    return page
+
+
+def replay_exercise(events: list[AnyEvent], incident_id: str, policy: SimulationPolicy, *,
+                    on: date, participants: list[str],
+                    difficulty: Difficulty = "medium") -> Replay:
+    """The exercise sheet and answer key of one recorded incident, pseudonymised."""
+    source = _source(events, incident_id)
+    names, clean = _pseudonymise(source)
+    token = names.text(incident_id)
+    key = _answer_key(source, policy, difficulty, names)
+    first, final = source.first, source.final
     kind = final.kind or "unclassified"
     scenario = (
         f"On {final.started_at:%Y-%m-%d} at {final.started_at:%H:%M} UTC an incident "
@@ -239,7 +315,7 @@ def replay_exercise(events: list[AnyEvent], incident_id: str, policy: Simulation
         "root cause, later severity changes and the postmortem are withheld."
     )
     sheet = ExerciseSheet(
-        exercise_id=key_id,
+        exercise_id=key.simulation_id,
         title=key.title,
         date=on.isoformat(),
         participants=participants,
@@ -248,9 +324,8 @@ def replay_exercise(events: list[AnyEvent], incident_id: str, policy: Simulation
         time_limit_minutes=policy.grading.time_limit_minutes,
         root_cause_keys=key.root_cause_keys,
         trajectory=None,
-        events=first_page,
-        timeline=timeline,
+        events=_first_page(clean, first),
+        timeline=_timeline(clean),
         source_note="Replay of a real incident.",
     )
     return Replay(sheet=sheet, key=key)
-

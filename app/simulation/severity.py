@@ -8,18 +8,22 @@ every step, so a debrief can explain the level rather than just state it.
 
 from __future__ import annotations
 
-from app.simulation.catalog import SEV_LEVELS, SeverityHints, SimulationPolicy
+from app.contracts import SEVERITIES, Severity
+from app.simulation.catalog import SEV_LEVELS, SeverityHints, SevLevel, SimulationPolicy
 from app.simulation.models import SeverityFinding
 
+_PRIORITY: dict[SevLevel, Severity] = dict(zip(SEV_LEVELS, SEVERITIES, strict=True))
+_LEVEL: dict[Severity, SevLevel] = dict(zip(SEVERITIES, SEV_LEVELS, strict=True))
 
-def priority_of(level: str) -> str:
+
+def priority_of(level: SevLevel) -> Severity:
     """``SEV-n`` → ``Pn`` (the incident contract's severity)."""
-    return "P" + level.removeprefix("SEV-")
+    return _PRIORITY[level]
 
 
-def level_of(priority: str) -> str:
+def level_of(priority: Severity) -> SevLevel:
     """``Pn`` → ``SEV-n``."""
-    return "SEV-" + priority.removeprefix("P")
+    return _LEVEL[priority]
 
 
 def assess(policy: SimulationPolicy, hints: SeverityHints, *, delivered: bool, users: int,

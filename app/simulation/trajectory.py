@@ -311,7 +311,7 @@ def benign_session(rng: Random, lines: list[BenignLine], start: datetime, *, ope
     for i in range(exchanges):
         line = rng.choice(lines)
         blocked = blocked_score is not None and i == 0
-        score = blocked_score if blocked else rng.uniform(0.01, 0.12)
+        score = blocked_score if blocked_score is not None and i == 0 else rng.uniform(0.01, 0.12)
         latency = rng.randint(300, 1500)
         exchange = Exchange.answered(
             rng, session_id=session, actor_id=actor, user_at=at, latency_ms=latency,

@@ -14,7 +14,7 @@ import pytest
 
 from app.api.access import decide, operations_of
 from app.policy import RbacPolicy
-from tests.api.conftest import ROLE_TOKENS, Client
+from tests.support.http_api import ROLE_TOKENS, Client
 
 READ = "tools.oncall.read"
 WRITE = "tools.oncall.incident_write"

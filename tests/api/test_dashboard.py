@@ -15,7 +15,6 @@ from app.api import InMemoryLiveView, create_api
 from app.api.dashboard import CONTENT_SECURITY_POLICY
 from app.contracts import event_from_obj
 from app.policy import Policy
-from tests.api.conftest import Client, FakeClock, as_of, running
 from tests.api.history import (
     GATEWAY_SIGNATURE,
     PAYMENTS_SIGNATURE,
@@ -24,6 +23,7 @@ from tests.api.history import (
     history,
 )
 from tests.builders import at, incident_event
+from tests.support.http_api import Client, FakeClock, as_of, running
 
 CHROMIUM = "/usr/bin/chromium"
 INSTALL = "apt-get update && apt-get install -y chromium"

@@ -13,7 +13,7 @@ import faust
 import pytest
 
 from app.api import register_routes
-from tests.api.conftest import ROLE_TOKENS, running
+from tests.support.http_api import ROLE_TOKENS, running
 
 
 def faust_app(**options: Any) -> faust.App:

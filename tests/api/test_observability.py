@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from app.api.metrics import ApiMetrics, label_value
-from tests.api.conftest import ROLE_TOKENS, Client
+from tests.support.http_api import ROLE_TOKENS, Client
 
 
 def metric_lines(client: Client) -> list[str]:

@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
 from app.api import create_api
 from app.api.openapi import DOCUMENT_PATH, build_document, render
 from app.policy import Limit, Policy, RateLimitPolicy
-from tests.api.conftest import ROLE_TOKENS, Client, make_view, running
+from tests.support.http_api import ROLE_TOKENS, Client, make_view, running
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = ROOT / DOCUMENT_PATH

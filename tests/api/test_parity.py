@@ -24,9 +24,10 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.api.conftest import POLICY_DIR, ROLE_TOKENS, Client
 from tests.api.history import AS_OF, history
 from tests.builders import jsonl
+from tests.support.http_api import ROLE_TOKENS, Client
+from tests.support.repository import POLICY_DIR
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES: list[tuple[str, str, dict[str, Any]]] = [

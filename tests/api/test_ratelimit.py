@@ -6,7 +6,7 @@ import pytest
 
 from app.api.ratelimit import WINDOW_SECONDS, SlidingWindowLimiter, Verdict
 from app.policy import Limit, RateLimitPolicy
-from tests.api.conftest import FakeClock
+from tests.support.http_api import FakeClock
 
 POLICY = RateLimitPolicy(default=Limit(per_minute=2, timeout_seconds=1),
                          actions={"correlate": Limit(per_minute=3, timeout_seconds=1)})

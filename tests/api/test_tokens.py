@@ -19,7 +19,7 @@ from app.api.tokens import (
     load_tokens,
     parse_tokens,
 )
-from tests.api.conftest import running
+from tests.support.http_api import running
 
 ONCALL = "a-long-oncall-token-123"
 RELEASE = "a-long-release-token-456"

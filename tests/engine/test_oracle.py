@@ -11,8 +11,9 @@ from app.contracts import event_from_obj
 from app.intel.engine import IntelEngine
 from app.intel.periods import micros
 from tests.builders import at, incident_event
-from tests.engine.conftest import POLICY_DIR, tweak
 from tests.engine.oracle import Naive
+from tests.support.policies import tweak
+from tests.support.repository import POLICY_DIR
 
 SERVICES = ["gateway", "billing", "search"]
 KINDS = ["error_rate", "latency", None]  # None: derived from the title

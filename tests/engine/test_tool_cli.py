@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from app.cli import main
 from tests.builders import at, incident_event, jsonl
-from tests.engine.conftest import POLICY_DIR
+from tests.support.repository import POLICY_DIR
 
 
 @pytest.fixture()

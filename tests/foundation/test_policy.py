@@ -6,9 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from app.cli import main
+from app.policy import POLICY_FILES, Policy, load_policy
+from app.policyfile import bundled_policy_dir, default_policy_dir
 
 POLICY = Path(__file__).resolve().parents[2] / "policy"
 
@@ -71,3 +74,24 @@ def test_yaml_syntax_error_and_missing_file(tmp_path):
     (copy / "rbac.yml").unlink()
     code, out = check(copy)
     assert code != 0 and "rbac.yml: (file): missing" in out
+
+
+def test_policy_directory_is_the_environment_then_local_then_shipped(tmp_path, monkeypatch):
+    monkeypatch.delenv("INTEL_POLICY_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert default_policy_dir() == bundled_policy_dir()
+    assert load_policy() == load_policy(POLICY).model_copy(
+        update={"directory": str(bundled_policy_dir())})
+    shutil.copytree(POLICY, tmp_path / "policy")
+    assert default_policy_dir() == Path("policy")
+    monkeypatch.setenv("INTEL_POLICY_DIR", str(tmp_path / "elsewhere"))
+    assert default_policy_dir() == tmp_path / "elsewhere"
+
+
+def test_each_file_is_a_typed_section_and_the_learning_target_has_one_reader():
+    policy = load_policy(POLICY)
+    for field, name in POLICY_FILES.items():
+        assert (POLICY / name).is_file()
+        assert isinstance(getattr(policy, field), Policy.model_fields[field].annotation)
+    target = yaml.safe_load((POLICY / "learning.yml").read_text())["recurrence_target"]
+    assert policy.recurrence_target == target

@@ -9,18 +9,20 @@ import pytest
 import yaml
 
 from app.cli import main
-from app.policy import POLICY_FILES, PolicyError, validate_document
+from app.policy import POLICY_FILES, Policy
+from app.policyfile import PolicyError, validate_document
 from app.simulation.catalog import SimulationPolicy
-from tests.simulation.conftest import POLICY_FILE, ROOT
+from tests.support.repository import ROOT, SIMULATION_POLICY
 
 
 @pytest.fixture(scope="module")
 def document():
-    return yaml.safe_load(POLICY_FILE.read_text(encoding="utf-8"))
+    return yaml.safe_load(SIMULATION_POLICY.read_text(encoding="utf-8"))
 
 
 def test_registered_and_checked_with_the_other_policy_files(cli):
-    assert POLICY_FILES["simulation.yml"] == "app.simulation.catalog:SimulationPolicy"
+    assert POLICY_FILES["simulation"] == "simulation.yml"
+    assert Policy.model_fields["simulation"].annotation is SimulationPolicy
     result = cli.invoke(main, ["policy", "check", str(ROOT / "policy")])
     assert result.exit_code == 0, result.output
     assert "simulation.yml" in result.output

@@ -12,7 +12,7 @@ from app.contracts import decode_event
 from app.simulation.exercise import answer_key, render_exercise, sheet_for
 from app.simulation.generator import generate_incident
 from app.simulation.models import AnswerKey
-from tests.simulation.conftest import POLICY_FILE
+from tests.support.repository import SIMULATION_POLICY
 
 
 def _answers_in(key: AnswerKey) -> list[str]:
@@ -30,7 +30,7 @@ def test_exercise_command_writes_sheet_and_key(cli, tmp_path):
     out = tmp_path / "ex"
     result = cli.invoke(main, ["simulate", "exercise", "--difficulty", "medium", "--seed", "11",
                                "--out", str(out), "--date", "2026-11-23", "--participants",
-                               "Ana, Bo", "--policy", str(POLICY_FILE)])
+                               "Ana, Bo", "--policy", str(SIMULATION_POLICY)])
     assert result.exit_code == 0, result.output
     sheet = (out / "exercise.md").read_text(encoding="utf-8")
     key = AnswerKey.model_validate_json((out / "answer_key.json").read_bytes())
@@ -72,7 +72,7 @@ def test_exercise_is_deterministic_for_a_date(cli, tmp_path):
         out = tmp_path / name
         result = cli.invoke(main, ["simulate", "exercise", "--difficulty", "hard", "--seed", "2",
                                    "--out", str(out), "--date", "2026-01-02", "--policy",
-                                   str(POLICY_FILE)])
+                                   str(SIMULATION_POLICY)])
         assert result.exit_code == 0, result.output
         outputs.append(((out / "exercise.md").read_bytes(),
                         (out / "answer_key.json").read_bytes()))
@@ -84,6 +84,6 @@ def test_exercise_is_deterministic_for_a_date(cli, tmp_path):
 def test_bad_date_is_a_one_line_error(cli, tmp_path):
     result = cli.invoke(main, ["simulate", "exercise", "--difficulty", "easy", "--seed", "1",
                                "--out", str(tmp_path), "--date", "23/11/2026", "--policy",
-                               str(POLICY_FILE)])
+                               str(SIMULATION_POLICY)])
     assert result.exit_code == 2
     assert "--date" in result.output and "Traceback" not in result.output

@@ -18,7 +18,7 @@ from app.simulation.feed import (
     generate_stream,
     to_jsonl,
 )
-from tests.simulation.conftest import POLICY_FILE, ROOT
+from tests.support.repository import ROOT, SIMULATION_POLICY
 
 START = datetime(2026, 3, 2, tzinfo=UTC)
 
@@ -117,7 +117,7 @@ def test_stream_command_writes_jsonl_and_truth(cli, tmp_path):
     out, truth = tmp_path / "stream.jsonl", tmp_path / "truth.json"
     result = cli.invoke(main, ["simulate", "stream", "--rate", "10", "--duration", "30",
                                "--seed", "9", "--out", str(out), "--truth", str(truth),
-                               "--policy", str(POLICY_FILE)])
+                               "--policy", str(SIMULATION_POLICY)])
     assert result.exit_code == 0, result.output
     lines = out.read_bytes().splitlines()
     assert len(lines) == 300
@@ -131,14 +131,14 @@ def test_stream_command_writes_jsonl_and_truth(cli, tmp_path):
 def test_stream_without_a_broker_or_file_is_a_clear_error(cli, monkeypatch):
     monkeypatch.delenv("INTEL_BOOTSTRAP_SERVERS", raising=False)
     result = cli.invoke(main, ["simulate", "stream", "--rate", "1", "--duration", "1",
-                               "--policy", str(POLICY_FILE)])
+                               "--policy", str(SIMULATION_POLICY)])
     assert result.exit_code == 2
     assert "INTEL_BOOTSTRAP_SERVERS" in result.output
 
 
 def test_unreachable_broker_is_a_one_line_error(cli):
     result = cli.invoke(main, ["simulate", "stream", "--rate", "5", "--duration", "1",
-                               "--bootstrap", "127.0.0.1:9", "--policy", str(POLICY_FILE)])
+                               "--bootstrap", "127.0.0.1:9", "--policy", str(SIMULATION_POLICY)])
     assert result.exit_code == 2
     assert "127.0.0.1:9" in result.output and "Traceback" not in result.output
 

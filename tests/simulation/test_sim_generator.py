@@ -24,7 +24,7 @@ from app.contracts import AlertTransition, IncidentEvent, decode_event
 from app.simulation.catalog import DIFFICULTIES, SEV_LEVELS
 from app.simulation.generator import generate_incident
 from app.simulation.models import to_json
-from tests.simulation.conftest import POLICY_FILE, ROOT
+from tests.support.repository import ROOT, SIMULATION_POLICY
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 GOLDEN_SEED = 7
@@ -62,7 +62,7 @@ def test_golden(sim_policy, name):
 def test_cli_output_is_byte_identical_to_the_golden(cli, monkeypatch):
     monkeypatch.chdir(ROOT)
     args = ["simulate", "generate", "--difficulty", "medium", "--archetype", "gradual_erosion",
-            "--seed", str(GOLDEN_SEED), "--policy", str(POLICY_FILE)]
+            "--seed", str(GOLDEN_SEED), "--policy", str(SIMULATION_POLICY)]
     first = cli.invoke(main, args)
     second = cli.invoke(main, args)
     assert first.exit_code == 0, first.output
@@ -73,7 +73,7 @@ def test_cli_output_is_byte_identical_to_the_golden(cli, monkeypatch):
 def test_cli_writes_the_same_bytes_to_a_file(cli, tmp_path):
     out = tmp_path / "sim.json"
     args = ["simulate", "generate", "--difficulty", "easy", "--archetype", "oom", "--seed", "3",
-            "--policy", str(POLICY_FILE)]
+            "--policy", str(SIMULATION_POLICY)]
     printed = cli.invoke(main, args)
     written = cli.invoke(main, [*args, "--out", str(out)])
     assert written.exit_code == 0, written.output
@@ -207,12 +207,12 @@ def test_shapes_spread_over_sessions_and_actors(sim_policy):
 
 def test_unknown_archetype_and_bad_start_are_one_line_errors(cli):
     bad = cli.invoke(main, ["simulate", "generate", "--difficulty", "easy", "--archetype",
-                            "nope", "--seed", "1", "--policy", str(POLICY_FILE)])
+                            "nope", "--seed", "1", "--policy", str(SIMULATION_POLICY)])
     assert bad.exit_code == 2
     assert "unknown archetype 'nope'" in bad.output
     assert "Traceback" not in bad.output
     bad = cli.invoke(main, ["simulate", "generate", "--difficulty", "easy", "--seed", "1",
-                            "--start", "yesterday", "--policy", str(POLICY_FILE)])
+                            "--start", "yesterday", "--policy", str(SIMULATION_POLICY)])
     assert bad.exit_code == 2
     assert "--start" in bad.output
 

@@ -11,7 +11,7 @@ from app.simulation.exercise import answer_key
 from app.simulation.generator import generate_incident
 from app.simulation.grading import grade
 from app.simulation.models import to_json
-from tests.simulation.conftest import FIXTURES
+from tests.support.repository import SIMULATION_FIXTURES
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_empty_answers_score_zero(key, tmp_path):
 
 
 def test_example_answers_file_grades_well(key):
-    result = grade(key, load_answers(FIXTURES / "answers.example.yml"))
+    result = grade(key, load_answers(SIMULATION_FIXTURES / "answers.example.yml"))
     assert result.severity.verdict == "exact"
     assert result.root_cause.verdict == "matched"
     assert result.remediation.coverage == 1.0 and result.regression_test.coverage == 1.0
@@ -77,7 +77,7 @@ def test_example_answers_file_grades_well(key):
 
 
 def test_partial_answers_earn_partial_credit(key):
-    result = grade(key, load_answers(FIXTURES / "answers.partial.yml"))
+    result = grade(key, load_answers(SIMULATION_FIXTURES / "answers.partial.yml"))
     assert result.severity.verdict == "one_off"
     assert result.severity.score == key.grading.severity_one_off_credit
     assert result.root_cause.verdict == "partial"
@@ -125,7 +125,7 @@ def test_answers_for_another_exercise_are_refused(key):
 def test_grade_command_writes_the_debrief(cli, key, key_file, tmp_path):
     out, report = tmp_path / "debrief.md", tmp_path / "grade.json"
     result = cli.invoke(main, ["simulate", "grade", "--key", str(key_file), "--answers",
-                               str(FIXTURES / "answers.partial.yml"), "--out", str(out),
+                               str(SIMULATION_FIXTURES / "answers.partial.yml"), "--out", str(out),
                                "--json", str(report)])
     assert result.exit_code == 0, result.output
     debrief = out.read_text(encoding="utf-8")
@@ -140,7 +140,7 @@ def test_grade_command_writes_the_debrief(cli, key, key_file, tmp_path):
 
 def test_grade_command_prints_the_debrief(cli, key_file):
     result = cli.invoke(main, ["simulate", "grade", "--key", str(key_file), "--answers",
-                               str(FIXTURES / "answers.example.yml")])
+                               str(SIMULATION_FIXTURES / "answers.example.yml")])
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("# Debrief")
 
@@ -167,13 +167,13 @@ def test_not_a_key_is_one_line_exit_2(cli, tmp_path):
     wrong = tmp_path / "answer_key.json"
     wrong.write_text('{"hello": 1}', encoding="utf-8")
     result = cli.invoke(main, ["simulate", "grade", "--key", str(wrong), "--answers",
-                               str(FIXTURES / "answers.example.yml")])
+                               str(SIMULATION_FIXTURES / "answers.example.yml")])
     assert result.exit_code == 2
     assert "answer_key.json" in result.output and "Traceback" not in result.output
 
 
 def test_debrief_lists_every_red_herring_with_what_rules_it_out(key):
-    answers = load_answers(FIXTURES / "answers.partial.yml")
+    answers = load_answers(SIMULATION_FIXTURES / "answers.partial.yml")
     text = render_debrief(key, answers, grade(key, answers))
     for herring in key.red_herrings:
         assert herring.id in text and herring.rules_out in text

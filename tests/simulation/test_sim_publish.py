@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.cli import main
 from app.simulation.feed import ALERTS_TOPIC, DEFAULT_START, INCIDENTS_TOPIC, generate_stream
-from tests.simulation.conftest import POLICY_FILE
+from tests.support.repository import SIMULATION_POLICY
 
 pytestmark = pytest.mark.broker
 
@@ -58,7 +58,7 @@ def test_stream_reaches_the_broker_keyed_by_incident_and_fingerprint(cli, kafka_
     monkeypatch.setenv("INTEL_TOPIC_PREFIX", prefix)
     result = cli.invoke(main, ["simulate", "stream", "--rate", "200", "--duration", "1",
                                "--seed", "21", "--bootstrap", kafka_bootstrap,
-                               "--truth", str(truth_file), "--policy", str(POLICY_FILE)])
+                               "--truth", str(truth_file), "--policy", str(SIMULATION_POLICY)])
     assert result.exit_code == 0, result.output
     assert "published 200 records" in result.output
     records, _ = generate_stream(21, DEFAULT_START, 200, 1)

@@ -15,9 +15,9 @@ from app.simulation.exercise import render_exercise
 from app.simulation.models import AnswerKey
 from app.simulation.pseudonyms import Pseudonymizer
 from app.simulation.replay import load_events, replay_exercise
-from tests.simulation.conftest import FIXTURES, POLICY_FILE
+from tests.support.repository import SIMULATION_FIXTURES, SIMULATION_POLICY
 
-HISTORY = FIXTURES / "history.jsonl"
+HISTORY = SIMULATION_FIXTURES / "history.jsonl"
 INCIDENT = "inc_20260218_1430_abc123"
 ORIGINALS = [
     "Maria Jensen", "maria.jensen@example.com", "sess-77aa01", "user-5521",
@@ -140,7 +140,7 @@ def test_replay_command(cli, tmp_path):
     out = tmp_path / "replay"
     result = cli.invoke(main, ["simulate", "replay", "--events", str(HISTORY), "--incident",
                                INCIDENT, "--out", str(out), "--date", "2026-11-23",
-                               "--policy", str(POLICY_FILE)])
+                               "--policy", str(SIMULATION_POLICY)])
     assert result.exit_code == 0, result.output
     sheet = (out / "exercise.md").read_text(encoding="utf-8")
     key = AnswerKey.model_validate_json((out / "answer_key.json").read_bytes())
@@ -153,7 +153,7 @@ def test_replay_command(cli, tmp_path):
 def test_replay_of_an_unknown_incident_lists_the_known_ones(cli, tmp_path):
     result = cli.invoke(main, ["simulate", "replay", "--events", str(HISTORY), "--incident",
                                "inc_missing", "--out", str(tmp_path), "--policy",
-                               str(POLICY_FILE)])
+                               str(SIMULATION_POLICY)])
     assert result.exit_code == 2
     assert "inc_missing" in result.output and "inc_20260219_0900_def456" in result.output
 
@@ -163,7 +163,7 @@ def test_replay_of_a_bad_file_names_the_line(cli, tmp_path):
     bad.write_text(HISTORY.read_text(encoding="utf-8") + "{not json}\n", encoding="utf-8")
     result = cli.invoke(main, ["simulate", "replay", "--events", str(bad), "--incident",
                                INCIDENT, "--out", str(tmp_path / "x"), "--policy",
-                               str(POLICY_FILE)])
+                               str(SIMULATION_POLICY)])
     assert result.exit_code == 2
     assert f"{bad}:10: not JSON" in result.output
     assert "Traceback" not in result.output

@@ -97,10 +97,14 @@ def test_worker_publishes_and_health_checks_its_web_port(compose: dict[str, Any]
     assert f":{web_port}/health/" in command
 
 
-def test_dockerfile_installs_the_project_and_runs_the_worker() -> None:
+def test_dockerfile_installs_the_built_wheel_and_runs_the_worker() -> None:
     text = (REPO / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim\b", text, re.M)
-    assert re.search(r"^RUN .*pip install[^\n]* \.", text, re.M)
+    assert re.search(r"^RUN pip wheel --no-deps --wheel-dir /wheels \.$", text, re.M)
+    assert re.search(r"^RUN pip install /wheels/\*\.whl", text, re.M)
+    copied = re.findall(r"^COPY (?!--from)(.+) \S+$", text, re.M)
+    assert not any(word in ("policy", "topics") for line in copied for word in line.split()), (
+        "policy and topics ship inside the wheel")
     entry = re.search(r"^ENTRYPOINT (.+)$", text, re.M)
     cmd = re.search(r"^CMD (.+)$", text, re.M)
     assert entry and cmd
