@@ -89,7 +89,6 @@ from app.intel.periods import (
     quarter_label,
     quarter_start,
 )
-from app.policy import LearningPolicy as LearningPolicy  # the stream worker imports it from here
 
 # ------------------------------------------------------------------- rules on plain data
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import socket
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import faust
@@ -20,7 +19,7 @@ from faust.types import TopicT
 from app.broker import BrokerError
 from app.policy import Policy, load_policy
 from app.stream.settings import WorkerSettings
-from app.topics import load_catalog
+from app.topics import default_catalog
 
 if TYPE_CHECKING:
     from app.stream.ingest import IngestStats
@@ -29,9 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = ["IntelApp", "TopicSpec", "catalog_topics", "create_app", "ensure_topics",
            "faust_credentials"]
-
-
-CATALOG_PATH = Path(__file__).resolve().parents[2] / "topics" / "catalog.yml"
 
 
 @dataclass(frozen=True)
@@ -53,7 +49,7 @@ def catalog_topics() -> tuple[TopicSpec, ...]:
     input and output topics must agree. The catalog's counts are what a cluster
     operator pre-creates with the default.
     """
-    catalog = load_catalog(CATALOG_PATH)
+    catalog = default_catalog()
     return tuple(
         TopicSpec(name, spec.key, spec.cleanup_policy == "compact", spec.direction)
         for name, spec in catalog.topics.items()

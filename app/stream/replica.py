@@ -55,7 +55,7 @@ from app.intel import publication
 from app.intel.engine import IntelEngine
 from app.intel.periods import EPOCH, from_micros
 from app.intel.publication import OutputKey
-from app.intel.velocity import LearningPolicy, VelocityTracker
+from app.intel.velocity import VelocityTracker
 from app.stream.consumer import FETCH_MAX_WAIT_MS
 from app.stream.ingest import check_record
 from app.stream.publisher import AS_OF_HEADER, Outgoing, Publisher
@@ -88,9 +88,8 @@ def wall_clock() -> datetime:
 
 
 def velocity_target(policy: Policy) -> float:
-    """``learning.yml``'s recurrence target (0.0 when the policy has no learning file)."""
-    learning = policy.extra.get("learning.yml")
-    return learning.recurrence_target if isinstance(learning, LearningPolicy) else 0.0
+    """``learning.yml``'s recurrence target."""
+    return policy.recurrence_target
 
 
 def velocity_record_id(quarter: str, value: bytes | None) -> str:
