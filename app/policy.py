@@ -390,14 +390,19 @@ POLICY_DIR_HELP = (
 
 
 def default_policy_dir() -> Path:
-    """``$INTEL_POLICY_DIR``, else ``./policy``, else the policy beside the package.
-
-    The last keeps every command usable from any working directory of a
-    source checkout or editable install.
-    """
+    """``$INTEL_POLICY_DIR``, else :func:`local_or_bundled_policy_dir`."""
     configured = os.environ.get("INTEL_POLICY_DIR")
     if configured:
         return Path(configured)
+    return local_or_bundled_policy_dir()
+
+
+def local_or_bundled_policy_dir() -> Path:
+    """``./policy``, else the policy beside the package.
+
+    The latter keeps every command usable from any working directory of a
+    source checkout or editable install.
+    """
     local = Path("policy")
     if local.is_dir():
         return local
