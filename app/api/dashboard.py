@@ -152,9 +152,26 @@ def _buckets(response: BucketsResponse | None, titles: Mapping[str, str]) -> str
     return f"<section><h2>Root-cause buckets</h2>{table}</section>"
 
 
+def newest_per_incident(items: Sequence[CorrelateResponse]) -> list[CorrelateResponse]:
+    """The first (newest) answer of each incident, in order.
+
+    ``intel.correlations`` is compacted by incident: a new record replaces the
+    incident's older one (a new version, a re-sent state, a republication
+    after a restart), so a list of the records read holds an incident once per
+    record, and only its newest one is current.
+    """
+    seen: set[str] = set()
+    out = []
+    for item in items:
+        if item.incident_id not in seen:
+            seen.add(item.incident_id)
+            out.append(item)
+    return out
+
+
 def _correlations(items: Sequence[CorrelateResponse]) -> str:
     rows = []
-    for item in items[:RECENT_SHOWN]:
+    for item in newest_per_incident(items)[:RECENT_SHOWN]:
         related = "<br>".join(
             f"{_e(r.incident_id)} <span class=\"muted\">score {r.score}: "
             f"{_e(', '.join(r.reasons))}</span>" for r in item.related[:SAMPLES_SHOWN])
