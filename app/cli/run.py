@@ -272,7 +272,7 @@ def _publish_feed(loop: asyncio.AbstractEventLoop, settings: WorkerSettings,
     _say(f"feed: published {sum(sent.values())} simulated records, event time "
          f"{records[0].payload['occurred_at']} … {records[-1].payload['occurred_at']} "
          f"(ends before now); planted {len(truth.recurrence)} recurrences, "
-         f"{len(truth.clusters)} clusters; {len(truth.open_at_end)} incidents still open")
+         f"{len(truth.clusters)} clusters; {len(truth.open_at_end)} incident(s) still open")
     high = [p for p in truth.recurrence if p.expected_level == "high"]
     if not high or not truth.clusters:
         return None

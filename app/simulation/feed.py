@@ -230,7 +230,7 @@ class _Stream:
         self.rng = Random(f"stream|{seed}|{start.isoformat()}")
         self.seed = seed
         self.start = start
-        self.span = timedelta(days=settings.span_days)
+        self.span = timedelta(seconds=round(settings.span_days * 86400))  # whole seconds
         self.end = start + self.span
         self.settings = settings
         self.run = digest("stream", seed, start.isoformat())[:8]
@@ -379,7 +379,7 @@ def generate_stream(
     n_clusters = len(settings.clusters)
     for c, spec in enumerate(settings.clusters):
         cluster_id = f"cluster-{c + 1}"
-        centre = start + s.span * (c + 1) / (n_clusters + 1)
+        centre = (start + s.span * (c + 1) / (n_clusters + 1)).replace(microsecond=0)
         base = centre + timedelta(minutes=rng.randint(-60, 60))
         if spec.shape == "cross_service":
             kind, members = kinds.pop(), [services.pop() for _ in range(spec.size)]

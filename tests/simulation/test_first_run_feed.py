@@ -84,3 +84,10 @@ def test_the_digest_due_on_monday_morning_is_not_empty_either(cli, tmp_path, pol
     digest = _tool(cli, events, {"action": "weekly_digest", "week": "2026-W08"})["json_summary"]
     assert digest["recent_7d_count"] > 0
     assert digest["followups"]["created"]
+
+
+def test_event_times_are_whole_seconds(policy):
+    records, _ = feed_history(policy, datetime(2026, 3, 4, 13, 5, 17, 250, tzinfo=UTC))
+    assert all(r.occurred_at.microsecond == 0 for r in records)
+    assert all(r.value.incident.started_at.microsecond == 0
+               for r in records if isinstance(r.value, IncidentEvent))
