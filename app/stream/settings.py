@@ -172,7 +172,8 @@ class WorkerSettings(BaseModel):
         try:
             return ssl.create_default_context(cafile=cafile)
         except (OSError, ssl.SSLError) as exc:
-            raise UserError(f"INTEL_SSL_CAFILE={self.ssl_cafile}: {exc}") from None
+            raise UserError(f"INTEL_SSL_CAFILE={self.ssl_cafile}: {exc}; set INTEL_SSL_CAFILE "
+                            "to a PEM bundle of CA certificates, or unset it") from None
 
     def kafka_client_options(self) -> dict[str, Any]:
         """Security keyword arguments for aiokafka clients (probes, admin, tests)."""
