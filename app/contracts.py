@@ -250,31 +250,35 @@ class RecurrenceUpdate(_Model):
 
 
 class SignatureCount(_Model):
-    prefix: str
+    """A signature prefix of a bucket and how many of its incidents carry it."""
+
+    signature: str
     count: int
 
 
-class SampleIncident(_Model):
-    incident_id: str
-    title: str
-    severity: Severity
-    status: Status
-    started_at: Timestamp
+class BucketCounts(_Model):
+    """Incidents of a bucket in the fixed 7- and 30-day windows, and open ones."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    count_7d: int = Field(alias="7d", serialization_alias="7d", title="7d",
+                          description="Incidents started in the 7 days ending at as_of.")
+    count_30d: int = Field(alias="30d", serialization_alias="30d", title="30d",
+                           description="Incidents started in the 30 days ending at as_of.")
+    open: int = Field(description="Incidents of the window_days window not yet resolved.")
 
 
 class Bucket(_Model):
-    """A root-cause bucket as served by ``buckets`` and ``intel.buckets``."""
+    """A root-cause bucket: one entry of the ``buckets`` answer and one ``intel.buckets`` value."""
 
     bucket_key: str
-    count_7d: int
-    count_30d: int
-    open: int
+    counts: BucketCounts
     last_seen: Timestamp
     services: list[str]
     kinds: list[str]
     top_signatures: list[SignatureCount]
     severity_mix: dict[str, int]
-    sample_incidents: list[SampleIncident]
+    sample_incidents: list[str]
     recommendations: list[str]
 
 
@@ -427,10 +431,11 @@ class RecurrenceResponse(_Model):
 
 
 class BucketsResponse(_Model):
-    as_of: Timestamp
+    service_filter: str | None
     window_days: int
-    service: str | None
+    bucket_count: int
     buckets: list[Bucket]
+    as_of: Timestamp
 
 
 class FollowUpSkip(_Model):

@@ -63,6 +63,12 @@ def default_policy_dir() -> Path:
     configured = os.environ.get("INTEL_POLICY_DIR")
     if configured:
         return Path(configured)
+    return local_or_bundled_policy_dir()
+
+
+def local_or_bundled_policy_dir() -> Path:
+    """``./policy`` when there is one, else :func:`bundled_policy_dir` (the worker's
+    default when ``INTEL_POLICY_DIR`` is unset)."""
     local = Path("policy")
     return local if local.is_dir() else bundled_policy_dir()
 

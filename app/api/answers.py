@@ -70,11 +70,14 @@ def learning_velocity(view: LiveView, policy: Policy) -> VelocityReport:
 
 
 def _dashboard_reads(windows: Sequence[int], engine: IntelEngine, as_of: datetime) -> tuple[
-    datetime, list[RecurrenceResponse], BucketsResponse
+    datetime, list[RecurrenceResponse], BucketsResponse, dict[str, str]
 ]:
     recurrence = [engine.recurrence(RecurrenceRequest(action="recurrence", window_days=days),
                                     as_of) for days in windows]
-    return as_of, recurrence, engine.buckets(BucketsRequest(action="buckets"), as_of)
+    buckets = engine.buckets(BucketsRequest(action="buckets"), as_of)
+    titles = {i: engine.record(i).incident.title
+              for b in buckets.buckets for i in b.sample_incidents}
+    return as_of, recurrence, buckets, titles
 
 
 async def dashboard_data(view: LiveView, policy: Policy) -> DashboardData:
@@ -85,8 +88,10 @@ async def dashboard_data(view: LiveView, policy: Policy) -> DashboardData:
                              correlations=[], followups=[], velocity=[],
                              recurrence_target=target)
     windows = sorted(policy.intel.recurrence.windows_days)
-    as_of, recurrence, buckets = await view.read(functools.partial(_dashboard_reads, windows))
+    as_of, recurrence, buckets, titles = await view.read(
+        functools.partial(_dashboard_reads, windows))
     return DashboardData(as_of=as_of, ready=True, recurrence=recurrence, buckets=buckets,
+                         sample_titles=titles,
                          correlations=view.recent_correlations(),
                          followups=view.recent_followups(), velocity=view.velocity(),
                          recurrence_target=target)

@@ -16,8 +16,8 @@ could not run code.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from html import escape
 
@@ -84,6 +84,8 @@ class DashboardData:
     followups: Sequence[FollowUp]
     velocity: Sequence[QuarterVelocity]
     recurrence_target: float
+    sample_titles: Mapping[str, str] = field(default_factory=dict)
+    """Title of each bucket sample incident (the ``buckets`` answer lists ids only)."""
 
 
 def _e(value: object) -> str:
@@ -128,20 +130,21 @@ def _recurrence(report: RecurrenceResponse, policy: IntelPolicy) -> str:
             f"{table}{recs}</div>")
 
 
-def _bucket_row(bucket: Bucket) -> str:
-    samples = "<br>".join(f"{_e(s.incident_id)}: {_e(s.title)}"
-                          for s in bucket.sample_incidents[:SAMPLES_SHOWN])
+def _bucket_row(bucket: Bucket, titles: Mapping[str, str]) -> str:
+    samples = "<br>".join(f"{_e(i)}: {_e(titles.get(i, ''))}"
+                          for i in bucket.sample_incidents[:SAMPLES_SHOWN])
     recs = "".join(f"<li>{_e(r)}</li>" for r in bucket.recommendations)
     return (f"<tr><td><strong>{_e(bucket.bucket_key)}</strong>"
             f'<div class="muted">{samples}</div></td>'
-            f'<td class="num">{bucket.count_7d}</td><td class="num">{bucket.count_30d}</td>'
-            f'<td class="num">{bucket.open}</td>'
+            f'<td class="num">{bucket.counts.count_7d}</td>'
+            f'<td class="num">{bucket.counts.count_30d}</td>'
+            f'<td class="num">{bucket.counts.open}</td>'
             f"<td>{_e(format_timestamp(bucket.last_seen))}</td>"
             f'<td><ul class="recs">{recs}</ul></td></tr>')
 
 
-def _buckets(response: BucketsResponse | None) -> str:
-    rows = [_bucket_row(b) for b in response.buckets] if response else []
+def _buckets(response: BucketsResponse | None, titles: Mapping[str, str]) -> str:
+    rows = [_bucket_row(b, titles) for b in response.buckets] if response else []
     table = _table("buckets", [("bucket / samples", False), ("7d", True), ("30d", True),
                                ("open", True), ("last seen", False),
                                ("recommendations", False)],
@@ -149,9 +152,26 @@ def _buckets(response: BucketsResponse | None) -> str:
     return f"<section><h2>Root-cause buckets</h2>{table}</section>"
 
 
+def newest_per_incident(items: Sequence[CorrelateResponse]) -> list[CorrelateResponse]:
+    """The first (newest) answer of each incident, in order.
+
+    ``intel.correlations`` is compacted by incident: a new record replaces the
+    incident's older one (a new version, a re-sent state, a republication
+    after a restart), so a list of the records read holds an incident once per
+    record, and only its newest one is current.
+    """
+    seen: set[str] = set()
+    out = []
+    for item in items:
+        if item.incident_id not in seen:
+            seen.add(item.incident_id)
+            out.append(item)
+    return out
+
+
 def _correlations(items: Sequence[CorrelateResponse]) -> str:
     rows = []
-    for item in items[:RECENT_SHOWN]:
+    for item in newest_per_incident(items)[:RECENT_SHOWN]:
         related = "<br>".join(
             f"{_e(r.incident_id)} <span class=\"muted\">score {r.score}: "
             f"{_e(', '.join(r.reasons))}</span>" for r in item.related[:SAMPLES_SHOWN])
@@ -217,7 +237,7 @@ def render_dashboard(data: DashboardData, policy: IntelPolicy, refresh_seconds: 
     else:
         recurrence = "".join(_recurrence(r, policy) for r in data.recurrence)
         body = (f'<section class="pair">{recurrence}</section>'
-                f"{_buckets(data.buckets)}"
+                f"{_buckets(data.buckets, data.sample_titles)}"
                 f'<section class="pair">{_correlations(data.correlations)}'
                 f"{_followups(data.followups)}</section>"
                 f"{_velocity(data.velocity, data.recurrence_target)}")

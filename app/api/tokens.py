@@ -43,6 +43,7 @@ __all__ = [
     "TokenRoles",
     "digest",
     "ensure_local_token",
+    "local_tokens",
     "load_tokens",
     "parse_tokens",
 ]
@@ -188,6 +189,18 @@ def load_tokens(environ: Mapping[str, str] = os.environ, rbac: RbacPolicy | None
         ensure_local_token(fallback_file)
         out = _read_file(fallback_file, rbac)
     return out
+
+
+def local_tokens(path: Path | str, roles: tuple[str, ...] = LOCAL_TOKEN_ROLES) -> dict[str, str]:
+    """Role → plain token of the local token file, created as :func:`ensure_local_token` does.
+
+    The run command prints one line per role, so a user can call the gate
+    (``agent_release``) as well as the on-call tools (``agent_oncall``).
+    """
+    ensure_local_token(path, roles)
+    document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    return {role: token for token, role in document.items()
+            if isinstance(token, str) and isinstance(role, str)}
 
 
 def ensure_local_token(path: Path | str, roles: tuple[str, ...] = LOCAL_TOKEN_ROLES) -> str:

@@ -244,7 +244,8 @@ def run_demo(seed: int = DEFAULT_SEED, weeks: int = DEFAULT_WEEKS,
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"--out {out}: {exc.strerror}") from None
+        raise UserError(f"--out {out}: {exc.strerror}; choose a writable directory "
+                        "with --out") from None
     by_topic: dict[str, int] = {}
     for record in history.records:
         by_topic[record.topic] = by_topic.get(record.topic, 0) + 1

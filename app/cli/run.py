@@ -18,17 +18,22 @@ import signal
 import socket
 from collections.abc import Iterator
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
+import orjson
 
 from app.errors import UserError
 from app.stream.settings import WorkerSettings, load_settings
 
 if TYPE_CHECKING:  # Faust and aiokafka are imported on use: `--help` stays fast
+    from datetime import datetime
+
     import faust
 
     from app.broker import EmbeddedBroker
+    from app.policy import Policy
+    from app.simulation.feed import FeedRecord, StreamTruth
 
 __all__ = ["command", "run_worker"]
 
@@ -38,6 +43,10 @@ _QUIET_LIBRARIES = ("faust", "mode", "aiokafka", "aiohttp", "app.stream.app")
 _KAFKA_WAIT = 30.0
 FEED_RATE = 20.0
 FEED_SECONDS = 600.0
+"""The feed's record budget is ``FEED_RATE × FEED_SECONDS`` (its event time is history)."""
+FEED_SEED = 7
+PUBLISH_RATE = 1e9
+"""The feed is history (every event time at or before now): published unpaced."""
 
 
 def _say(message: str) -> None:
@@ -71,7 +80,8 @@ def _check_web_port(settings: WorkerSettings) -> None:
     try:
         infos = socket.getaddrinfo(settings.web_host, settings.web_port, type=socket.SOCK_STREAM)
     except OSError as exc:
-        raise UserError(f"INTEL_WEB_HOST={settings.web_host!r}: {exc}") from None
+        raise UserError(f"INTEL_WEB_HOST={settings.web_host!r}: {exc}; set INTEL_WEB_HOST to "
+                        "an address of this machine or unset it (default 127.0.0.1)") from None
     family, kind, proto, _, address = infos[0]
     with socket.socket(family, kind, proto) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -80,12 +90,13 @@ def _check_web_port(settings: WorkerSettings) -> None:
         except OSError as exc:
             if exc.errno == errno.EADDRNOTAVAIL:
                 raise UserError(
-                    f"INTEL_WEB_HOST={settings.web_host!r}: not an address of this machine"
+                    f"INTEL_WEB_HOST={settings.web_host!r}: not an address of this machine; "
+                    "set INTEL_WEB_HOST to one or unset it (default 127.0.0.1)"
                 ) from None
             raise UserError(
                 f"INTEL_WEB_PORT={settings.web_port}: cannot listen on "
                 f"{settings.web_host}:{settings.web_port} ({exc.strerror}); "
-                "is another worker running?"
+                "is another worker running? Stop it, or set INTEL_WEB_PORT to a free port"
             ) from None
 
 
@@ -132,10 +143,13 @@ def _prepare_kafka(loop: asyncio.AbstractEventLoop, settings: WorkerSettings) ->
         )
         return loop.run_until_complete(ensure_topics(settings))
     except BrokerError as exc:
-        raise UserError(f"INTEL_BOOTSTRAP_SERVERS={settings.bootstrap_servers}: {exc}") from None
+        raise UserError(f"INTEL_BOOTSTRAP_SERVERS={settings.bootstrap_servers}: {exc}; start "
+                        "Kafka there, or unset INTEL_BOOTSTRAP_SERVERS to run the embedded "
+                        "broker") from None
 
 
-def _banner(settings: WorkerSettings, created: list[str], schedule: str) -> None:
+def _banner(settings: WorkerSettings, created: list[str], schedule: str,
+            broker: EmbeddedBroker | None) -> None:
     from app.stream.app import catalog_topics
 
     for label, value in settings.describe().items():
@@ -144,57 +158,123 @@ def _banner(settings: WorkerSettings, created: list[str], schedule: str) -> None
     _say(f"  {'topics':<24} {names}")
     if created:
         _say(f"  {'created topics':<24} {len(created)} ({settings.partitions} partitions each)")
-    web = f"http://{settings.web_host}:{settings.web_port}"
-    _say(f"  {'web':<24} {web}/ (dashboard)  {web}/v1/…  {web}/health/  {web}/ingest/")
     _say(f"  {'dead letters':<24} {settings.topic('intel.dlq')}")
     _say(f"  {'weekly digest':<24} cron {schedule!r} (UTC) -> {settings.reports_dir}/"
          f"<week>.md|.json and {settings.topic('intel.digests')}")
-    _say(f"joining consumer group {settings.app_id!r} …")
+    _say(f"  {'history':<24} {history_note(settings, broker)}")
 
 
-def _serve_api(app: Any, settings: WorkerSettings) -> None:
-    """Mount the HTTP API on the worker's web server."""
+def history_note(settings: WorkerSettings, broker: EmbeddedBroker | None) -> str:
+    """Where the incident history lives, and whether it survives a restart.
+
+    The hook for a durable embedded broker: one that keeps its log on disk says
+    so with a true ``durable`` attribute (and its ``data_dir``); without one,
+    the embedded broker keeps everything in memory.
+    """
+    if broker is None:
+        return f"kept by the Kafka at {settings.bootstrap_servers}"
+    if getattr(broker, "durable", False):
+        where = getattr(broker, "data_dir", settings.data_dir)
+        return f"kept on disk in {where}: a restart starts where this run stopped"
+    return ("the embedded broker keeps everything in MEMORY: stopping this run loses every "
+            "incident, digest and follow-up; to keep them across restarts, set "
+            "INTEL_BOOTSTRAP_SERVERS to a Kafka with disk storage (e.g. `docker compose up`)")
+
+
+def web_lines(settings: WorkerSettings) -> list[str]:
+    """Every route the worker serves for a user (dashboard, health, metrics, API), one a line."""
+    from app.api.routes import ROUTES
+
+    web = f"http://{settings.web_host}:{settings.web_port}"
+    return [f"  {route.method:<4} {web}{route.path}" for route in ROUTES]
+
+
+class FeedExample(NamedTuple):
+    """What the banner's example calls name, taken from the feed's ground truth."""
+
+    failing_service: str
+    correlated_incident: str
+
+
+def curl_lines(settings: WorkerSettings, tokens: dict[str, str],
+               example: FeedExample | None) -> list[str]:
+    """Ready-to-paste calls of the gate and of correlate, with the role token each needs."""
+    web = f"http://{settings.web_host}:{settings.web_port}"
+    service = example.failing_service if example else "SERVICE"
+    incident = example.correlated_incident if example else "INCIDENT_ID"
+    gate = orjson.dumps({"service": service, "profile": "staging"}).decode()
+    correlate = orjson.dumps({"action": "correlate", "incident_id": incident,
+                              "append_note": True}).decode()
+    lines = []
+    for role, route, body in (("agent_release", "/v1/gates/recurrence_watch", gate),
+                              ("agent_oncall", "/v1/tools/incident_intelligence", correlate)):
+        token = tokens.get(role, f"<{role} token>")
+        lines.append(f"  curl -s -H 'Authorization: Bearer {token}' "
+                     f"-H 'Content-Type: application/json' -d '{body}' {web}{route}")
+    return lines
+
+
+def _serve_api(app: Any, settings: WorkerSettings, example: FeedExample | None) -> None:
+    """Mount the HTTP API on the worker's web server and print how to call it."""
     import os
 
     from app.api import load_tokens, register_routes
-    from app.api.tokens import TOKENS_ENV, TOKENS_FILE_ENV, ensure_local_token
+    from app.api.tokens import TOKENS_ENV, TOKENS_FILE_ENV, local_tokens
 
     local = not (os.environ.get(TOKENS_FILE_ENV, "").strip()
                  or os.environ.get(TOKENS_ENV, "").strip())
     token_file = settings.data_dir / "api-tokens.yml"
     tokens = load_tokens(os.environ, app.policy.rbac, token_file if local else None)
     register_routes(app, app.replica, app.policy, tokens)
+    _say("web: the dashboard, health, metrics and the API:")
+    for line in web_lines(settings):
+        _say(line)
+    by_role: dict[str, str] = {}
     if local:
-        _say(f"  {'API token':<24} {ensure_local_token(token_file)} (agent_oncall; "
-             f"from {token_file})")
+        by_role = local_tokens(token_file)
+        _say(f"API tokens, one per local role (kept in {token_file}; read it with "
+             f"`cat {token_file}`):")
+        for role, token in by_role.items():
+            _say(f"  {role:<14} {token}")
+    else:
+        _say(f"API tokens: those of ${TOKENS_FILE_ENV} / ${TOKENS_ENV}")
+    _say("try: the release gate (fails on a service with high P0/P1 recurrence) and "
+         "correlate (appends a timeline note):")
+    for line in curl_lines(settings, by_role, example):
+        _say(line)
 
 
-def _start_feed(app: Any, settings: WorkerSettings, rate: float, duration: float) -> None:
-    """Publish a simulated incident stream once the worker is ready (local runs)."""
-    from datetime import UTC, datetime, timedelta
+def feed_history(policy: Policy, now: datetime) -> tuple[list[FeedRecord], StreamTruth]:
+    """The simulated history a local run publishes: every event time at or before ``now``
+    (the shell's clock), each feature shown on a first run (see ``first_run_feed``)."""
+    from app.simulation.feed import first_run_feed
 
-    from app.simulation.catalog import StreamSettings
-    from app.simulation.feed import generate_stream
+    settings = policy.simulation.stream
+    sig = policy.intel.recurrence.thresholds.signature
+    return first_run_feed(FEED_SEED, now, FEED_RATE, FEED_SECONDS, settings,
+                          thresholds=(sig.warn, sig.high))
+
+
+def _publish_feed(loop: asyncio.AbstractEventLoop, settings: WorkerSettings,
+                  policy: Policy) -> FeedExample | None:
+    """Publish the simulated history before the worker starts, so its replica, the
+    dashboard and the first digest see all of it."""
+    from datetime import UTC, datetime
+
     from app.simulation.publish import publish
 
-    # The feed's event time ends about now, so the live windows, the dashboard
-    # and the gate show it as recent history (the shell may read the clock).
-    span = StreamSettings().span_days
-    start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(days=span)
-    records, truth = generate_stream(seed=7, start=start, rate_per_s=rate, duration_s=duration)
-
-    async def feed() -> None:
-        await app.replica.wait_ready()
-        _say(f"feed: publishing {len(records)} simulated records at {rate:g}/s "
-             f"(event time {records[0].payload['occurred_at']} … "
-             f"{records[-1].payload['occurred_at']})")
-        sent = await publish(records, settings.bootstrap_servers, rate,
-                             topic_prefix=settings.topic_prefix,
-                             client_options=settings.kafka_client_options())
-        _say(f"feed: done, {sum(sent.values())} records published; planted "
-             f"{len(truth.recurrence)} recurrences and {len(truth.clusters)} clusters")
-
-    app.task(feed)
+    records, truth = feed_history(policy, datetime.now(UTC))
+    sent = loop.run_until_complete(publish(records, settings.bootstrap_servers, PUBLISH_RATE,
+                                           topic_prefix=settings.topic_prefix,
+                                           client_options=settings.kafka_client_options()))
+    _say(f"feed: published {sum(sent.values())} simulated records, event time "
+         f"{records[0].payload['occurred_at']} … {records[-1].payload['occurred_at']} "
+         f"(ends before now); planted {len(truth.recurrence)} recurrences, "
+         f"{len(truth.clusters)} clusters; {len(truth.open_at_end)} incident(s) still open")
+    high = [p for p in truth.recurrence if p.expected_level == "high"]
+    if not high or not truth.clusters:
+        return None
+    return FeedExample(high[0].service, truth.clusters[0].incident_ids[0])
 
 
 def run_worker(settings: WorkerSettings, *, verbose: bool = False,
@@ -217,7 +297,8 @@ def run_worker(settings: WorkerSettings, *, verbose: bool = False,
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UserError(f"INTEL_DATA_DIR={settings.data_dir}: {exc.strerror}") from None
+        raise UserError(f"INTEL_DATA_DIR={settings.data_dir}: {exc.strerror}; set "
+                        "INTEL_DATA_DIR to a writable directory") from None
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
@@ -231,11 +312,10 @@ def run_worker(settings: WorkerSettings, *, verbose: bool = False,
             else:
                 _say(f"connecting to Kafka at {settings.bootstrap_servers}")
             created = _prepare_kafka(loop, settings)
+            example = _publish_feed(loop, settings, policy) if feed else None
             app = create_app(settings, policy)
-            _banner(settings, created, policy.intel.digest.schedule)
-            _serve_api(app, settings)
-            if feed:
-                _start_feed(app, settings, FEED_RATE, FEED_SECONDS)
+            _banner(settings, created, policy.intel.digest.schedule, broker)
+            _serve_api(app, settings, example)
         worker = _make_worker(
             app,
             verbose=verbose,

@@ -1,7 +1,8 @@
 """Root-cause buckets: incidents grouped by ``service|kind`` (or a signature prefix).
 
-A bucket is kept when ``count_7d >= min_count[7]`` or ``count_30d >= min_count[30]``;
-kept buckets sort by count_7d desc, count_30d desc, last_seen desc, then key.
+A bucket is kept when its 7-day count reaches ``min_count[7]`` or its 30-day
+count ``min_count[30]``; kept buckets sort by 7-day count desc, 30-day count
+desc, last_seen desc, then key.
 """
 
 from __future__ import annotations
@@ -9,10 +10,20 @@ from __future__ import annotations
 from collections import Counter
 from datetime import datetime
 
-from app.contracts import OPEN_STATUSES, SEVERITIES, Bucket, SampleIncident, SignatureCount
+from app.contracts import (
+    OPEN_STATUSES,
+    SEVERITIES,
+    Bucket,
+    BucketCounts,
+    BucketsRequest,
+    SignatureCount,
+)
 from app.intel.incidents import Record
 from app.intel.periods import from_micros, in_window, micros
 from app.policy import IntelPolicy
+
+PUBLISHED_WINDOW_DAYS: int = BucketsRequest.model_fields["window_days"].default
+"""``intel.buckets`` publishes each bucket as the ``buckets`` action lists it by default."""
 
 
 def bucket_key(record: Record, policy: IntelPolicy) -> str:
@@ -63,41 +74,37 @@ def summarise(key: str, records: list[Record], as_of: datetime, window_days: int
     severities = Counter(r.severity for r in detail)
     return Bucket(
         bucket_key=key,
-        count_7d=counts[7],
-        count_30d=counts[30],
-        open=open_count,
+        counts=BucketCounts(count_7d=counts[7], count_30d=counts[30], open=open_count),
         last_seen=from_micros(last),
         services=sorted({r.service for r in detail}),
         kinds=kinds,
-        top_signatures=[SignatureCount(prefix=p, count=c)
+        top_signatures=[SignatureCount(signature=p, count=c)
                         for p, c in top_sigs[: policy.buckets.top_signatures]],
         severity_mix={s: severities.get(s, 0) for s in SEVERITIES},
-        sample_incidents=[
-            SampleIncident(incident_id=r.incident_id, title=r.incident.title,
-                           severity=r.severity, status=r.status, started_at=r.incident.started_at)
-            for r in detail[: policy.buckets.sample_size]
-        ],
+        sample_incidents=[r.incident_id for r in detail[: policy.buckets.sample_size]],
         recommendations=recommendations_for(kinds, open_count, policy),
     )
 
 
 def kept(bucket: Bucket, policy: IntelPolicy) -> bool:
-    counts = {7: bucket.count_7d, 30: bucket.count_30d}
+    counts = {7: bucket.counts.count_7d, 30: bucket.counts.count_30d}
     return any(counts.get(days, 0) >= least for days, least in policy.buckets.min_count.items())
 
 
 def ranked(buckets: list[Bucket], policy: IntelPolicy) -> list[Bucket]:
     """Kept buckets in published order."""
     out = [b for b in buckets if kept(b, policy)]
-    out.sort(key=lambda b: (-b.count_7d, -b.count_30d, -b.last_seen.timestamp(), b.bucket_key))
+    out.sort(key=lambda b: (-b.counts.count_7d, -b.counts.count_30d, -b.last_seen.timestamp(),
+                            b.bucket_key))
     return out
 
 
 def published(key: str, records: list[Record], as_of: datetime,
               policy: IntelPolicy) -> Bucket | None:
     """The ``intel.buckets`` value of one bucket at ``as_of``: as the ``buckets`` action
-    (30-day window) lists it, or ``None`` when that action would not list it."""
+    (default window, no service filter) lists it, or ``None`` when that action would
+    not list it."""
     end = micros(as_of)
-    inside = [r for r in records if in_window(r.started, end, 30)]
-    summary = summarise(key, inside, as_of, 30, policy) if inside else None
+    inside = [r for r in records if in_window(r.started, end, PUBLISHED_WINDOW_DAYS)]
+    summary = summarise(key, inside, as_of, PUBLISHED_WINDOW_DAYS, policy) if inside else None
     return summary if summary is not None and kept(summary, policy) else None

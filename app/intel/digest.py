@@ -134,7 +134,8 @@ def render_markdown(summary: DigestSummary, policy: IntelPolicy) -> str:
         "## Root-cause buckets",
         "",
         *_table(["bucket", "7d", "30d", "open", "last seen", "severity mix"],
-                [[escape(b.bucket_key), str(b.count_7d), str(b.count_30d), str(b.open),
+                [[escape(b.bucket_key), str(b.counts.count_7d), str(b.counts.count_30d),
+                  str(b.counts.open),
                   format_timestamp(b.last_seen),
                   " ".join(f"{k}:{v}" for k, v in b.severity_mix.items() if v)]
                  for b in s.buckets]),

@@ -217,10 +217,9 @@ class IntelEngine:
         return bucket_rules.ranked(summaries, self.policy.intel)
 
     def buckets(self, request: BucketsRequest, as_of: datetime) -> BucketsResponse:
-        return BucketsResponse(as_of=as_of, window_days=request.window_days,
-                               service=request.service,
-                               buckets=self.bucket_list(as_of, request.window_days,
-                                                        request.service))
+        listed = self.bucket_list(as_of, request.window_days, request.service)
+        return BucketsResponse(service_filter=request.service, window_days=request.window_days,
+                               bucket_count=len(listed), buckets=listed, as_of=as_of)
 
     def recurrence_update(self, key: str, as_of: datetime) -> RecurrenceUpdate:
         """The ``intel.recurrence`` record of ``key`` (``<type>:<value>``) at ``as_of``;
@@ -234,12 +233,13 @@ class IntelEngine:
                                  self.policy.intel)
 
     def bucket_summary(self, key: str, as_of: datetime) -> Bucket | None:
-        """The ``intel.buckets`` value of one bucket at ``as_of``, or ``None`` when the
-        ``buckets`` action (30-day window) would not list it."""
+        """The ``intel.buckets`` value of bucket ``key`` at ``as_of``: the entry the
+        ``buckets`` action (default window, no service filter) lists for it, or
+        ``None`` (a tombstone) when that action does not list it."""
         timeline = self.by_bucket.get(key)
         if timeline is None:
             return None
-        records = self.window(micros(as_of), 30, timeline)
+        records = self.window(micros(as_of), bucket_rules.PUBLISHED_WINDOW_DAYS, timeline)
         return bucket_rules.published(key, records, as_of, self.policy.intel)
 
     def week_buckets(self, week: str) -> tuple[datetime, list[Record], dict[str, list[Record]]]:

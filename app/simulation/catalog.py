@@ -314,6 +314,16 @@ class Grading(_Strict):
 
 class RecurrencePlant(_Strict):
     count: Annotated[int, Field(ge=2, le=50)]
+    severity: Literal["P0", "P1", "P2", "P3"] | None = None
+    """Severity of every incident of the pattern (default: drawn like the background)."""
+    left_open: Annotated[int, Field(ge=0)] = 0
+    """The newest ``left_open`` incidents stay open (acknowledged, never mitigated)."""
+
+    @model_validator(mode="after")
+    def _open_within_count(self) -> RecurrencePlant:
+        if self.left_open > self.count:
+            raise ValueError(f"left_open: {self.left_open} is more than count {self.count}")
+        return self
 
 
 class ClusterPlant(_Strict):
@@ -333,7 +343,8 @@ class StreamSettings(_Strict):
     kinds: Annotated[list[Text], Field(min_length=4)] = [
         "error_rate", "latency", "oom", "crashloop", "disk", "security", "queue", "network",
     ]
-    recurrence: list[RecurrencePlant] = [RecurrencePlant(count=7), RecurrencePlant(count=4)]
+    recurrence: list[RecurrencePlant] = [RecurrencePlant(count=7, severity="P1", left_open=1),
+                                         RecurrencePlant(count=4)]
     clusters: list[ClusterPlant] = [
         ClusterPlant(shape="cross_service", size=4),
         ClusterPlant(shape="same_service", size=3),

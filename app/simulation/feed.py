@@ -7,11 +7,15 @@ what was planted. Publishing them is somebody else's job (``publish.py``, or a
 JSONL file for ``incident-intel tool --events``).
 
 The stream is a time-lapse: ``rate_per_s × duration_s`` records whose event
-time spans ``span_days`` from ``start``. What it holds, in priority order when
-the record budget is small:
+time spans ``span_days`` from ``start``; no record is later than the span's
+end (an incident whose life would go on past it is left in the state it had
+then). What it holds, in priority order when the record budget is small:
 
 1. planted recurrence: ``count`` incidents sharing one explicit signature (same
-   service, kind and title) inside the last six days of the span;
+   service, kind and title) inside the six days before ``recurrence_end``
+   (default: the span's end), all of the plant's ``severity`` when it names
+   one, the newest ``left_open`` of them left open (acknowledged, never
+   mitigated);
 2. planted clusters: ``cross_service`` (one kind on several services within 90
    minutes → ``same_kind_cross_service``) and ``same_service`` (several kinds
    on one service within 120 minutes → ``same_service_time_cluster``);
@@ -24,8 +28,12 @@ the record budget is small:
 Planted patterns use disjoint services and kinds; background incidents never
 use a cluster's (service, kind) pair and keep away (±4 hours) from a cluster's
 services and kinds, so correlating a cluster member returns exactly the other
-members. Every incident gets a full lifecycle (9 records) when the budget
-allows, otherwise planted incidents get only their ``incident.opened`` record.
+members. Every incident gets a full lifecycle (9 records, fewer when it
+reaches past the span's end or is left open) when the budget allows, otherwise
+planted incidents get only their ``incident.opened`` record.
+
+:func:`first_run_feed` is the history ``incident-intel run`` publishes: it
+ends at ``now`` and shows every feature on a first run (see there).
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ from app.contracts import (
     Timestamp,
     event_from_obj,
 )
+from app.intel.periods import last_complete_week, week_start
 from app.simulation.catalog import StreamSettings
 from app.simulation.identifiers import alert_fingerprint, digest, hex_token
 from app.simulation.lifecycle import Lifecycle, lifecycle_events
@@ -58,6 +67,10 @@ DEFAULT_START = datetime(2026, 3, 2, tzinfo=UTC)
 LIFECYCLE_RECORDS = 9
 EXCLUSION = timedelta(hours=4)
 RECURRENCE_WINDOW = timedelta(days=6)
+DETECTION_MAX = timedelta(minutes=10)
+"""Longest time from an incident's start to its detection (its first incident record)."""
+FLAP_MAX = timedelta(minutes=30)
+"""Longest time from a flapping alert's pending to its resolved transition."""
 
 ALERT_NAMES = {
     "error_rate": "HighErrorRate",
@@ -165,7 +178,10 @@ class PlantedCluster(_Truth):
 
 
 class StreamTruth(_Truth):
-    """What was planted; the expected findings of the engine over the stream."""
+    """What was planted; the expected findings of the engine over the stream.
+
+    ``open_at_end``: incidents whose last record leaves them open (left open by
+    a plant, or still going on at the span's end)."""
 
     seed: int
     start: Timestamp
@@ -183,6 +199,7 @@ class StreamTruth(_Truth):
     incidents_by_kind: dict[str, int]
     incidents_by_service: dict[str, int]
     dropped: list[str]
+    open_at_end: list[str]
 
 
 @dataclass
@@ -195,6 +212,7 @@ class _Planned:
     severity: Severity
     group: str
     incident_id: str = ""
+    left_open: bool = False
 
 
 @dataclass(frozen=True)
@@ -214,7 +232,7 @@ class _Stream:
         self.rng = Random(f"stream|{seed}|{start.isoformat()}")
         self.seed = seed
         self.start = start
-        self.span = timedelta(days=settings.span_days)
+        self.span = timedelta(seconds=round(settings.span_days * 86400))  # whole seconds
         self.end = start + self.span
         self.settings = settings
         self.run = digest("stream", seed, start.isoformat())[:8]
@@ -246,7 +264,8 @@ class _Stream:
 
     def lifecycle(self, p: _Planned) -> Lifecycle:
         rng = self.rng
-        detected = p.started_at + timedelta(minutes=rng.randint(1, 10))
+        detected = p.started_at + timedelta(
+            minutes=rng.randint(1, int(DETECTION_MAX.total_seconds()) // 60))
         acknowledged = detected + timedelta(minutes=rng.randint(2, 8))
         mitigated = acknowledged + timedelta(minutes=rng.randint(10, 90))
         resolved = mitigated + timedelta(minutes=rng.randint(5, 60))
@@ -276,6 +295,12 @@ class _Stream:
 def _level(count: int, thresholds: tuple[int, int]) -> Literal["none", "warn", "high"]:
     warn, high = thresholds
     return "high" if count >= high else "warn" if count >= warn else "none"
+
+
+def _last_moment(lc: Lifecycle, left_open: bool, end: datetime) -> datetime:
+    """The latest event time of an incident's records: the span's end, or its
+    acknowledgement when it is left open."""
+    return min(end, lc.acknowledged_at) if left_open else end
 
 
 def _opened(lc: Lifecycle, event_id: str) -> IncidentEvent:
@@ -347,7 +372,7 @@ def _plant_clusters(s: _Stream, kinds: list[str], services: list[str],
     patterns = []
     for c, spec in enumerate(specs):
         cluster_id = f"cluster-{c + 1}"
-        centre = s.start + s.span * (c + 1) / (len(specs) + 1)
+        centre = (s.start + s.span * (c + 1) / (len(specs) + 1)).replace(microsecond=0)
         base = centre + timedelta(minutes=rng.randint(-60, 60))
         rules: list[CorrelationRuleName]
         if spec.shape == "cross_service":
@@ -378,20 +403,26 @@ def _plant_clusters(s: _Stream, kinds: list[str], services: list[str],
     return patterns
 
 
-def _plant_recurrence(s: _Stream, kinds: list[str], services: list[str]) -> list[_Pattern]:
-    """Each recurrence: one service, kind, title and signature, inside the last days."""
+
+def _plant_recurrence(s: _Stream, kinds: list[str], services: list[str],
+                      recurrence_end: datetime | None) -> list[_Pattern]:
+    """Each recurrence: one service, kind, title and signature, inside the six days
+    before ``recurrence_end`` (default: the span's end)."""
     rng = s.rng
-    window_start = max(s.start, s.end - RECURRENCE_WINDOW)
+    window_end = s.end if recurrence_end is None else max(s.start, min(s.end, recurrence_end))
+    window_start = max(s.start, window_end - RECURRENCE_WINDOW)
     patterns = []
     for r, spec in enumerate(s.settings.recurrence):
         pattern_id = f"recurrence-{r + 1}"
         service, kind = services.pop(), kinds.pop()
         title = f"{rng.choice(SYMPTOMS.get(kind, [kind]))} on {service} (recurring)"
         signature = digest("stream", s.run, pattern_id)
-        times = sorted(s.at(window_start, s.end - timedelta(hours=1)) for _ in range(spec.count))
+        times = sorted(s.at(window_start, window_end - timedelta(hours=1))
+                       for _ in range(spec.count))
         planned = [_Planned(service=service, kind=kind, title=title, signature=signature,
-                            started_at=t, severity=s.severity(), group=pattern_id)
-                   for t in times]
+                            started_at=t, severity=spec.severity or s.severity(),
+                            group=pattern_id, left_open=n >= spec.count - spec.left_open)
+                   for n, t in enumerate(times)]
         patterns.append(_Pattern(pattern_id, planned, signature=signature))
     return patterns
 
@@ -404,7 +435,7 @@ def _plant_background(s: _Stream, reserved: set[tuple[str, str]],
     for n in range(round(settings.background_per_day * settings.span_days)):
         for _ in range(20):
             service, kind = rng.choice(settings.services), rng.choice(settings.kinds)
-            at = s.at(s.start, s.end)
+            at = s.at(s.start, s.end - DETECTION_MAX)
             if (service, kind) in reserved or any(z.blocks(service, kind, at) for z in zones):
                 continue
             background.append(_Planned(
@@ -436,25 +467,28 @@ def _fit_budget(patterns: list[_Pattern], background: list[_Planned], budget: in
 
 
 def _incident_records(s: _Stream, everything: list[_Planned],
-                      full: bool) -> tuple[list[FeedRecord], list[Lifecycle]]:
+                      full: bool) -> tuple[list[FeedRecord], list[tuple[Lifecycle, datetime]]]:
     """Ids in start order, then each incident's lifecycle (or its ``opened`` record)."""
     for p in sorted(everything, key=lambda p: (p.started_at, p.group, p.service)):
         p.incident_id = s.incident_id(p.started_at)
     records: list[FeedRecord] = []
-    lifecycles: list[Lifecycle] = []
+    lifecycles: list[tuple[Lifecycle, datetime]] = []
     for p in everything:
         lc = s.lifecycle(p)
-        lifecycles.append(lc)
+        last = _last_moment(lc, p.left_open, s.end)
+        lifecycles.append((lc, last))
         if full:
             pending = lc.detected_at - timedelta(minutes=s.rng.randint(1, 3))
             for event in lifecycle_events(lc, s.next_event_id, pending_at=pending):
-                records.append(FeedRecord.of(event))
+                if event.occurred_at <= last:
+                    records.append(FeedRecord.of(event))
         else:
             records.append(FeedRecord.of(_opened(lc, s.next_event_id())))
     return records, lifecycles
 
 
-def _filler(s: _Stream, lifecycles: list[Lifecycle], remaining: int) -> list[FeedRecord]:
+def _filler(s: _Stream, lifecycles: list[tuple[Lifecycle, datetime]],
+            remaining: int) -> list[FeedRecord]:
     """State re-sends and flapping alerts (no incident) until the budget is used up."""
     rng, settings = s.rng, s.settings
     flap_pool = [(svc, k, ALERT_NAMES.get(k, "IncidentSignal") + "Flap")
@@ -463,8 +497,8 @@ def _filler(s: _Stream, lifecycles: list[Lifecycle], remaining: int) -> list[Fee
     records: list[FeedRecord] = []
     while remaining > 0:
         if lifecycles and rng.random() < 0.5:
-            lc = rng.choice(lifecycles)
-            at = s.at(lc.detected_at, lc.closed_at - timedelta(seconds=1))
+            lc, last = rng.choice(lifecycles)
+            at = s.at(lc.detected_at, min(last, lc.closed_at - timedelta(seconds=1)))
             records.append(_resend(lc, at, s.next_event_id()))
             remaining -= 1
             continue
@@ -473,10 +507,11 @@ def _filler(s: _Stream, lifecycles: list[Lifecycle], remaining: int) -> list[Fee
         alert = {"alert_id": f"alrt-{hex_token(rng, 10)}", "fingerprint": fingerprint,
                  "service": service, "kind": kind, "severity": rng.choice(("P2", "P3")),
                  "env": "prod", "labels": {"alertname": name, "source": "simulation-stream"}}
-        at = s.at(s.start, s.end)
+        at = s.at(s.start, s.end - FLAP_MAX)
         steps = [(None, "pending", at),
                  ("pending", "firing", at + timedelta(minutes=rng.randint(1, 5))),
-                 ("firing", "resolved", at + timedelta(minutes=rng.randint(6, 30)))]
+                 ("firing", "resolved",
+                  at + timedelta(minutes=rng.randint(6, int(FLAP_MAX.total_seconds()) // 60)))]
         for before, after, when in steps[:remaining]:
             payload = {"event_id": s.next_event_id(), "type": "alert.transition",
                        "occurred_at": _stamp(when), "alert": alert,
@@ -517,11 +552,14 @@ def generate_stream(
     settings: StreamSettings | None = None,
     *,
     thresholds: tuple[int, int] = (3, 6),
+    recurrence_end: datetime | None = None,
 ) -> tuple[list[FeedRecord], StreamTruth]:
     """Records in event-time order and the planted ground truth.
 
     ``thresholds`` are the signature recurrence (warn, high) counts used for
-    ``expected_level`` (the shipped intelligence policy uses 3 and 6). The
+    ``expected_level`` (the shipped intelligence policy uses 3 and 6).
+    ``recurrence_end`` is where the planted recurrence ends (default: the span's
+    end; kept inside the span). The
     steps draw from one seeded generator in a fixed order: clusters,
     recurrence, background, lifecycles, filler.
     """
@@ -540,7 +578,7 @@ def generate_stream(
     zones: list[_Zone] = []
     reserved: set[tuple[str, str]] = set()
     patterns = _plant_clusters(s, kinds, services, reserved, zones)
-    patterns += _plant_recurrence(s, kinds, services)
+    patterns += _plant_recurrence(s, kinds, services, recurrence_end)
     background = _plant_background(s, reserved, zones)
     wanted = round(settings.background_per_day * settings.span_days)
     fit = _fit_budget(patterns, background, budget, wanted)
@@ -569,8 +607,32 @@ def generate_stream(
         incidents_by_kind=dict(sorted(Counter(p.kind for p in everything).items())),
         incidents_by_service=dict(sorted(Counter(p.service for p in everything).items())),
         dropped=fit.dropped,
+        open_at_end=sorted(lc.incident_id for lc, last in lifecycles
+                           if not fit.full or last < lc.resolved_at),
     )
     return records, truth
+
+
+def first_run_feed(seed: int, now: datetime, rate_per_s: float, duration_s: float,
+                   settings: StreamSettings | None = None,
+                   thresholds: tuple[int, int] = (3, 6)) -> tuple[list[FeedRecord], StreamTruth]:
+    """History for a first ``incident-intel run``: every record at or before ``now``.
+
+    It covers the last two complete ISO weeks and the current one up to ``now``,
+    and plants the recurrence in the week before the last complete one. So the
+    last complete week's digest (the default one) and the week before (the one
+    due on Monday before the digest's hour) both have incidents, a high bucket
+    in their 30-day window and, with a plant that leaves an incident open, a
+    follow-up; the gate of the recurring service fails while the recurrence is
+    within the gate's windows; the clusters give correlations with notes.
+    """
+    settings = settings or StreamSettings()
+    now = now.astimezone(UTC).replace(microsecond=0)
+    last_week_start = week_start(last_complete_week(now))
+    start = last_week_start - timedelta(days=7)
+    span = settings.model_copy(update={"span_days": (now - start) / timedelta(days=1)})
+    return generate_stream(seed, start, rate_per_s, duration_s, span, thresholds=thresholds,
+                           recurrence_end=last_week_start)
 
 
 def to_jsonl(records: list[FeedRecord]) -> bytes:

@@ -25,7 +25,8 @@ INTEL_DATA_DIR              ``.incident-intel``               worker state: Rock
 INTEL_WEB_PORT              ``6066``                          HTTP port of the worker
 INTEL_WEB_HOST              ``127.0.0.1``                     address the HTTP server binds
                                                               (``0.0.0.0`` in containers)
-INTEL_POLICY_DIR            ``policy``                        directory of ``*.yml`` policy
+INTEL_POLICY_DIR            ``./policy`` if it exists, else   directory of ``*.yml`` policy
+                            the bundled policy                (as every other command)
 INTEL_REPORTS_DIR           ``ops/reports/incidents/weekly``  digest artifacts
 INTEL_SECURITY_PROTOCOL     ``PLAINTEXT``                     ``PLAINTEXT``, ``SSL``,
                                                               ``SASL_PLAINTEXT``,
@@ -63,6 +64,7 @@ from pydantic import (
 )
 
 from app.errors import UserError
+from app.policyfile import local_or_bundled_policy_dir
 
 ENV_PREFIX = "INTEL_"
 
@@ -92,7 +94,7 @@ class WorkerSettings(BaseModel):
     data_dir: Path = Path(".incident-intel")
     web_port: int = Field(6066, ge=1, le=65535)
     web_host: str = Field("127.0.0.1", min_length=1)
-    policy_dir: Path = Path("policy")
+    policy_dir: Path = Field(default_factory=local_or_bundled_policy_dir)
     reports_dir: Path = Path("ops/reports/incidents/weekly")
     security_protocol: SecurityProtocol = "PLAINTEXT"
     sasl_mechanism: SaslMechanism | None = None
@@ -112,6 +114,14 @@ class WorkerSettings(BaseModel):
     def _cafile(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"no such file: {value}")
+        return value
+
+    @field_validator("policy_dir")
+    @classmethod
+    def _policy_dir(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError("not a directory; point it at a directory of policy *.yml files "
+                             "(like the repository's policy/)")
         return value
 
     @model_validator(mode="after")
@@ -162,7 +172,8 @@ class WorkerSettings(BaseModel):
         try:
             return ssl.create_default_context(cafile=cafile)
         except (OSError, ssl.SSLError) as exc:
-            raise UserError(f"INTEL_SSL_CAFILE={self.ssl_cafile}: {exc}") from None
+            raise UserError(f"INTEL_SSL_CAFILE={self.ssl_cafile}: {exc}; set INTEL_SSL_CAFILE "
+                            "to a PEM bundle of CA certificates, or unset it") from None
 
     def kafka_client_options(self) -> dict[str, Any]:
         """Security keyword arguments for aiokafka clients (probes, admin, tests)."""
@@ -228,6 +239,14 @@ def _describe_error(exc: ValidationError, raw: Mapping[str, str]) -> str:
         return f"invalid settings: {msg}"
     field = str(loc[0])
     name = _env_name(field)
+    fix = f"; fix {name} or unset it{_default_of(field)}"
     if field in _SECRET_FIELDS or field not in raw:
-        return f"{name}: {msg}"
-    return f"{name}={raw[field]!r}: {msg}"
+        return f"{name}: {msg}{fix}"
+    return f"{name}={raw[field]!r}: {msg}{fix}"
+
+
+def _default_of(field: str) -> str:
+    info = WorkerSettings.model_fields[field]
+    if info.default_factory is not None or info.default in (None, ""):
+        return " to use the default"
+    return f" to use the default {info.default}"

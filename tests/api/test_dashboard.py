@@ -196,3 +196,29 @@ def test_a_missing_browser_fails_on_ci_with_the_install_command(monkeypatch) -> 
     monkeypatch.setenv("CI", "true")
     with pytest.raises(pytest.fail.Exception, match="apt-get install -y chromium"):
         chromium()
+
+
+def test_an_incident_republished_on_intel_correlations_is_listed_once(policy: Policy) -> None:
+    """The view lists every record read, newest first; the page shows each incident's newest."""
+    from datetime import UTC, datetime
+
+    from app.api.dashboard import DashboardData, render_dashboard
+    from app.contracts import CorrelateResponse, RelatedIncident
+
+    def answer(incident: str, *related: str) -> CorrelateResponse:
+        rows = [RelatedIncident(incident_id=r, score=100, reasons=["same_signature"],
+                                service="gateway", kind="error_rate", severity="P2",
+                                status="open", started_at=datetime(2026, 2, 16, tzinfo=UTC))
+                for r in related]
+        return CorrelateResponse(incident_id=incident, related_count=len(rows), related=rows)
+
+    records = [answer("inc_a", "inc_b", "inc_c"), answer("inc_b", "inc_a"),
+               answer("inc_a", "inc_b")]  # inc_a's older record comes last
+    data = DashboardData(as_of=datetime(2026, 2, 23, tzinfo=UTC), ready=True, recurrence=[],
+                         buckets=None, correlations=records, followups=[], velocity=[],
+                         recurrence_target=0.1)
+    page = render_dashboard(data, policy.intel, 30)
+    table = re.search(r'<table id="correlations">(.*?)</table>', page).group(1)
+    firsts = re.findall(r"<tr><td>([^<]*)</td>", table)
+    assert firsts == ["inc_a", "inc_b"]
+    assert '<td class="num">2</td>' in table.split("</tr>")[1]  # inc_a's newest: 2 related

@@ -158,13 +158,30 @@ def test_buckets_threshold_order_and_open_warning(policy):
     keys = [b.bucket_key for b in result.buckets]
     assert keys == ["billing|latency", "gateway|error_rate"]
     billing = result.buckets[0]
-    assert billing.open == 1
+    assert billing.counts.open == 1
+    assert (billing.counts.count_7d, billing.counts.count_30d) == (4, 4)
+    assert result.bucket_count == 2
     assert billing.recommendations[0] == policy.intel.buckets.open_warning
     assert billing.severity_mix == {"P0": 0, "P1": 0, "P2": 4, "P3": 0}
     assert len(result.buckets[1].recommendations) >= 1
     assert policy.intel.buckets.open_warning not in result.buckets[1].recommendations
     only = engine.buckets(BucketsRequest(action="buckets", service="gateway"), at(days=1))
     assert [b.bucket_key for b in only.buckets] == ["gateway|error_rate"]
+    assert (only.service_filter, only.bucket_count) == ("gateway", 1)
+
+
+def test_bucket_summary_is_the_listed_entry_or_a_tombstone(policy):
+    """``intel.buckets`` values come from the engine: the entry ``buckets`` lists, else None."""
+    events = [incident_event(f"g{n}", started=at(hours=n), status="resolved") for n in range(3)]
+    events += [incident_event("lonely", started=at(), service="x", kind="disk")]
+    engine = engine_with(policy, *events)
+    for as_of in (at(days=1), at(days=40)):
+        listed = {b.bucket_key: b for b in
+                  engine.buckets(BucketsRequest(action="buckets"), as_of).buckets}
+        for key in ("gateway|error_rate", "x|disk", "nobody|here"):
+            assert engine.bucket_summary(key, as_of) == listed.get(key)
+    assert engine.bucket_summary("gateway|error_rate", at(days=1)) is not None
+    assert engine.bucket_summary("gateway|error_rate", at(days=40)) is None
 
 
 def test_iso_week_53_and_week_bounds():

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from app.cli import main
-from app.contracts import AlertTransition, IncidentEvent, decode_event
+from app.contracts import OPEN_STATUSES, AlertTransition, IncidentEvent, decode_event
 from app.simulation.catalog import StreamSettings
 from app.simulation.feed import (
     ALERTS_TOPIC,
@@ -86,8 +86,17 @@ def test_truth_matches_the_records(stream):
         else:
             assert len({i.service for i in incidents}) == 1
             assert len({i.kind for i in incidents}) == len(incidents)
-    # Every incident ends closed: state-carrying re-sends never reopen one.
-    assert {e.incident.status for e in latest.values()} == {"closed"}
+    # Incidents end closed unless left open by a plant or still going on at the
+    # span's end; state-carrying re-sends never reopen one.
+    open_ids = {i for i, e in latest.items() if e.incident.status in OPEN_STATUSES}
+    assert open_ids == set(truth.open_at_end)
+    assert {e.incident.status for i, e in latest.items() if i not in open_ids} == {"closed"}
+    for plant, pattern in zip(StreamSettings().recurrence, truth.recurrence, strict=True):
+        newest = pattern.incident_ids[len(pattern.incident_ids) - plant.left_open:]
+        assert set(newest) <= open_ids
+        if plant.severity:
+            assert {latest[i].incident.severity for i in pattern.incident_ids} == {plant.severity}
+    assert max(r.occurred_at for r in records) <= truth.span_end
     assert truth.incidents == len(latest)
 
 

@@ -11,6 +11,7 @@ from click.testing import CliRunner, Result
 
 from app.cli import main
 from app.errors import UserError
+from app.policy import default_policy_dir, load_policy
 from app.stream.settings import load_settings
 
 
@@ -21,7 +22,7 @@ def test_defaults_match_the_documented_ones() -> None:
     assert settings.partitions == 4
     assert settings.store == "memory://"
     assert (settings.web_host, settings.web_port) == ("127.0.0.1", 6066)
-    assert settings.policy_dir == Path("policy")
+    assert (settings.policy_dir / "incident_intelligence.yml").is_file()
     assert settings.reports_dir == Path("ops/reports/incidents/weekly")
     assert settings.security_protocol == "PLAINTEXT"
     assert settings.kafka_client_options() == {"security_protocol": "PLAINTEXT"}
@@ -92,6 +93,28 @@ def test_bad_values_name_the_variable_and_the_reason(env: dict[str, str], expect
     message = str(caught.value)
     assert expected in message
     assert "\n" not in message
+    assert "unset it" in message or " use " in message or "needs INTEL_" in message  # the fix
+
+
+def test_a_bad_policy_dir_names_value_variable_and_fix(tmp_path: Path) -> None:
+    with pytest.raises(UserError) as caught:
+        load_settings({"INTEL_POLICY_DIR": str(tmp_path / "nope")})
+    message = str(caught.value)
+    assert message.startswith(f"INTEL_POLICY_DIR={str(tmp_path / 'nope')!r}: not a directory")
+    assert "unset it" in message
+
+
+def test_policy_dir_defaults_like_every_command_from_any_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """From a directory without ``policy/`` the worker uses the bundled policy, as ``tool``."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("INTEL_POLICY_DIR", raising=False)
+    settings = load_settings({})
+    assert settings.policy_dir == default_policy_dir()
+    assert load_policy(settings.policy_dir).intel.kinds
+    (tmp_path / "policy").mkdir()
+    assert load_settings({}).policy_dir == Path("policy")  # a local policy/ wins
 
 
 def test_password_is_never_echoed() -> None:
@@ -115,7 +138,8 @@ def test_cli_reports_a_bad_setting_in_one_line(
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
         "incident-intel: INTEL_PARTITIONS='many': must be a valid integer, "
-        "unable to parse string as an integer"
+        "unable to parse string as an integer; fix INTEL_PARTITIONS or unset it to use "
+        "the default 4"
     ]
 
 

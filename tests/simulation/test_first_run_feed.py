@@ -1,0 +1,93 @@
+"""The history `incident-intel run` publishes shows every feature on a first run.
+
+Checked offline: the events go through `incident-intel tool`, whose answers the
+worker's replica, API and digest equal for the same events. Several seeds and
+several moments of the week (the digest's week depends on the weekday).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+
+from app.cli import main
+from app.cli.run import feed_history
+from app.contracts import OPEN_STATUSES, IncidentEvent
+from app.policy import load_policy
+from app.simulation.feed import to_jsonl
+from tests.support.repository import ROOT
+
+MOMENTS = [
+    datetime(2026, 3, 2, 0, 20, tzinfo=UTC),   # Monday, before the digest's hour
+    datetime(2026, 3, 4, 13, 5, tzinfo=UTC),   # Wednesday
+    datetime(2026, 3, 8, 23, 55, tzinfo=UTC),  # Sunday, just before the week ends
+]
+
+
+@pytest.fixture(scope="module")
+def policy():
+    return load_policy(ROOT / "policy")
+
+
+def _tool(cli, events, request):
+    result = cli.invoke(main, ["tool", "--events", str(events), "--policy", str(ROOT / "policy"),
+                               json.dumps(request)])
+    assert result.exit_code == 0, result.output
+    return orjson.loads(result.stdout)
+
+
+@pytest.mark.parametrize(("seed", "now"), [(7, MOMENTS[0]), (7, MOMENTS[1]), (7, MOMENTS[2]),
+                                           (1, MOMENTS[2]), (42, MOMENTS[0]), (99, MOMENTS[1])])
+def test_first_run_shows_every_feature(cli, tmp_path, policy, seed, now, monkeypatch):
+    import app.cli.run as run
+
+    monkeypatch.setattr(run, "FEED_SEED", seed)
+    records, truth = feed_history(policy, now)
+    assert max(r.occurred_at for r in records) <= now, "event times end at or before now"
+    latest: dict[str, IncidentEvent] = {}
+    for record in records:
+        if isinstance(record.value, IncidentEvent):
+            latest[record.key] = record.value
+    assert any(e.incident.status in OPEN_STATUSES for e in latest.values())
+    assert any(e.incident.status == "closed" for e in latest.values())
+    events = tmp_path / "feed.jsonl"
+    events.write_bytes(to_jsonl(records))
+
+    digest = _tool(cli, events, {"action": "weekly_digest"})["json_summary"]
+    assert digest["recent_7d_count"] > 0, f"the default digest {digest['week']} is empty"
+    created = digest["followups"]["created"]
+    assert created, "a high bucket raises a follow-up in the default digest"
+    high_buckets = {f["meta"]["bucket_key"] for f in created}
+    assert high_buckets <= {b["bucket_key"] for b in digest["buckets"]}
+
+    buckets = _tool(cli, events, {"action": "buckets"})["buckets"]
+    assert any(b["bucket_key"] in high_buckets and b["counts"]["open"] > 0 for b in buckets)
+
+    member = truth.clusters[0].incident_ids[0]
+    correlate = _tool(cli, events, {"action": "correlate", "incident_id": member,
+                                    "append_note": True})
+    assert correlate["related"] and correlate["note"]["incident_id"] == member
+
+    (high,) = [p for p in truth.recurrence if p.expected_level == "high"]
+    gate = _tool(cli, events, {"action": "gate", "service": high.service, "profile": "staging"})
+    assert gate["pass"] is False and gate["has_high_recurrence"]
+
+
+def test_the_digest_due_on_monday_morning_is_not_empty_either(cli, tmp_path, policy):
+    """Before Monday's digest hour the week due is the one before the last complete week."""
+    records, _ = feed_history(policy, MOMENTS[0])
+    events = tmp_path / "feed.jsonl"
+    events.write_bytes(to_jsonl(records))
+    digest = _tool(cli, events, {"action": "weekly_digest", "week": "2026-W08"})["json_summary"]
+    assert digest["recent_7d_count"] > 0
+    assert digest["followups"]["created"]
+
+
+def test_event_times_are_whole_seconds(policy):
+    records, _ = feed_history(policy, datetime(2026, 3, 4, 13, 5, 17, 250, tzinfo=UTC))
+    assert all(r.occurred_at.microsecond == 0 for r in records)
+    assert all(r.value.incident.started_at.microsecond == 0
+               for r in records if isinstance(r.value, IncidentEvent))
