@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -61,10 +62,27 @@ PARSER_LOG = logging.getLogger("app.api.http")
 
 
 class _WithoutDetail(logging.Filter):
-    """Keep that a request was rejected; drop the message, arguments and traceback."""
+    """Keep that requests were rejected; drop their bytes, and log at most once a minute.
+
+    The message, arguments and traceback are replaced (they may quote the header
+    holding a token); a flood of malformed requests makes one line a minute.
+    """
+
+    def __init__(self, every_seconds: float = 60.0) -> None:
+        super().__init__()
+        self.every_seconds = every_seconds
+        self.suppressed = 0
+        self.last: float | None = None
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = "rejected a malformed HTTP request (detail withheld: it may hold secrets)"
+        now = time.monotonic()
+        if self.last is not None and now - self.last < self.every_seconds:
+            self.suppressed += 1
+            return False
+        more = f" (and {self.suppressed} more since the last line)" if self.suppressed else ""
+        self.last, self.suppressed = now, 0
+        record.msg = ("rejected a malformed HTTP request (detail withheld: it may hold "
+                      f"secrets){more}")
         record.args = ()
         record.exc_info = None
         record.exc_text = None
