@@ -3,6 +3,7 @@ no 5xx for any input, and no token in anything the server logged."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -13,8 +14,10 @@ from pathlib import Path
 import orjson
 import yaml
 
+from app.policy import Limit
 from tests.api import fuzz
-from tests.api.conftest import POLICY_DIR, ROLE_TOKENS
+from tests.api.conftest import POLICY_DIR, ROLE_TOKENS, make_view
+from tests.api.test_faust_routes import worker_web_server
 
 
 def _policy_dir(tmp: Path) -> Path:
@@ -64,3 +67,21 @@ def test_fuzzing_serve_finds_no_server_error_and_no_logged_token(events_file: Pa
     logged = log_path.read_text(encoding="utf-8", errors="replace")
     for token in ROLE_TOKENS.values():
         assert token[:12] not in logged
+
+
+def test_fuzzing_the_worker_web_server_finds_no_server_error(policy, tokens, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
+    rates = policy.rate_limits
+    relaxed = policy.model_copy(update={"rate_limits": rates.model_copy(update={
+        "default": Limit(per_minute=100_000, timeout_seconds=10),
+        "actions": {name: Limit(per_minute=100_000, timeout_seconds=limit.timeout_seconds)
+                    for name, limit in rates.actions.items()},
+        "http": rates.http.model_copy(update={"header_timeout_seconds": 1,
+                                               "body_timeout_seconds": 1})})})
+    with worker_web_server(make_view(relaxed), relaxed, tokens) as client:
+        outcome = fuzz.run(client.base, ROLE_TOKENS["agent_cto"], count=150, seed=5,
+                           slow_clients=5)
+    assert outcome.server_errors == []
+    assert 200 in outcome.statuses
+    for token in ROLE_TOKENS.values():
+        assert token[:12] not in caplog.text
