@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import ssl
 import time
 from collections.abc import Callable
 from typing import Any
@@ -285,15 +286,16 @@ class GuardedSite(web.BaseSite):
     """A TCP site whose connections pass a :class:`ConnectionGuard` first."""
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, guard: ConnectionGuard,
-                 *, backlog: int = 128) -> None:
-        super().__init__(runner, backlog=backlog)
+                 *, ssl_context: ssl.SSLContext | None = None, backlog: int = 128) -> None:
+        super().__init__(runner, ssl_context=ssl_context, backlog=backlog)
         self._host = host
         self._port = port
         self._guard = guard
 
     @property
     def name(self) -> str:
-        return f"http://{self._host}:{self._port}"
+        scheme = "https" if self._ssl_context else "http"
+        return f"{scheme}://{self._host}:{self._port}"
 
     async def start(self) -> None:
         await super().start()
@@ -301,8 +303,8 @@ class GuardedSite(web.BaseSite):
         assert server is not None
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(self._guard.wrap(server), self._host,
-                                                self._port, backlog=self._backlog,
-                                                reuse_address=True)
+                                                self._port, ssl=self._ssl_context,
+                                                backlog=self._backlog, reuse_address=True)
 
 
 def guarded_site(runner: web.BaseRunner, host: str, port: int, limits: HttpLimits,

@@ -46,7 +46,7 @@ class GuardedWeb(Web):
         if self._connection_guard is None:
             return super()._new_transport_tcp()
         return GuardedSite(self._runner, self.app.conf.web_bind, self.app.conf.web_port,
-                           self._connection_guard)
+                           self._connection_guard, ssl_context=self.app.conf.web_ssl_context)
 
 
 def guarded_web_driver() -> str:

@@ -166,6 +166,15 @@ def test_engine_answers_use_quota_and_refusals_before_the_engine_do_not(client: 
     assert client.tool({"action": "correlate", "incident_id": "inc_gw_1"}).status == 429
 
 
+def test_a_week_that_does_not_exist_is_refused_before_the_engine(client: Client,
+                                                                  policy: Policy) -> None:
+    per_minute = policy.rate_limits.for_action("weekly_digest").per_minute
+    for week in ["2026-W60", "9999-W52", "2026-W00"] * per_minute:
+        reply = client.tool({"action": "weekly_digest", "week": week}, role="agent_oncall")
+        assert reply.status == 400 and reply.error["code"] == "invalid_request"
+    assert client.tool({"action": "weekly_digest"}, role="agent_oncall").status == 200
+
+
 # ------------------------------------------------------------- the read pool
 
 
