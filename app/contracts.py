@@ -13,7 +13,7 @@ always serialises to the same bytes.
 from __future__ import annotations
 
 import base64
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal, get_args
 
 import orjson
@@ -327,6 +327,33 @@ class DlqRecord(_Model):
 # ------------------------------------------------------------------ tool requests
 
 
+MAX_WINDOW_DAYS = 3660
+"""Largest window any call may ask for (ten years)."""
+MAX_GATE_WINDOWS = 8
+"""Most windows one gate call may list: the gate's cost grows with windows x incidents."""
+
+
+def _existing_week(label: str) -> str:
+    """An ISO week that exists and whose end is a representable date (not 9999-W52)."""
+    year, week = int(label[:4]), int(label[6:])
+    try:
+        date.fromisocalendar(year, week, 1) + timedelta(days=7)
+    except (ValueError, OverflowError):
+        raise ValueError(f"{label!r} does not exist (no such ISO week)") from None
+    return label
+
+
+def _unique(values: list[int]) -> list[int]:
+    if len(set(values)) != len(values):
+        raise ValueError("windows must not repeat")
+    return values
+
+
+WindowDays = Annotated[int, Field(gt=0, le=MAX_WINDOW_DAYS)]
+IsoWeek = Annotated[str, Field(pattern=r"^[0-9]{4}-W[0-9]{2}$"), AfterValidator(_existing_week)]
+"""``YYYY-Www`` in ASCII digits (``\\d`` would also take other scripts' digits)."""
+
+
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     tool: Literal["incident_intelligence_tool"] | None = None
@@ -340,18 +367,18 @@ class CorrelateRequest(_Request):
 
 class RecurrenceRequest(_Request):
     action: Literal["recurrence"]
-    window_days: Annotated[int, Field(gt=0, le=3660)] = 7
+    window_days: WindowDays = 7
 
 
 class BucketsRequest(_Request):
     action: Literal["buckets"]
     service: Name | None = None
-    window_days: Annotated[int, Field(gt=0, le=3660)] = 30
+    window_days: WindowDays = 30
 
 
 class WeeklyDigestRequest(_Request):
     action: Literal["weekly_digest"]
-    week: Annotated[str, Field(pattern=r"^\d{4}-W\d{2}$")] | None = None
+    week: IsoWeek | None = None
     save_artifacts: bool = False
 
 
@@ -362,7 +389,9 @@ class GateRequest(_Request):
     run_recurrence_watch: bool = True
     recurrence_watch_mode: GateMode | None = None
     recurrence_watch_windows_days: (
-        Annotated[list[Annotated[int, Field(gt=0, le=3660)]], Field(min_length=1)] | None
+        Annotated[list[WindowDays], Field(min_length=1, max_length=MAX_GATE_WINDOWS,
+                                          json_schema_extra={"uniqueItems": True}),
+                  AfterValidator(_unique)] | None
     ) = None
     recurrence_watch_service: Name | None = None
 

@@ -262,13 +262,50 @@ class Limit(_Strict):
     timeout_seconds: Annotated[float, Field(gt=0)]
 
 
+class EngineReads(_Strict):
+    """The API's own pool of engine-read threads, and how much of it one token may hold."""
+
+    workers: Annotated[int, Field(ge=1, le=64)] = 4
+    per_token: Annotated[int, Field(ge=1, le=64)] = 2
+    """Reads one token may have in flight; more answer 429."""
+
+    @model_validator(mode="after")
+    def _leaves_room(self) -> EngineReads:
+        if self.per_token > self.workers:
+            raise ValueError("per_token: larger than workers (one token could hold the pool)")
+        return self
+
+
+class HttpLimits(_Strict):
+    """What one connection may cost the HTTP server before any handler runs."""
+
+    max_connections: Annotated[int, Field(ge=1, le=100_000)] = 256
+    header_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10
+    """From connection to the end of the request head; then the connection is closed."""
+    body_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10
+    """Reading the body of a ``/v1`` call; then 408."""
+    connection_seconds: Annotated[float, Field(gt=0, le=3600)] = 60
+    """A connection's whole life (one request per connection); then it is closed."""
+    max_header_line_bytes: Annotated[int, Field(ge=256, le=65536)] = 8190
+    max_header_bytes: Annotated[int, Field(ge=256, le=262144)] = 16384
+    max_headers: Annotated[int, Field(ge=8, le=1000)] = 100
+
+    @model_validator(mode="after")
+    def _head_holds_a_line(self) -> HttpLimits:
+        if self.max_header_line_bytes > self.max_header_bytes:
+            raise ValueError("max_header_line_bytes: larger than max_header_bytes")
+        return self
+
+
 class RateLimitPolicy(_Strict):
-    """``rate_limits.yml``: per token and action."""
+    """``rate_limits.yml``: per token and action, plus the server's own bounds."""
 
     version: Literal[1] = 1
     max_body_bytes: Positive = 65536
     default: Limit
     actions: dict[str, Limit] = Field(default_factory=dict)
+    engine_reads: EngineReads = Field(default_factory=EngineReads)
+    http: HttpLimits = Field(default_factory=HttpLimits)
 
     def for_action(self, action: str) -> Limit:
         return self.actions.get(action, self.default)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Sequence
+import threading
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import TypeVar
 
@@ -25,7 +26,7 @@ from app.contracts import (
     RecurrenceResponse,
     WeeklyDigestRequest,
 )
-from app.intel.engine import ActionError, IntelEngine, Request
+from app.intel.engine import ActionError, IntelEngine, ReadCancelled, Request, StopRequested
 from app.policy import Policy
 
 from .dashboard import DashboardData
@@ -38,25 +39,33 @@ __all__ = ["answer_call", "dashboard_data", "learning_velocity", "within"]
 T = TypeVar("T")
 
 
-async def within(seconds: float, what: str, work: Awaitable[T]) -> T:
-    """``work``'s result, or 504 when it takes longer than ``seconds``."""
+async def within(seconds: float, what: str, work: Callable[[StopRequested], Awaitable[T]]) -> T:
+    """``work(stop)``'s result, or 504 when it takes longer than ``seconds``.
+
+    Abandoning the await does not stop a thread, so on timeout (or any other
+    exit) ``stop`` turns true: the engine checks it between steps and gives up.
+    """
+    stop = threading.Event()
     try:
         async with asyncio.timeout(seconds):
-            return await work
-    except TimeoutError:
+            return await work(stop.is_set)
+    except (TimeoutError, ReadCancelled):
         raise ApiError("timeout", f"{what} took longer than {seconds:g} s") from None
+    finally:
+        stop.set()
 
 
-def _engine_answer(request: Request, engine: IntelEngine, as_of: datetime) -> BaseModel:
-    return engine.answer(request, as_of).response
+def _engine_answer(request: Request, stop: StopRequested, engine: IntelEngine,
+                   as_of: datetime) -> BaseModel:
+    return engine.answer(request, as_of, stop=stop).response
 
 
-async def answer_call(view: LiveView, request: Request) -> BaseModel:
+async def answer_call(view: LiveView, request: Request, stop: StopRequested) -> BaseModel:
     """The response to one tool or gate call, with its side effects done."""
     try:
         if isinstance(request, WeeklyDigestRequest):
             return await view.run_digest(request)
-        response = await view.read(functools.partial(_engine_answer, request))
+        response = await view.read(functools.partial(_engine_answer, request, stop))
     except ActionError as exc:
         raise ApiError(exc.code, str(exc)) from None
     if isinstance(response, CorrelateResponse) and response.note is not None:
@@ -69,18 +78,18 @@ def learning_velocity(view: LiveView, policy: Policy) -> VelocityReport:
     return velocity_report(view.velocity(), policy.recurrence_target, view.as_of())
 
 
-def _dashboard_reads(windows: Sequence[int], engine: IntelEngine, as_of: datetime) -> tuple[
-    datetime, list[RecurrenceResponse], BucketsResponse, dict[str, str]
-]:
+def _dashboard_reads(windows: Sequence[int], stop: StopRequested, engine: IntelEngine,
+                     as_of: datetime) -> tuple[datetime, list[RecurrenceResponse],
+                                               BucketsResponse, dict[str, str]]:
     recurrence = [engine.recurrence(RecurrenceRequest(action="recurrence", window_days=days),
                                     as_of) for days in windows]
-    buckets = engine.buckets(BucketsRequest(action="buckets"), as_of)
+    buckets = engine.buckets(BucketsRequest(action="buckets"), as_of, stop)
     titles = {i: engine.record(i).incident.title
               for b in buckets.buckets for i in b.sample_incidents}
     return as_of, recurrence, buckets, titles
 
 
-async def dashboard_data(view: LiveView, policy: Policy) -> DashboardData:
+async def dashboard_data(view: LiveView, policy: Policy, stop: StopRequested) -> DashboardData:
     """One consistent read of what the dashboard shows (read-level data only)."""
     target = policy.recurrence_target
     if not view.ready:
@@ -89,7 +98,7 @@ async def dashboard_data(view: LiveView, policy: Policy) -> DashboardData:
                              recurrence_target=target)
     windows = sorted(policy.intel.recurrence.windows_days)
     as_of, recurrence, buckets, titles = await view.read(
-        functools.partial(_dashboard_reads, windows))
+        functools.partial(_dashboard_reads, windows, stop))
     return DashboardData(as_of=as_of, ready=True, recurrence=recurrence, buckets=buckets,
                          sample_titles=titles,
                          correlations=view.recent_correlations(),

@@ -15,12 +15,17 @@ forbidden           403     the role lacks an entitlement (named)
 unknown_incident    404     ``correlate`` of an incident the replica has not seen
 not_found           404     no such route
 method_not_allowed  405     the route exists, the method does not
+request_timeout     408     head or body not received within its time limit
 payload_too_large   413     body over ``max_body_bytes`` of ``rate_limits.yml``
-rate_limited        429     over ``per_minute`` for this token and action
+rate_limited        429     over ``per_minute`` or ``engine_reads.per_token``
+headers_too_large   431     a header line, the head or the header count over bound
 not_ready           503     the replica is still recovering; retry later
 internal            503     an unexpected failure; the detail is only logged
 timeout             504     over ``timeout_seconds`` for this action
 ==================  ======  ===================================================
+
+``too_many_connections`` (503, with ``Retry-After``) is answered by the
+connection guard when ``http.max_connections`` are open.
 
 Unexpected failures answer 503, not 500: the cause is on our side and is
 usually transient (a replica being rebuilt, a producer reconnecting), and 503
@@ -45,10 +50,13 @@ STATUS: Mapping[str, int] = {
     "unknown_incident": 404,
     "not_found": 404,
     "method_not_allowed": 405,
+    "request_timeout": 408,
     "payload_too_large": 413,
     "rate_limited": 429,
+    "headers_too_large": 431,
     "not_ready": 503,
     "internal": 503,
+    "too_many_connections": 503,
     "timeout": 504,
 }
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
@@ -66,7 +67,12 @@ class LiveView(Protocol):
         ...
 
     async def read(self, query: Query[T]) -> T:
-        """Run ``query(engine, as_of)`` against a consistent state and return its result."""
+        """Run ``query(engine, as_of)`` against a consistent state and return its result.
+
+        Inline on the loop, or on a bounded pool of the view's own (never the
+        loop's default executor, which the stream and aiohttp share). The API
+        bounds each query's size and, on timeout, makes it stop at its next step.
+        """
         ...
 
     def recent_correlations(self) -> list[CorrelateResponse]:
@@ -100,7 +106,8 @@ class InMemoryLiveView:
     Answers equal ``incident-intel tool`` on the same events and ``--as-of``:
     events after ``as_of`` are left out, and ``as_of`` defaults to the newest
     ``occurred_at``. Because the engine never changes after construction,
-    queries run in a worker thread, where a time limit can abandon them.
+    queries run on a pool of ``read_workers`` threads of its own, where a time
+    limit can abandon them.
 
     Side effects stay inspectable: notes land in :attr:`notes`; digest
     artifacts are written under ``artifact_dir`` (paths as the tool writes
@@ -111,7 +118,7 @@ class InMemoryLiveView:
 
     def __init__(self, policy: Policy, events: Iterable[Event], *,
                  as_of: datetime | None = None, artifact_dir: Path | None = None,
-                 recent_limit: int = 20) -> None:
+                 recent_limit: int = 20, read_workers: int | None = None) -> None:
         events = list(events)
         if as_of is None:
             if not events:
@@ -129,6 +136,9 @@ class InMemoryLiveView:
         self.digest_runs = 0
         self._followups: list[FollowUp] = []
         self._digest_lock = asyncio.Lock()
+        self._pool = ThreadPoolExecutor(
+            max_workers=read_workers or policy.rate_limits.engine_reads.workers,
+            thread_name_prefix="engine-read")
         self._velocity = velocity_by_quarter(self.engine.book, policy.recurrence_target,
                                              as_of=as_of)
         self._correlations = self._latest_correlations()
@@ -158,7 +168,8 @@ class InMemoryLiveView:
         return out
 
     async def read(self, query: Query[T]) -> T:
-        return await asyncio.to_thread(query, self.engine, self._as_of)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, query, self.engine,
+                                                                self._as_of)
 
     def recent_correlations(self) -> list[CorrelateResponse]:
         return list(self._correlations)
@@ -174,8 +185,9 @@ class InMemoryLiveView:
 
     async def run_digest(self, request: WeeklyDigestRequest) -> WeeklyDigestResponse:
         async with self._digest_lock:  # two digests at once must not both create a follow-up
-            answer = await asyncio.to_thread(self.engine.weekly_digest, request, self._as_of,
-                                             frozenset(self.emitted))
+            answer = await asyncio.get_running_loop().run_in_executor(
+                self._pool, self.engine.weekly_digest, request, self._as_of,
+                frozenset(self.emitted))
             for artifact in answer.artifacts:
                 if self.artifact_dir is None:
                     self.artifacts.append(artifact)

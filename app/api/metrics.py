@@ -20,12 +20,14 @@ def label_value(value: str) -> str:
 
 
 class ApiMetrics:
-    """Requests by route and status, rate-limited and denied calls by action."""
+    """Requests by route and status, refusals by action or reason, engine reads."""
 
     def __init__(self) -> None:
         self.requests: Counter[tuple[str, str, int]] = Counter()
         self.rate_limited: Counter[str] = Counter()
         self.denied: Counter[str] = Counter()
+        self.connections_refused: Counter[str] = Counter()
+        self.engine_reads = 0
         self._lock = threading.Lock()
 
     def count_request(self, route: str, method: str, status: int) -> None:
@@ -40,12 +42,22 @@ class ApiMetrics:
         with self._lock:
             self.denied[action] += 1
 
+    def count_connection_refused(self, reason: str) -> None:
+        with self._lock:
+            self.connections_refused[reason] += 1
+
+    def count_engine_read(self) -> None:
+        with self._lock:
+            self.engine_reads += 1
+
     def render(self) -> str:
         """Every counter, sorted, with its HELP and TYPE lines."""
         with self._lock:
             requests = sorted(self.requests.items())
             limited = sorted(self.rate_limited.items())
             denied = sorted(self.denied.items())
+            refused = sorted(self.connections_refused.items())
+            reads = self.engine_reads
         lines = [
             "# HELP intel_api_requests_total HTTP requests answered by the API.",
             "# TYPE intel_api_requests_total counter",
@@ -66,4 +78,16 @@ class ApiMetrics:
             "# TYPE intel_api_denied_total counter",
         ]
         lines += [f'intel_api_denied_total{{action="{label_value(a)}"}} {n}' for a, n in denied]
+        lines += [
+            "# HELP intel_api_connections_refused_total Connections closed by the "
+            "connection guard, by reason.",
+            "# TYPE intel_api_connections_refused_total counter",
+        ]
+        lines += [f'intel_api_connections_refused_total{{reason="{label_value(r)}"}} {n}'
+                  for r, n in refused]
+        lines += [
+            "# HELP intel_api_engine_reads_total Engine reads started by the API.",
+            "# TYPE intel_api_engine_reads_total counter",
+            f"intel_api_engine_reads_total {reads}",
+        ]
         return "\n".join(lines) + "\n"

@@ -33,6 +33,7 @@ from app.contracts import (
 )
 
 from .learning import VelocityReport
+from .readiness import Liveness, ReadyReport
 from .routes import Health
 
 __all__ = ["DOCUMENT_PATH", "build_document", "render"]
@@ -56,7 +57,7 @@ class GateCall(GateRequest):
 _REQUESTS: tuple[type[BaseModel], ...] = (ToolCall, GateCall)
 _RESPONSES: tuple[type[BaseModel], ...] = (
     CorrelateResponse, RecurrenceResponse, BucketsResponse, WeeklyDigestResponse, GateResponse,
-    VelocityReport, Health, ErrorResponse,
+    VelocityReport, Health, Liveness, ReadyReport, ErrorResponse,
 )
 _ERRORS: dict[str, tuple[str, str]] = {
     "400": ("BadRequest", "Not JSON, unknown action, or bad arguments (invalid_request, "
@@ -65,9 +66,14 @@ _ERRORS: dict[str, tuple[str, str]] = {
     "403": ("Forbidden", "The token's role lacks an entitlement; the message names it "
                          "(forbidden)."),
     "404": ("NotFound", "No such incident (unknown_incident)."),
+    "408": ("RequestTimeout", "Head or body not received within header_timeout_seconds or "
+                              "body_timeout_seconds of rate_limits.yml (request_timeout)."),
     "413": ("PayloadTooLarge", "Body over max_body_bytes of rate_limits.yml "
                                "(payload_too_large)."),
-    "429": ("RateLimited", "Over per_minute for this token and action (rate_limited)."),
+    "429": ("RateLimited", "Over per_minute for this token and action, or over "
+                           "engine_reads.per_token calls in flight (rate_limited)."),
+    "431": ("HeadersTooLarge", "A header line, the request head or the number of headers "
+                               "over its bound in rate_limits.yml (headers_too_large)."),
     "503": ("Unavailable", "Replica still recovering (not_ready) or an unexpected failure "
                            "(internal); retry later."),
     "504": ("Timeout", "Over timeout_seconds for this action (timeout)."),
@@ -132,7 +138,8 @@ def _paths() -> dict[str, Any]:
                                              _ref("BucketsResponse"),
                                              _ref("WeeklyDigestResponse")]},
                                   "The action's response."),
-                **_errors("400", "401", "403", "404", "413", "429", "503", "504"),
+                **_errors("400", "401", "403", "404", "408", "413", "429", "431", "503",
+                          "504"),
             },
         }},
         "/v1/gates/recurrence_watch": {"post": {
@@ -144,7 +151,7 @@ def _paths() -> dict[str, Any]:
                             "content": {"application/json": {"schema": _ref("GateCall")}}},
             "responses": {
                 "200": _json_body(_ref("GateResponse"), "The gate's verdict."),
-                **_errors("400", "401", "403", "413", "429", "503", "504"),
+                **_errors("400", "401", "403", "408", "413", "429", "431", "503", "504"),
             },
         }},
         "/v1/learning/velocity": {"get": {
@@ -177,6 +184,20 @@ def _paths() -> dict[str, Any]:
             "summary": "Liveness, and whether the replica has finished recovering.",
             "security": [],
             "responses": {"200": _json_body(_ref("Health"), "Alive.")},
+        }},
+        "/livez": {"get": {
+            "operationId": "liveness",
+            "summary": "Liveness: the event loop answers (nothing else is consulted).",
+            "security": [],
+            "responses": {"200": _json_body(_ref("Liveness"), "Alive.")},
+        }},
+        "/readyz": {"get": {
+            "operationId": "readiness",
+            "summary": "Readiness: whether this replica should receive traffic.",
+            "security": [],
+            "responses": {"200": _json_body(_ref("ReadyReport"), "Ready."),
+                          "503": _json_body(_ref("ReadyReport"),
+                                            "Not ready; waiting_for names what is missing.")},
         }},
         "/metrics": {"get": {
             "operationId": "metrics",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from app.policy import RateLimitPolicy
 
-__all__ = ["WINDOW_SECONDS", "SlidingWindowLimiter", "Verdict"]
+__all__ = ["WINDOW_SECONDS", "InFlightLimiter", "SlidingWindowLimiter", "Verdict"]
 
 WINDOW_SECONDS = 60.0
 """The policy counts requests ``per_minute``."""
@@ -57,3 +57,34 @@ class SlidingWindowLimiter:
                 return Verdict(False, times[0] + WINDOW_SECONDS - now)
             times.append(now)
             return Verdict(True)
+
+
+class InFlightLimiter:
+    """At most ``per_caller`` engine reads in flight per token, whatever their action.
+
+    The per-minute window bounds how often a token calls; this bounds how much
+    of the engine-read pool it holds at once, so one client's slow calls
+    cannot take every thread.
+    """
+
+    def __init__(self, per_caller: int) -> None:
+        self.per_caller = per_caller
+        self._held: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def acquire(self, caller: str) -> bool:
+        """Take a slot for ``caller``; ``False`` when it already holds all of its slots."""
+        with self._lock:
+            held = self._held.get(caller, 0)
+            if held >= self.per_caller:
+                return False
+            self._held[caller] = held + 1
+            return True
+
+    def release(self, caller: str) -> None:
+        with self._lock:
+            held = self._held.get(caller, 0) - 1
+            if held > 0:
+                self._held[caller] = held
+            else:
+                self._held.pop(caller, None)

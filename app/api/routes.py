@@ -8,15 +8,21 @@
 ``GET  /``                                  the on-call dashboard (no token; see
                                             :mod:`app.api.dashboard`)
 ``GET  /healthz``                           liveness, and whether recovery finished
+``GET  /livez``                             liveness: the event loop answers
+``GET  /readyz``                            readiness, from the host's provider
 ``GET  /metrics``                           Prometheus text: the view's and the API's
 ==========================================  ======================================
 
 Every ``/v1`` call: bearer token (401) → body within ``max_body_bytes`` (413)
-→ valid call (400) → entitlements of ``rbac.yml`` (403) → replica recovered
-(503) → rate limit of ``rate_limits.yml`` (429) → answer within the action's
-``timeout_seconds`` (504). Handlers only chain those steps; each step lives in
-its own module. Any unexpected exception becomes a 503 ``internal`` error
-whose detail goes to the log, never to the client.
+and ``body_timeout_seconds`` (408) → valid call (400) → entitlements of
+``rbac.yml`` (403) → replica recovered (503) → a free engine-read slot of the
+token (429) → rate limit of ``rate_limits.yml`` (429) → answer within the
+action's ``timeout_seconds`` (504). Handlers only chain those steps; each step
+lives in its own module. Any unexpected exception becomes a 503 ``internal``
+error whose detail goes to the log, never to the client. Every response
+closes its connection and carries ``X-Content-Type-Options: nosniff``; ``/v1``
+and the probes also carry ``Cache-Control: no-store``. Connection-level
+bounds are :mod:`app.api.connections`'.
 
 :func:`create_api` builds a standalone aiohttp application (tests,
 ``incident-intel serve``); :func:`register_routes` adds the same routes to a
@@ -25,6 +31,7 @@ Faust app's aiohttp server, so the worker serves them on its web port.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -49,11 +56,13 @@ from .access import operations_of
 from .admission import Admission, Caller
 from .answers import answer_call, dashboard_data, learning_velocity, within
 from .body import read_json
+from .connections import one_request_per_connection
 from .dashboard import CONTENT_SECURITY_POLICY, render_dashboard, render_notice
 from .errors import ApiError, error_response
 from .live import LiveView
 from .metrics import ApiMetrics
-from .ratelimit import SlidingWindowLimiter
+from .ratelimit import InFlightLimiter, SlidingWindowLimiter
+from .readiness import Liveness, ReadinessProvider, ReadyReport, view_readiness
 from .tokens import TokenRoles
 
 if TYPE_CHECKING:
@@ -72,7 +81,9 @@ DASHBOARD_ACTION = "dashboard"
 DEFAULT_REFRESH_SECONDS = 30
 DEFAULT_DASHBOARD_CACHE_SECONDS = 5.0
 """The page is public: one render serves every screen for this long, so a
-burst of anonymous loads costs one engine read."""
+burst of anonymous loads costs one engine read. Concurrent first requests
+share one render in progress; a failed render (503/504 notice) is kept for the
+same time, so a struggling replica is not read harder by reloads."""
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -93,6 +104,8 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/gates/recurrence_watch", "intel.gate", "gate"),
     Route("GET", "/v1/learning/velocity", "intel.velocity", "velocity"),
     Route("GET", "/healthz", "intel.healthz", "healthz"),
+    Route("GET", "/livez", "intel.livez", "livez"),
+    Route("GET", "/readyz", "intel.readyz", "readyz"),
     Route("GET", "/metrics", "intel.metrics", "prometheus"),
     Route("GET", "/", "intel.dashboard", "dashboard"),
 )
@@ -107,8 +120,18 @@ class Health(BaseModel):
     as_of: str
 
 
-def _json(model: BaseModel) -> web.Response:
-    return web.Response(body=dump_json(model), content_type="application/json")
+def _json(model: BaseModel, status: int = 200) -> web.Response:
+    return web.Response(body=dump_json(model), status=status, content_type="application/json")
+
+
+_NO_STORE = ("/v1/", "/healthz", "/livez", "/readyz", "/metrics")
+
+
+async def _secure_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """``on_response_prepare``: no sniffing anywhere; API answers are never cached."""
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if request.path.startswith(_NO_STORE):
+        response.headers["Cache-Control"] = "no-store"
 
 
 def _parse(obj: Any, allowed: tuple[str, ...], elsewhere: str) -> Request:
@@ -129,16 +152,20 @@ class Api:
     def __init__(self, view: LiveView, policy: Policy, tokens: TokenRoles, *,
                  clock: Callable[[], float] = time.monotonic,
                  refresh_seconds: int = DEFAULT_REFRESH_SECONDS,
-                 dashboard_cache_seconds: float = DEFAULT_DASHBOARD_CACHE_SECONDS) -> None:
+                 dashboard_cache_seconds: float = DEFAULT_DASHBOARD_CACHE_SECONDS,
+                 readiness: ReadinessProvider | None = None) -> None:
         self.view = view
         self.policy = policy
         self.clock = clock
         self.refresh_seconds = refresh_seconds
         self.dashboard_cache_seconds = dashboard_cache_seconds
+        self.readiness = readiness or view_readiness(view)
         self.counters = ApiMetrics()
         self.admission = Admission(tokens, policy.rbac,
-                                   SlidingWindowLimiter(policy.rate_limits, clock), self.counters)
-        self._page: tuple[float, str] | None = None
+                                   SlidingWindowLimiter(policy.rate_limits, clock), self.counters,
+                                   InFlightLimiter(policy.rate_limits.engine_reads.per_token))
+        self._page: tuple[float, int, str] | None = None
+        self._rendering: asyncio.Future[tuple[float, int, str]] | None = None
 
     # ------------------------------------------------------------------ /v1
 
@@ -150,15 +177,21 @@ class Api:
                       operations: tuple[str, ...]) -> web.Response:
         self.admission.authorize(caller, operations, call.action)
         self._require_ready()
-        self.admission.admit(caller, call.action)
-        limit = self.policy.rate_limits.for_action(call.action)
-        return _json(await within(limit.timeout_seconds, call.action,
-                                  answer_call(self.view, call)))
+        with self.admission.reading(caller, call.action):
+            self.admission.admit(caller, call.action)
+            limit = self.policy.rate_limits.for_action(call.action)
+            self.counters.count_engine_read()
+            return _json(await within(limit.timeout_seconds, call.action,
+                                      lambda stop: answer_call(self.view, call, stop)))
+
+    async def _body(self, request: web.Request) -> object:
+        limits = self.policy.rate_limits
+        return await read_json(request, limits.max_body_bytes, limits.http.body_timeout_seconds)
 
     async def tool_call(self, request: web.Request) -> web.Response:
         """A tool call, answered exactly as ``incident-intel tool`` answers it."""
         caller = self.admission.authenticate(request)
-        body = await read_json(request, self.policy.rate_limits.max_body_bytes)
+        body = await self._body(request)
         call = _parse(body, TOOL_ACTIONS, "POST /v1/gates/recurrence_watch")
         append = isinstance(call, CorrelateRequest) and call.append_note
         return await self._answer(caller, call, operations_of(call.action, append))
@@ -166,7 +199,7 @@ class Api:
     async def gate(self, request: web.Request) -> web.Response:
         """The release gate; the body is the gate call, ``action`` may be left out."""
         caller = self.admission.authenticate(request)
-        body = await read_json(request, self.policy.rate_limits.max_body_bytes)
+        body = await self._body(request)
         if isinstance(body, dict):
             body = {"action": GATE_ACTION, **body}
         call = _parse(body, (GATE_ACTION,), "POST /v1/tools/incident_intelligence")
@@ -182,27 +215,45 @@ class Api:
 
     # ------------------------------------------------------------- open routes
 
+    async def _render(self) -> tuple[float, int, str]:
+        """One render, stamped with when it started; failures give a notice page."""
+        started = self.clock()
+        timeout = self.policy.rate_limits.for_action(DASHBOARD_ACTION).timeout_seconds
+        status = 200
+        try:
+            self.counters.count_engine_read()
+            data = await within(timeout, "the dashboard",
+                                lambda stop: dashboard_data(self.view, self.policy, stop))
+        except ApiError as exc:
+            page, status = render_notice(exc.message, self.refresh_seconds), exc.status
+        except Exception:
+            log.exception("unexpected error reading the replica for the dashboard")
+            page = render_notice("The replica could not be read; the server log has the "
+                                 "detail.", self.refresh_seconds)
+            status = 503
+        else:
+            page = render_dashboard(data, self.policy.intel, self.refresh_seconds)
+        return started, status, page
+
+    async def _current_page(self) -> tuple[float, int, str]:
+        """The cached render while fresh; else the render in progress, or a new one."""
+        if self._page is not None and self.clock() - self._page[0] < self.dashboard_cache_seconds:
+            return self._page
+        if self._rendering is None:
+            self._rendering = asyncio.ensure_future(self._render())
+
+            def keep(done: asyncio.Future[tuple[float, int, str]]) -> None:
+                self._rendering = None
+                if not done.cancelled() and done.exception() is None:
+                    self._page = done.result()
+
+            self._rendering.add_done_callback(keep)
+        # shielded: a client that gives up does not cancel the render others wait for
+        return await asyncio.shield(self._rendering)
+
     async def dashboard(self, request: web.Request) -> web.Response:
         """The on-call page; a failed read still answers a page that keeps refreshing."""
-        now = self.clock()
-        status = 200
-        if self._page is not None and now - self._page[0] < self.dashboard_cache_seconds:
-            page = self._page[1]
-        else:
-            timeout = self.policy.rate_limits.for_action(DASHBOARD_ACTION).timeout_seconds
-            try:
-                data = await within(timeout, "the dashboard",
-                                    dashboard_data(self.view, self.policy))
-            except ApiError as exc:
-                page, status = render_notice(exc.message, self.refresh_seconds), exc.status
-            except Exception:
-                log.exception("unexpected error reading the replica for the dashboard")
-                page = render_notice("The replica could not be read; the server log has the "
-                                     "detail.", self.refresh_seconds)
-                status = 503
-            else:
-                page = render_dashboard(data, self.policy.intel, self.refresh_seconds)
-                self._page = (now, page)
+        _, status, page = await self._current_page()
         return web.Response(text=page, status=status, content_type="text/html", headers={
             "Content-Security-Policy": CONTENT_SECURITY_POLICY,
             "X-Content-Type-Options": "nosniff",
@@ -214,6 +265,17 @@ class Api:
         """Liveness: answering at all means alive; ``recovered`` says whether to route."""
         return _json(Health(status="ok", recovered=bool(self.view.ready),
                             as_of=format_timestamp(self.view.as_of())))
+
+    async def livez(self, request: web.Request) -> web.Response:
+        """Liveness: the event loop answered; nothing else is consulted."""
+        return _json(Liveness(status="ok"))
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        """Readiness from the host's provider: 503 naming what it still waits for."""
+        state = self.readiness()
+        return _json(ReadyReport(status="ready" if state.ready else "not_ready",
+                                 waiting_for=list(state.waiting_for)),
+                     200 if state.ready else 503)
 
     async def prometheus(self, request: web.Request) -> web.Response:
         """The view's lines, then the API's counters."""
@@ -286,23 +348,36 @@ def _unmatched(api: Api) -> Middleware:
     return json_not_found
 
 
+def _harden(app: web.Application) -> None:
+    """Response headers and one request per connection, for every route of ``app``."""
+    app.on_response_prepare.append(_secure_headers)
+    app.on_response_prepare.append(one_request_per_connection)
+
+
 def create_api(view: LiveView, policy: Policy, tokens: TokenRoles, *,
                clock: Callable[[], float] = time.monotonic,
                refresh_seconds: int = DEFAULT_REFRESH_SECONDS,
                dashboard_cache_seconds: float = DEFAULT_DASHBOARD_CACHE_SECONDS,
-               ) -> web.Application:
-    """A standalone aiohttp application serving the API over ``view``."""
+               readiness: ReadinessProvider | None = None) -> web.Application:
+    """A standalone aiohttp application serving the API over ``view``.
+
+    Serve it with :func:`app.api.connections.guarded_site` (and
+    :func:`~app.api.connections.server_options` for the runner) so the
+    connection bounds apply too.
+    """
     api = Api(view, policy, tokens, clock=clock, refresh_seconds=refresh_seconds,
-              dashboard_cache_seconds=dashboard_cache_seconds)
+              dashboard_cache_seconds=dashboard_cache_seconds, readiness=readiness)
     app = web.Application(middlewares=[_unmatched(api)])
     app[API_KEY] = api
+    _harden(app)
     add_routes(app.router, api)
     return app
 
 
 def register_routes(faust_app: faust.App, view: LiveView, policy: Policy, tokens: TokenRoles,
                     *, clock: Callable[[], float] = time.monotonic,
-                    refresh_seconds: int = DEFAULT_REFRESH_SECONDS) -> Api:
+                    refresh_seconds: int = DEFAULT_REFRESH_SECONDS,
+                    readiness: ReadinessProvider | None = None) -> Api:
     """Serve the API from a Faust app's web server; call it before the worker starts.
 
     Faust's aiohttp driver exposes its :class:`aiohttp.web.Application` as
@@ -313,6 +388,13 @@ def register_routes(faust_app: faust.App, view: LiveView, policy: Policy, tokens
     ``/table/``, pages such as ``/health/``) are untouched. The web server must
     run on the worker's event loop (``web_in_thread`` off), because the view's
     reads and sends belong to that loop.
+
+    Response headers and one-request-per-connection apply to every route of
+    the web server. The connection bounds (``rate_limits.yml`` ``http``) need
+    the worker's web driver to be :class:`app.api.worker_web.GuardedWeb`
+    (``web=guarded_web_driver()`` when the Faust app is made); with Faust's
+    plain driver they are not enforced and a warning says so.
+    ``readiness`` answers ``/readyz`` (default: ``view.ready``).
     """
     web_app = getattr(faust_app.web, "web_app", None)
     if not isinstance(web_app, web.Application):
@@ -322,6 +404,15 @@ def register_routes(faust_app: faust.App, view: LiveView, policy: Policy, tokens
                          "replica on the worker's event loop")
     if web_app.frozen:
         raise RuntimeError("register_routes must be called before the web server starts")
-    api = Api(view, policy, tokens, clock=clock, refresh_seconds=refresh_seconds)
+    api = Api(view, policy, tokens, clock=clock, refresh_seconds=refresh_seconds,
+              readiness=readiness)
+    _harden(web_app)
     add_routes(web_app.router, api)
+    from .worker_web import GuardedWeb
+
+    if isinstance(faust_app.web, GuardedWeb):
+        faust_app.web.guard(policy.rate_limits.http, api.counters)
+    else:
+        log.warning("the worker's web driver is not GuardedWeb: connection limits "
+                    "(rate_limits.yml http) are not enforced on its port")
     return api

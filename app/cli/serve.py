@@ -9,6 +9,11 @@ Tokens come from ``INTEL_API_TOKENS_FILE`` / ``INTEL_API_TOKENS``; when neither
 is set, ``--tokens-file`` is created (mode 0600) with one token for
 ``agent_oncall`` and one for ``agent_release``, and the on-call token is
 printed.
+
+The server enforces ``rate_limits.yml``'s ``http`` bounds (open connections,
+header sizes, head and body read times) through
+:mod:`app.api.connections`. The events are loaded before it listens, so
+``/readyz`` is ready from its first answer.
 """
 
 from __future__ import annotations
@@ -29,17 +34,21 @@ from app.policy import load_policy
 if TYPE_CHECKING:  # aiohttp is imported on use: `--help` stays fast
     from aiohttp import web
 
+    from app.policy import HttpLimits
+
 __all__ = ["command"]
 
 
-
-async def _serve(app: web.Application, host: str, port: int) -> None:
+async def _serve(app: web.Application, host: str, port: int, limits: HttpLimits) -> None:
     """Listen until SIGINT or SIGTERM, printing the bound address (``--port 0`` too)."""
     from aiohttp import web
 
-    runner = web.AppRunner(app, access_log=None)
+    from app.api.connections import guarded_site, server_options
+    from app.api.routes import API_KEY
+
+    runner = web.AppRunner(app, access_log=None, **server_options(limits))
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = guarded_site(runner, host, port, limits, app[API_KEY].counters)
     try:
         await site.start()
     except OSError as exc:
@@ -89,4 +98,4 @@ def command(event_files: tuple[str, ...], policy_dir: str | None, as_of_text: st
                             artifact_dir=Path(artifacts_dir))
     app = create_api(view, policy, tokens)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(app, host, port))
+        asyncio.run(_serve(app, host, port, policy.rate_limits.http))

@@ -41,11 +41,11 @@ from app.intel import correlation, digest, followups, gate, recurrence, velocity
 from app.intel.incidents import Change, IncidentBook, Record
 from app.intel.periods import (
     DAY,
+    canonical_week,
     from_micros,
     last_complete_week,
     micros,
     week_end,
-    week_start,
     window_start,
 )
 from app.intel.timeline import Timeline, TimelineIndex
@@ -56,6 +56,25 @@ Request = CorrelateRequest | RecurrenceRequest | BucketsRequest | WeeklyDigestRe
 Response = (CorrelateResponse | RecurrenceResponse | BucketsResponse | WeeklyDigestResponse
             | GateResponse)
 LearningSection = Callable[[IncidentBook, datetime], dict[str, Any] | None]
+StopRequested = Callable[[], bool]
+"""Asked between steps of a long read: ``True`` makes it raise :class:`ReadCancelled`.
+
+The shell passes one in (say, a flag its time limit sets); the engine never
+reads a clock itself."""
+
+
+def _never() -> bool:
+    return False
+
+
+class ReadCancelled(Exception):
+    """The shell asked a read to stop (its time limit passed); the answer is abandoned."""
+
+
+def checkpoint(stop: StopRequested) -> None:
+    """Raise :class:`ReadCancelled` when the shell asked the read to stop."""
+    if stop():
+        raise ReadCancelled("the read was stopped by its caller")
 
 
 class ActionError(ValueError):
@@ -163,17 +182,22 @@ class IntelEngine:
     # ----------------------------------------------------------------- actions
 
     def answer(self, request: Request, as_of: datetime,
-               emitted: Container[str] = frozenset()) -> Answer:
-        """Answer one tool call as of ``as_of``; ``emitted`` holds sent follow-up keys."""
+               emitted: Container[str] = frozenset(), stop: StopRequested = _never) -> Answer:
+        """Answer one tool call as of ``as_of``; ``emitted`` holds sent follow-up keys.
+
+        ``stop`` is consulted between the steps of the long loops (per gate
+        window, per bucket); when it answers ``True`` the read raises
+        :class:`ReadCancelled` instead of finishing work nobody waits for.
+        """
         if isinstance(request, CorrelateRequest):
             return Answer(self.correlate(request))
         if isinstance(request, RecurrenceRequest):
             return Answer(self.recurrence(request, as_of))
         if isinstance(request, BucketsRequest):
-            return Answer(self.buckets(request, as_of))
+            return Answer(self.buckets(request, as_of, stop))
         if isinstance(request, WeeklyDigestRequest):
             return self.weekly_digest(request, as_of, emitted)
-        return Answer(self.gate(request, as_of))
+        return Answer(self.gate(request, as_of, stop))
 
     def correlate(self, request: CorrelateRequest) -> CorrelateResponse:
         target = self.book.incidents.get(request.incident_id)
@@ -191,12 +215,13 @@ class IntelEngine:
         return recurrence.report(records, as_of, request.window_days, self.policy.intel)
 
     def bucket_list(self, as_of: datetime, window_days: int,
-                    service: str | None = None) -> list[Bucket]:
+                    service: str | None = None, stop: StopRequested = _never) -> list[Bucket]:
         """Kept buckets at ``as_of``, ranked; optionally only one service's incidents."""
         end = micros(as_of)
         span = max(30, window_days)
         groups: dict[str, list[Record]] = {}
         for key in self.by_bucket.keys():
+            checkpoint(stop)
             timeline = self.by_bucket.get(key)
             assert timeline is not None
             records = self.window(end, span, timeline)
@@ -216,8 +241,9 @@ class IntelEngine:
         ]
         return bucket_rules.ranked(summaries, self.policy.intel)
 
-    def buckets(self, request: BucketsRequest, as_of: datetime) -> BucketsResponse:
-        listed = self.bucket_list(as_of, request.window_days, request.service)
+    def buckets(self, request: BucketsRequest, as_of: datetime,
+                stop: StopRequested = _never) -> BucketsResponse:
+        listed = self.bucket_list(as_of, request.window_days, request.service, stop)
         return BucketsResponse(service_filter=request.service, window_days=request.window_days,
                                bucket_count=len(listed), buckets=listed, as_of=as_of)
 
@@ -246,7 +272,6 @@ class IntelEngine:
         """A digest week's end, its 30-day window of incidents and their buckets."""
         try:
             end = week_end(week)
-            week_start(week)
         except ValueError as exc:
             raise ActionError("invalid_argument", f"week: {exc}") from None
         window = self.window(micros(end) - 1, 30)
@@ -264,7 +289,10 @@ class IntelEngine:
                       emitted: Container[str] = frozenset(),
                       output_dir: str | None = None) -> Answer:
         """The digest of a week; artifacts go under ``output_dir`` (default: the policy's)."""
-        week = request.week or last_complete_week(as_of)
+        try:  # keys and file names come from the parsed week, never the raw text
+            week = canonical_week(request.week or last_complete_week(as_of))
+        except ValueError as exc:
+            raise ActionError("invalid_argument", f"week: {exc}") from None
         end, window, groups = self.week_buckets(week)
         last = micros(end) - 1
         plan = followups.plan(groups, week, end, emitted, self.policy.intel)
@@ -287,7 +315,8 @@ class IntelEngine:
                                         markdown_preview=markdown, json_summary=summary)
         return Answer(response, artifacts, list(plan.created))
 
-    def gate(self, request: GateRequest, as_of: datetime) -> GateResponse:
+    def gate(self, request: GateRequest, as_of: datetime,
+             stop: StopRequested = _never) -> GateResponse:
         try:
             _, windows, service = gate.settings(request, self.policy.gate)
         except gate.UnknownProfile as exc:
@@ -297,7 +326,9 @@ class IntelEngine:
             records = [] if timeline is None else self.window(micros(as_of), max(windows),
                                                               timeline)
             return gate.evaluate(request, records, micros(as_of), self.policy.intel,
-                                 self.policy.gate)
+                                 self.policy.gate, lambda: checkpoint(stop))
+        except ReadCancelled:
+            raise
         except Exception as exc:  # fail open: a broken gate must not block releases
             return gate.failed_open(request, f"{type(exc).__name__}: {exc}")
 
@@ -314,4 +345,5 @@ def horizon_days(policy: Policy) -> int:
         intel.recurrence.grace_days
 
 
-__all__ = ["DAY", "ActionError", "Answer", "Artifact", "IntelEngine", "horizon_days"]
+__all__ = ["DAY", "ActionError", "Answer", "Artifact", "IntelEngine", "ReadCancelled",
+           "StopRequested", "checkpoint", "horizon_days"]

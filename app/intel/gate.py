@@ -11,6 +11,7 @@ blocked by the intelligence being down.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 from app.contracts import SEVERITIES, GateMode, GateRequest, GateResponse
 from app.intel.incidents import Record
@@ -42,9 +43,16 @@ def _ranked(counts: Counter[str], wanted: set[str], short: bool) -> list[str]:
     return [k[:8] if short else k for k in keys][:5]
 
 
+def _no_check() -> None:
+    return None
+
+
 def evaluate(request: GateRequest, records: list[Record], as_of: int, intel: IntelPolicy,
-             gate: GatePolicy) -> GateResponse:
-    """The gate's answer from the service's incidents started within the largest window."""
+             gate: GatePolicy, step: Callable[[], None] = _no_check) -> GateResponse:
+    """The gate's answer from the service's incidents started within the largest window.
+
+    ``step`` runs before each window; it may raise to abandon the read.
+    """
     mode, windows, service = settings(request, gate)
     if mode == "off":
         return GateResponse(service=service, profile=request.profile, mode=mode,
@@ -60,6 +68,7 @@ def evaluate(request: GateRequest, records: list[Record], as_of: int, intel: Int
     reasons: list[str] = []
     seen: list[Record] = []
     for days in windows:
+        step()
         inside = [r for r in records if r.service == service and in_window(r.started, as_of, days)]
         seen.extend(inside)
         for key_type, store, counts in (

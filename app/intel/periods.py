@@ -5,27 +5,37 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta
 
-_WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
-_QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
+_WEEK = re.compile(r"^([0-9]{4})-W([0-9]{2})$")
+_QUARTER = re.compile(r"^([0-9]{4})-Q([1-4])$")
+"""ASCII digits only: ``\\d`` would also take Arabic-Indic or full-width digits, giving
+one week several spellings (and several dedupe keys and file names)."""
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def week_label(moment: datetime | date) -> str:
     """``YYYY-Www`` of the ISO week holding ``moment`` (2026-12-31 is ``2026-W53``)."""
-    return moment.strftime("%G-W%V")
+    year, week, _ = moment.isocalendar()
+    return f"{year:04d}-W{week:02d}"
 
 
 def week_start(label: str) -> datetime:
-    """Monday 00:00 UTC of an ISO week label; ``ValueError`` when there is no such week."""
-    match = _WEEK.match(label)
+    """Monday 00:00 UTC of an ISO week label; ``ValueError`` when there is no such week
+    (or its end is past the last representable day, as for ``9999-W52``)."""
+    match = _WEEK.fullmatch(label)
     if not match:
         raise ValueError(f"{label!r} is not of the form YYYY-Www")
     year, week = int(match.group(1)), int(match.group(2))
     try:
         monday = date.fromisocalendar(year, week, 1)
-    except ValueError:
+        monday + timedelta(days=7)
+    except (ValueError, OverflowError):
         raise ValueError(f"{label!r} does not exist (no such ISO week)") from None
     return datetime(monday.year, monday.month, monday.day, tzinfo=UTC)
+
+
+def canonical_week(label: str) -> str:
+    """The label rebuilt from the week it parses to: what keys and file names are made of."""
+    return week_label(week_start(label))
 
 
 def week_end(label: str) -> datetime:

@@ -7,12 +7,17 @@ import re
 import shutil
 import struct
 import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
 
 from app.api import InMemoryLiveView, create_api
 from app.api.dashboard import CONTENT_SECURITY_POLICY
+from app.api.live import Query
 from app.contracts import event_from_obj
 from app.policy import Policy
 from tests.api.history import (
@@ -130,6 +135,70 @@ def test_one_render_serves_all_screens_until_it_expires(view, policy, tokens) ->
         after = page_of(client)
         assert 'id="followups-empty"' not in after
         assert "[intel] Recurrence high: gateway|error_rate" in after
+
+
+class CountingView(InMemoryLiveView):
+    """Counts engine reads; each waits until the test lets it go (or fails, if asked)."""
+
+    def __init__(self, *args: Any, fail: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reads = 0
+        self.fail = fail
+        self.go = threading.Event()
+
+    async def read(self, query: Query) -> Any:
+        self.reads += 1
+
+        def held(engine, at_):  # type: ignore[no-untyped-def]
+            self.go.wait(10)
+            if self.fail:
+                raise RuntimeError("replica unreadable")
+            return query(engine, at_)
+
+        return await super().read(held)
+
+
+def _counting(policy: Policy, **kwargs: Any) -> CountingView:
+    return CountingView(policy, [event_from_obj(e) for e in history()], as_of=as_of(), **kwargs)
+
+
+def test_simultaneous_first_requests_share_one_engine_read(policy: Policy, tokens) -> None:
+    view = _counting(policy)
+    app = create_api(view, policy, tokens, clock=FakeClock())
+    arrived = threading.Semaphore(0)
+
+    @web.middleware
+    async def count_arrivals(request: web.Request, handler: Any) -> web.StreamResponse:
+        arrived.release()
+        return await handler(request)
+
+    app.middlewares.append(count_arrivals)
+    with running(app) as client, ThreadPoolExecutor(50) as pool:
+        pages = [pool.submit(client.request, "GET", "/") for _ in range(50)]
+        for _ in range(50):  # every request is in the handler before any read may finish
+            assert arrived.acquire(timeout=10)
+        view.go.set()
+        replies = [p.result() for p in pages]
+    assert {r.status for r in replies} == {200}
+    assert len({r.body for r in replies}) == 1
+    assert view.reads == 1
+
+
+def test_a_failed_render_is_kept_for_the_same_window(policy: Policy, tokens) -> None:
+    view = _counting(policy, fail=True)
+    view.go.set()
+    clock = FakeClock()
+    with running(create_api(view, policy, tokens, clock=clock,
+                            dashboard_cache_seconds=5)) as client:
+        first = client.request("GET", "/")
+        clock.advance(4.9)
+        again = client.request("GET", "/")
+        assert view.reads == 1
+        clock.advance(0.1)
+        view.fail = False
+        later = client.request("GET", "/")
+    assert first.status == again.status == 503 and first.body == again.body
+    assert later.status == 200 and view.reads == 2
 
 
 # ------------------------------------------------------------------- real browser

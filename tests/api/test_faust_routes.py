@@ -7,13 +7,20 @@ the way the worker's web service sets it up (blueprints applied by
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import faust
 import pytest
 
-from app.api import register_routes
-from tests.support.http_api import ROLE_TOKENS, running
+from app.api import LiveView, TokenRoles, register_routes
+from app.api.worker_web import GuardedWeb, guarded_web_driver
+from app.policy import HttpLimits, Policy
+from tests.support.http_api import ROLE_TOKENS, Client, running
 
 
 def faust_app(**options: Any) -> faust.App:
@@ -53,3 +60,59 @@ def test_refuses_once_the_server_is_frozen(view, policy, tokens) -> None:
     app.web.web_app.freeze()
     with pytest.raises(RuntimeError, match="before the web server starts"):
         register_routes(app, view, policy, tokens)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def worker_web_server(view: LiveView, policy: Policy, tokens: TokenRoles) -> Iterator[Client]:
+    """A Faust app's web server with the API, started as Faust's web service starts it."""
+    port = _free_port()
+    app = faust_app(web=guarded_web_driver(), web_bind="127.0.0.1", web_port=port)
+    assert isinstance(app.web, GuardedWeb)
+    register_routes(app, view, policy, tokens)
+    app.web.init_server()
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(app.web.start_server())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield Client(f"http://127.0.0.1:{port}")
+    finally:
+        asyncio.run_coroutine_threadsafe(app.web.stop_server(), loop).result(10)
+        # connections still discarding an unread body end within the lingering time
+        lingering = policy.rate_limits.http.body_timeout_seconds
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(lingering + 0.2), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_the_worker_web_server_enforces_the_connection_bounds(view, policy, tokens) -> None:
+    limits = HttpLimits(header_timeout_seconds=0.3, body_timeout_seconds=0.3, max_connections=8)
+    limited = policy.model_copy(update={"rate_limits": policy.rate_limits.model_copy(
+        update={"http": limits})})
+    with worker_web_server(view, limited, tokens) as client:
+        port = int(client.base.rsplit(":", 1)[1])
+        reply = client.tool({"action": "recurrence"}, role="agent_viewer")
+        assert reply.status == 200 and reply.headers["Server"] == "incident-intel"
+        assert reply.headers["Cache-Control"] == "no-store"
+        token = ROLE_TOKENS["agent_viewer"].encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET /v1/learning/velocity HTTP/1.1\r\nAuthorization: Bearer "
+                         + token + b"x" * 9000 + b"\r\n\r\n")
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 431") and token not in answer
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+            assert idle.recv(1) == b""  # closed after the header timeout
+
+
+def test_the_plain_faust_driver_is_served_with_a_warning(view, policy, tokens, caplog) -> None:
+    register_routes(faust_app(), view, policy, tokens)
+    assert "connection limits" in caplog.text

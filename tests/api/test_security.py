@@ -82,7 +82,7 @@ BAD_TOOL_CALLS: list[tuple[bytes, str, str]] = [
     (b'{"action": "recurrence", "surprise": 1}', "invalid_request", "surprise"),
     (b'{"action": "buckets", "tool": "other_tool"}', "invalid_request", "tool"),
     (b'{"action": "weekly_digest", "week": "2026-W8"}', "invalid_request", "week"),
-    (b'{"action": "weekly_digest", "week": "2026-W60"}', "invalid_argument", "week"),
+    (b'{"action": "weekly_digest", "week": "2026-W60"}', "invalid_request", "week"),
     (b'{"action": "correlate", "incident_id": "x", "append_note": "perhaps"}',
      "invalid_request", "append_note"),
 ]

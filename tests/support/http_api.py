@@ -21,8 +21,9 @@ from aiohttp import web
 from pydantic import TypeAdapter
 
 from app.api import InMemoryLiveView
+from app.api.connections import guarded_site, server_options
 from app.contracts import Timestamp, event_from_obj
-from app.policy import Policy
+from app.policy import HttpLimits, Policy
 from tests.api.history import AS_OF, history
 
 ROLE_TOKENS: dict[str, str] = {
@@ -119,12 +120,21 @@ class Client:
 
 
 @contextlib.contextmanager
-def running(app: web.Application) -> Iterator[Client]:
-    """Serve ``app`` on a free port of 127.0.0.1 from a background thread."""
+def running(app: web.Application, limits: HttpLimits | None = None) -> Iterator[Client]:
+    """Serve ``app`` on a free port of 127.0.0.1 from a background thread.
+
+    With ``limits``, behind the connection guard exactly as ``incident-intel
+    serve`` listens.
+    """
     loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, access_log=None)
-    loop.run_until_complete(runner.setup())
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    if limits is None:
+        runner = web.AppRunner(app, access_log=None)
+        loop.run_until_complete(runner.setup())
+        site: web.BaseSite = web.TCPSite(runner, "127.0.0.1", 0)
+    else:
+        runner = web.AppRunner(app, access_log=None, **server_options(limits))
+        loop.run_until_complete(runner.setup())
+        site = guarded_site(runner, "127.0.0.1", 0, limits)
     loop.run_until_complete(site.start())
     port = runner.addresses[0][1]
     thread = threading.Thread(target=loop.run_forever, name="api-under-test", daemon=True)
