@@ -42,6 +42,7 @@ from app.contracts import (
     parse_request,
 )
 from app.intel.engine import Request
+from app.metrics import CONTENT_TYPE, MetricsRegistry
 from app.policy import Policy
 
 from .access import operations_of
@@ -73,7 +74,7 @@ DEFAULT_DASHBOARD_CACHE_SECONDS = 5.0
 """The page is public: one render serves every screen for this long, so a
 burst of anonymous loads costs one engine read."""
 
-PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PROMETHEUS_CONTENT_TYPE = CONTENT_TYPE
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
@@ -129,13 +130,14 @@ class Api:
     def __init__(self, view: LiveView, policy: Policy, tokens: TokenRoles, *,
                  clock: Callable[[], float] = time.monotonic,
                  refresh_seconds: int = DEFAULT_REFRESH_SECONDS,
-                 dashboard_cache_seconds: float = DEFAULT_DASHBOARD_CACHE_SECONDS) -> None:
+                 dashboard_cache_seconds: float = DEFAULT_DASHBOARD_CACHE_SECONDS,
+                 metrics: MetricsRegistry | None = None) -> None:
         self.view = view
         self.policy = policy
         self.clock = clock
         self.refresh_seconds = refresh_seconds
         self.dashboard_cache_seconds = dashboard_cache_seconds
-        self.counters = ApiMetrics()
+        self.counters = ApiMetrics(metrics)
         self.admission = Admission(tokens, policy.rbac,
                                    SlidingWindowLimiter(policy.rate_limits, clock), self.counters)
         self._page: tuple[float, str] | None = None
@@ -216,7 +218,7 @@ class Api:
                             as_of=format_timestamp(self.view.as_of())))
 
     async def prometheus(self, request: web.Request) -> web.Response:
-        """The view's lines, then the API's counters."""
+        """The view's own lines (if any), then the registry the API and the worker share."""
         text = self.view.metrics_text()
         if text and not text.endswith("\n"):
             text += "\n"
@@ -290,10 +292,10 @@ def create_api(view: LiveView, policy: Policy, tokens: TokenRoles, *,
                clock: Callable[[], float] = time.monotonic,
                refresh_seconds: int = DEFAULT_REFRESH_SECONDS,
                dashboard_cache_seconds: float = DEFAULT_DASHBOARD_CACHE_SECONDS,
-               ) -> web.Application:
+               metrics: MetricsRegistry | None = None) -> web.Application:
     """A standalone aiohttp application serving the API over ``view``."""
     api = Api(view, policy, tokens, clock=clock, refresh_seconds=refresh_seconds,
-              dashboard_cache_seconds=dashboard_cache_seconds)
+              dashboard_cache_seconds=dashboard_cache_seconds, metrics=metrics)
     app = web.Application(middlewares=[_unmatched(api)])
     app[API_KEY] = api
     add_routes(app.router, api)
@@ -302,7 +304,8 @@ def create_api(view: LiveView, policy: Policy, tokens: TokenRoles, *,
 
 def register_routes(faust_app: faust.App, view: LiveView, policy: Policy, tokens: TokenRoles,
                     *, clock: Callable[[], float] = time.monotonic,
-                    refresh_seconds: int = DEFAULT_REFRESH_SECONDS) -> Api:
+                    refresh_seconds: int = DEFAULT_REFRESH_SECONDS,
+                    metrics: MetricsRegistry | None = None) -> Api:
     """Serve the API from a Faust app's web server; call it before the worker starts.
 
     Faust's aiohttp driver exposes its :class:`aiohttp.web.Application` as
@@ -322,6 +325,7 @@ def register_routes(faust_app: faust.App, view: LiveView, policy: Policy, tokens
                          "replica on the worker's event loop")
     if web_app.frozen:
         raise RuntimeError("register_routes must be called before the web server starts")
-    api = Api(view, policy, tokens, clock=clock, refresh_seconds=refresh_seconds)
+    api = Api(view, policy, tokens, clock=clock, refresh_seconds=refresh_seconds,
+              metrics=metrics)
     add_routes(web_app.router, api)
     return api
