@@ -141,7 +141,14 @@ async def _run(settings, sink, ledger_path: Path) -> None:  # noqa: ANN001 - see
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, deliverer.stop.set)
     try:
-        await wait_for_kafka(settings.bootstrap_servers, timeout=30.0)
+        waiting = asyncio.ensure_future(wait_for_kafka(settings.bootstrap_servers, timeout=30.0))
+        stopped = asyncio.ensure_future(deliverer.stop.wait())
+        await asyncio.wait({waiting, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not waiting.done():  # a stop while waiting for the broker
+            waiting.cancel()
+            return
+        waiting.result()
         await deliverer.run()
     except (BrokerError, KafkaError) as exc:
         raise BrokerUnavailable(
