@@ -224,3 +224,32 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(topics: Topics, start,
     assert last.stop(signal.SIGTERM) == 0, last.output
     delivered = _jsonl_keys(out)
     assert sorted(delivered) == sorted(keys)  # every key, each exactly once
+
+
+def test_sigkill_with_a_webhook_repeats_at_most_the_one_unrecorded_key(topics: Topics,
+                                                                      start) -> None:
+    """A kill between the receiver's 2xx and the ledger write can send that one follow-up
+    again, with the same Idempotency-Key for the receiver to drop; nothing else repeats."""
+    keys = [f"fu:2026-W09:bucket-{n:03d}" for n in range(120)]
+    placed = topics.send([(f"inc_{n % 11}", value(k, f"inc_{n % 11}"))
+                          for n, k in enumerate(keys)])
+    kills = 0
+    with webhook_server(lambda key, seen: 200) as server:
+        for _ in range(2):
+            before = len(server.delivered_keys())
+            process = start("--webhook", server.url)
+            wait_until(lambda b=before: len(server.delivered_keys()) > b + 5, timeout=30,
+                       interval=0.005)
+            process.proc.send_signal(signal.SIGKILL)
+            process.proc.wait(10)
+            kills += 1
+        assert len(set(server.delivered_keys())) < len(keys), "finished before a kill"
+        last = start("--webhook", server.url)
+        assert wait_until(lambda: topics.committed() == {
+            p: 1 + max(o for q, o in placed if q == p) for p in range(PARTITIONS)},
+            timeout=60), last.output
+        assert last.stop(signal.SIGTERM) == 0, last.output
+    delivered = server.delivered_keys()
+    assert set(delivered) == set(keys)
+    repeats = Counter(delivered) - Counter(set(delivered))
+    assert sum(repeats.values()) <= kills, repeats
