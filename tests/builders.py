@@ -54,3 +54,21 @@ def at(hours: float = 0, days: float = 0, minutes: float = 0) -> datetime:
 
 def jsonl(events: list[dict[str, Any]]) -> bytes:
     return b"".join(orjson.dumps(e) + b"\n" for e in events)
+
+
+def follow_up(dedupe_key: str, incident_id: str = "inc_1", **meta: Any) -> dict[str, Any]:
+    """A valid ``intel.followups`` value (``FollowUp``); ``meta`` overrides fields."""
+    body: dict[str, Any] = {
+        "title": f"Recurring failures in {dedupe_key}",
+        "owner": "team-gateway",
+        "priority": "P1",
+        "due_date": "2026-03-02",
+        "dedupe_key": dedupe_key,
+        "auto_created": True,
+        "bucket_key": "gateway|error_rate",
+        "count_7d": 4,
+        "count_30d": 9,
+    }
+    body.update(meta)
+    return {"type": "followup", "incident_id": incident_id,
+            "message": f"Follow up on {dedupe_key}", "meta": body}

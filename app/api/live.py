@@ -34,6 +34,7 @@ from app.contracts import (
 )
 from app.intel.engine import ActionError, Artifact, IntelEngine
 from app.intel.velocity import velocity_by_quarter
+from app.metrics import MetricsRegistry
 from app.policy import Policy
 
 __all__ = ["InMemoryLiveView", "LiveView", "Query"]
@@ -96,7 +97,8 @@ class LiveView(Protocol):
         ...
 
     def metrics_text(self) -> str:
-        """The view's own Prometheus lines (topics, DLQ, lag, latency, tables, digests)."""
+        """Prometheus lines of the view beside the shared :class:`MetricsRegistry`
+        (empty once the view keeps all of its metrics in the registry)."""
         ...
 
 
@@ -114,6 +116,8 @@ class InMemoryLiveView:
     them, relative to it), or kept in :attr:`artifacts` when it is ``None``.
     Follow-ups a digest created are remembered like the worker's dedupe table,
     so a second digest of the same week skips them as ``already_exists``.
+    Its metrics live in :attr:`metrics`; serve them with ``create_api(...,
+    metrics=view.metrics)``.
     """
 
     def __init__(self, policy: Policy, events: Iterable[Event], *,
@@ -142,6 +146,10 @@ class InMemoryLiveView:
         self._velocity = velocity_by_quarter(self.engine.book, policy.recurrence_target,
                                              as_of=as_of)
         self._correlations = self._latest_correlations()
+        self.metrics = MetricsRegistry()
+        self.metrics.replica_incidents.set(len(self.engine.book.incidents))
+        self.metrics.replica_ready.set(1)
+        self.metrics.set_watermark(as_of.timestamp())
 
     @property
     def ready(self) -> bool:
@@ -182,6 +190,7 @@ class InMemoryLiveView:
 
     async def emit_note(self, note: Note) -> None:
         self.notes.append(note)
+        self.metrics.record_output("incidents.notes")
 
     async def run_digest(self, request: WeeklyDigestRequest) -> WeeklyDigestResponse:
         async with self._digest_lock:  # two digests at once must not both create a follow-up
@@ -202,14 +211,4 @@ class InMemoryLiveView:
         return answer.response
 
     def metrics_text(self) -> str:
-        return "\n".join([
-            "# HELP intel_view_incidents Incidents in the replica.",
-            "# TYPE intel_view_incidents gauge",
-            f"intel_view_incidents {len(self.engine.book.incidents)}",
-            "# HELP intel_view_notes_emitted_total Notes sent to incidents.notes.",
-            "# TYPE intel_view_notes_emitted_total counter",
-            f"intel_view_notes_emitted_total {len(self.notes)}",
-            "# HELP intel_view_digest_runs_total Weekly digests produced.",
-            "# TYPE intel_view_digest_runs_total counter",
-            f"intel_view_digest_runs_total {self.digest_runs}",
-        ]) + "\n"
+        return ""  # everything is in self.metrics

@@ -50,6 +50,7 @@ from app.contracts import (
     parse_request,
 )
 from app.intel.engine import Request
+from app.metrics import CONTENT_TYPE, MetricsRegistry
 from app.policy import Policy
 
 from .access import operations_of
@@ -85,7 +86,7 @@ burst of anonymous loads costs one engine read. Concurrent first requests
 share one render in progress; a failed render (503/504 notice) is kept for the
 same time, so a struggling replica is not read harder by reloads."""
 
-PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PROMETHEUS_CONTENT_TYPE = CONTENT_TYPE
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
@@ -153,14 +154,15 @@ class Api:
                  clock: Callable[[], float] = time.monotonic,
                  refresh_seconds: int = DEFAULT_REFRESH_SECONDS,
                  dashboard_cache_seconds: float = DEFAULT_DASHBOARD_CACHE_SECONDS,
-                 readiness: ReadinessProvider | None = None) -> None:
+                 readiness: ReadinessProvider | None = None,
+                 metrics: MetricsRegistry | None = None) -> None:
         self.view = view
         self.policy = policy
         self.clock = clock
         self.refresh_seconds = refresh_seconds
         self.dashboard_cache_seconds = dashboard_cache_seconds
         self.readiness = readiness or view_readiness(view)
-        self.counters = ApiMetrics()
+        self.counters = ApiMetrics(metrics)
         self.admission = Admission(tokens, policy.rbac,
                                    SlidingWindowLimiter(policy.rate_limits, clock), self.counters,
                                    InFlightLimiter(policy.rate_limits.engine_reads.per_token))
@@ -278,7 +280,7 @@ class Api:
                      200 if state.ready else 503)
 
     async def prometheus(self, request: web.Request) -> web.Response:
-        """The view's lines, then the API's counters."""
+        """The view's own lines (if any), then the registry the API and the worker share."""
         text = self.view.metrics_text()
         if text and not text.endswith("\n"):
             text += "\n"
@@ -358,7 +360,8 @@ def create_api(view: LiveView, policy: Policy, tokens: TokenRoles, *,
                clock: Callable[[], float] = time.monotonic,
                refresh_seconds: int = DEFAULT_REFRESH_SECONDS,
                dashboard_cache_seconds: float = DEFAULT_DASHBOARD_CACHE_SECONDS,
-               readiness: ReadinessProvider | None = None) -> web.Application:
+               readiness: ReadinessProvider | None = None,
+               metrics: MetricsRegistry | None = None) -> web.Application:
     """A standalone aiohttp application serving the API over ``view``.
 
     Serve it with :func:`app.api.connections.guarded_site` (and
@@ -366,7 +369,8 @@ def create_api(view: LiveView, policy: Policy, tokens: TokenRoles, *,
     connection bounds apply too.
     """
     api = Api(view, policy, tokens, clock=clock, refresh_seconds=refresh_seconds,
-              dashboard_cache_seconds=dashboard_cache_seconds, readiness=readiness)
+              dashboard_cache_seconds=dashboard_cache_seconds, readiness=readiness,
+              metrics=metrics)
     app = web.Application(middlewares=[_unmatched(api)])
     app[API_KEY] = api
     _harden(app)
@@ -377,7 +381,8 @@ def create_api(view: LiveView, policy: Policy, tokens: TokenRoles, *,
 def register_routes(faust_app: faust.App, view: LiveView, policy: Policy, tokens: TokenRoles,
                     *, clock: Callable[[], float] = time.monotonic,
                     refresh_seconds: int = DEFAULT_REFRESH_SECONDS,
-                    readiness: ReadinessProvider | None = None) -> Api:
+                    readiness: ReadinessProvider | None = None,
+                    metrics: MetricsRegistry | None = None) -> Api:
     """Serve the API from a Faust app's web server; call it before the worker starts.
 
     Faust's aiohttp driver exposes its :class:`aiohttp.web.Application` as
@@ -405,7 +410,7 @@ def register_routes(faust_app: faust.App, view: LiveView, policy: Policy, tokens
     if web_app.frozen:
         raise RuntimeError("register_routes must be called before the web server starts")
     api = Api(view, policy, tokens, clock=clock, refresh_seconds=refresh_seconds,
-              readiness=readiness)
+              readiness=readiness, metrics=metrics)
     _harden(web_app)
     add_routes(web_app.router, api)
     from .worker_web import GuardedWeb

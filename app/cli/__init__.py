@@ -44,6 +44,7 @@ def _register() -> None:
         broker,
         simulate,
         __import__("app.cli.demo", fromlist=["_"]),
+        __import__("app.cli.followups", fromlist=["_"]),
     ):
         main.add_command(module.command)
 

@@ -96,6 +96,6 @@ def command(event_files: tuple[str, ...], policy_dir: str | None, as_of_text: st
                    err=True)
     view = InMemoryLiveView(policy, history.events, as_of=history.as_of,
                             artifact_dir=Path(artifacts_dir))
-    app = create_api(view, policy, tokens)
+    app = create_api(view, policy, tokens, metrics=view.metrics)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(app, host, port, policy.rate_limits.http))

@@ -46,5 +46,5 @@ def view(policy: Policy) -> InMemoryLiveView:
 def client(view: InMemoryLiveView, policy: Policy, tokens: TokenRoles,
            clock: FakeClock) -> Iterator[Client]:
     """A fresh server (fresh rate limits, fresh view) per test."""
-    with running(create_api(view, policy, tokens, clock=clock)) as c:
+    with running(create_api(view, policy, tokens, clock=clock, metrics=view.metrics)) as c:
         yield c

@@ -28,14 +28,15 @@ def test_metrics_hold_the_views_lines_and_the_api_counters(client: Client, view)
     client.request("GET", "/nowhere")                                       # 404
     lines = metric_lines(client)
     route = 'route="/v1/tools/incident_intelligence",method="POST"'
-    assert f"intel_api_requests_total{{{route},status=\"401\"}} 1" in lines
-    assert f"intel_api_requests_total{{{route},status=\"403\"}} 2" in lines
-    assert f"intel_api_requests_total{{{route},status=\"200\"}} 1" in lines
-    assert 'intel_api_requests_total{route="(unmatched)",method="GET",status="404"} 1' in lines
-    assert 'intel_api_denied_total{action="recurrence"} 1' in lines
-    assert 'intel_api_denied_total{action="correlate"} 1' in lines
-    assert f"intel_view_incidents {len(view.engine.book.incidents)}" in lines
-    assert "# TYPE intel_api_requests_total counter" in lines
+    assert f"incident_intel_http_requests_total{{{route},code=\"401\"}} 1" in lines
+    assert f"incident_intel_http_requests_total{{{route},code=\"403\"}} 2" in lines
+    assert f"incident_intel_http_requests_total{{{route},code=\"200\"}} 1" in lines
+    unmatched = 'route="(unmatched)",method="GET",code="404"'
+    assert f"incident_intel_http_requests_total{{{unmatched}}} 1" in lines
+    assert 'incident_intel_http_denied_total{action="recurrence"} 1' in lines
+    assert 'incident_intel_http_denied_total{action="correlate"} 1' in lines
+    assert f"incident_intel_replica_incidents {len(view.engine.book.incidents)}" in lines
+    assert "# TYPE incident_intel_http_requests_total counter" in lines
 
 
 def test_every_sample_line_is_well_formed(client: Client) -> None:
@@ -52,4 +53,4 @@ def test_label_values_are_escaped() -> None:
     assert label_value('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
     metrics = ApiMetrics()
     metrics.count_denied('x"y')
-    assert 'intel_api_denied_total{action="x\\"y"} 1' in metrics.render()
+    assert 'incident_intel_http_denied_total{action="x\\"y"} 1' in metrics.render()

@@ -200,8 +200,8 @@ def test_over_the_limit_is_429_with_retry_after(client: Client, clock: FakeClock
     clock.advance(0.5)
     assert client.tool(call, role="agent_oncall").status == 200  # the first call aged out
     assert client.tool(call, role="agent_oncall").status == 429  # the second has not
-    assert 'intel_api_rate_limited_total{action="correlate"} 3' in _metric(
-        client, "intel_api_rate_limited_total")
+    assert 'incident_intel_http_rate_limited_total{action="correlate"} 3' in _metric(
+        client, "incident_intel_http_rate_limited_total")
 
 
 @pytest.mark.parametrize("action", ["recurrence", "weekly_digest"])

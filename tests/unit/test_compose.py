@@ -1,7 +1,9 @@
-"""docker-compose.yml and Dockerfile: Kafka in KRaft mode, worker built here, health-gated."""
+"""docker-compose.yml and Dockerfile: Kafka in KRaft mode, worker built here, health-gated,
+Prometheus scraping the worker and Grafana with the provisioned dashboard of ``ops/``."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -29,8 +31,8 @@ def _listeners(value: str) -> dict[str, str]:
     return dict(item.split("://", 1) for item in value.split(","))
 
 
-def test_only_kafka_and_the_worker_no_zookeeper(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"kafka", "worker"}
+def test_kafka_the_worker_prometheus_and_grafana_no_zookeeper(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == {"kafka", "worker", "prometheus", "grafana"}
     content = yaml.safe_dump(compose).lower()  # comments excluded
     assert "zookeeper" not in content
 
@@ -115,3 +117,64 @@ def test_dockerfile_installs_the_built_wheel_and_runs_the_worker() -> None:
     assert re.search(r"^USER (?!root)\w+", text, re.M), "do not run as root"
     assert "EXPOSE 6066" in text
     assert "HEALTHCHECK" in text and "/health/" in text
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Bind mounts of a service: container path -> host path (resolved in the repository)."""
+    out = {}
+    for volume in service.get("volumes", []):
+        source, target = str(volume).split(":")[:2]
+        if source.startswith("."):
+            out[target] = str((REPO / source).resolve())
+    return out
+
+
+def _pinned(image: str) -> bool:
+    return ":" in image and not image.endswith(":latest")
+
+
+def _host_port(service: dict[str, Any], container_port: int) -> str:
+    [binding] = [str(p) for p in service["ports"] if str(p).endswith(f":{container_port}")]
+    assert binding.startswith("127.0.0.1:"), f"{binding}: publish on localhost only"
+    return binding
+
+
+def test_prometheus_scrapes_the_workers_metrics(compose: dict[str, Any]) -> None:
+    prometheus = compose["services"]["prometheus"]
+    assert prometheus["image"].split(":")[0] == "prom/prometheus" and _pinned(prometheus["image"])
+    assert "worker" in prometheus["depends_on"]
+    _host_port(prometheus, 9090)
+    config_arg = next(a for a in prometheus["command"] if a.startswith("--config.file="))
+    config_path = config_arg.split("=", 1)[1]
+    host_file = Path(_mounts(prometheus)[config_path])
+    assert host_file.is_relative_to(REPO / "ops") and host_file.is_file()
+    config = yaml.safe_load(host_file.read_text())
+    [job] = config["scrape_configs"]
+    web_port = _env(compose["services"]["worker"])["INTEL_WEB_PORT"]
+    assert job.get("metrics_path", "/metrics") == "/metrics"
+    assert job["static_configs"][0]["targets"] == [f"worker:{web_port}"]
+
+
+def test_grafana_is_provisioned_with_prometheus_and_the_dashboard(compose: dict[str, Any]) -> None:
+    grafana = compose["services"]["grafana"]
+    assert grafana["image"].split(":")[0] == "grafana/grafana" and _pinned(grafana["image"])
+    assert grafana["depends_on"]["prometheus"]["condition"] == "service_healthy"
+    _host_port(grafana, 3000)
+    mounts = _mounts(grafana)
+    provisioning = Path(mounts["/etc/grafana/provisioning"])
+    [source] = yaml.safe_load(
+        (provisioning / "datasources" / "prometheus.yml").read_text())["datasources"]
+    prometheus_port = _host_port(compose["services"]["prometheus"], 9090).rsplit(":", 1)[1]
+    assert source["type"] == "prometheus"
+    assert source["url"] == f"http://prometheus:{prometheus_port}"
+
+    [provider] = yaml.safe_load(
+        (provisioning / "dashboards" / "incident-intel.yml").read_text())["providers"]
+    dashboards = Path(mounts[provider["options"]["path"]])
+    files = sorted(dashboards.glob("*.json"))
+    assert files, "no dashboard to provision"
+    for path in files:
+        dashboard = json.loads(path.read_text())
+        for panel in dashboard["panels"]:
+            for target in [panel, *panel["targets"]]:
+                assert target["datasource"]["uid"] == source["uid"], (path.name, panel["title"])
