@@ -157,7 +157,6 @@ def _demo_settings(base: WorkerSettings, out: Path) -> WorkerSettings:
     update: dict[str, Any] = {
         "app_id": "incident-intel-demo", "data_dir": out / "state",
         "reports_dir": out / "reports", "web_port": free_port(base.web_host),
-        "store": "memory://",
     }
     if not base.embedded:
         run = uuid.uuid4().hex[:8]

@@ -14,8 +14,10 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import signal
 import socket
+import threading
 from collections.abc import Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -24,6 +26,7 @@ import click
 import orjson
 
 from app.errors import UserError
+from app.stream import errorlog
 from app.stream.settings import WorkerSettings, load_settings
 
 if TYPE_CHECKING:  # Faust and aiokafka are imported on use: `--help` stays fast
@@ -41,6 +44,8 @@ _PREFIX = "incident-intel:"
 # "app.stream.app" is where IntelApp lives: Faust logs "Starting..." lines under it.
 _QUIET_LIBRARIES = ("faust", "mode", "aiokafka", "aiohttp", "app.stream.app")
 _KAFKA_WAIT = 30.0
+STOP_DEADLINE = 13.0
+"""Seconds a stopping worker gets before the process exits anyway (SIGTERM → exit < 15 s)."""
 FEED_RATE = 20.0
 FEED_SECONDS = 600.0
 """The feed's record budget is ``FEED_RATE × FEED_SECONDS`` (its event time is history)."""
@@ -60,9 +65,19 @@ def _make_worker(app: faust.App, *, verbose: bool, **kwargs: Any) -> faust.Worke
     class Worker(faust.Worker):
         def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
             super().on_setup_root_logger(logger, level)
+            errorlog.install(logger)
             if not verbose:
                 for name in _QUIET_LIBRARIES:
                     logging.getLogger(name).setLevel(logging.WARNING)
+
+        async def on_stop(self) -> None:
+            # Stopping must end: with the broker gone, Faust's final commit and the
+            # producer's flush can wait far longer. Offsets not committed are read
+            # again on restart (the outputs are idempotent), so a forced exit loses
+            # nothing.
+            _exit_after(STOP_DEADLINE, app)
+            _quiet_shutdown()
+            await super().on_stop()
 
         async def on_startup_finished(self) -> None:
             await super().on_startup_finished()
@@ -73,6 +88,38 @@ def _make_worker(app: faust.App, *, verbose: bool, **kwargs: Any) -> faust.Worke
             )
 
     return Worker(app, **kwargs)
+
+
+def _exit_after(seconds: float, app: faust.App) -> None:
+    """Exit the process if it is still running ``seconds`` from now (a daemon timer)."""
+
+    def force() -> None:
+        code = getattr(app, "exit_code", None)
+        _say(f"worker did not stop within {seconds:.0f} s; exiting")
+        os._exit(code if code is not None else 1)
+
+    timer = threading.Timer(seconds, force)
+    timer.daemon = True
+    timer.start()
+
+
+def _quiet_shutdown() -> None:
+    """While stopping, a background task or thread that dies (the Kafka client's,
+    cancelled mid-request when the broker is gone) is one log line, not a traceback."""
+    logger = logging.getLogger("app.stream")
+
+    def thread_ended(args: threading.ExceptHookArgs) -> None:
+        name = args.thread.name if args.thread is not None else "a thread"
+        logger.info("%s ended while stopping: %s", name, args.exc_type.__name__)
+
+    def task_ended(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        logger.info("background task ended while stopping: %s",
+                    type(error).__name__ if error is not None else context.get("message"))
+
+    threading.excepthook = thread_ended
+    with contextlib.suppress(RuntimeError):
+        asyncio.get_running_loop().set_exception_handler(task_ended)
 
 
 def _check_web_port(settings: WorkerSettings) -> None:
@@ -225,7 +272,10 @@ def _serve_api(app: Any, settings: WorkerSettings, example: FeedExample | None) 
                  or os.environ.get(TOKENS_ENV, "").strip())
     token_file = settings.data_dir / "api-tokens.yml"
     tokens = load_tokens(os.environ, app.policy.rbac, token_file if local else None)
-    register_routes(app, app.replica, app.policy, tokens)
+    from app.stream.health import readiness_of
+
+    register_routes(app, app.replica, app.policy, tokens, readiness=lambda: readiness_of(app),
+                    metrics=app.metrics)
     _say("web: the dashboard, health, metrics and the API:")
     for line in web_lines(settings):
         _say(line)
@@ -324,7 +374,13 @@ def run_worker(settings: WorkerSettings, *, verbose: bool = False,
             quiet=True,
             redirect_stdouts=False,
         )
-        worker.execute_from_commandline()
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as done:
+            # A worker that stopped itself (broker lost) exits with its own code.
+            if app.exit_code is not None:
+                raise SystemExit(app.exit_code) from None
+            raise done from None
     finally:
         if not loop.is_closed():
             loop.close()

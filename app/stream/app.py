@@ -16,12 +16,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import faust
 from faust.types import TopicT
 
+from app.api.worker_web import guarded_web_driver
 from app.broker import BrokerError
 from app.policy import Policy, load_policy
 from app.stream.settings import WorkerSettings
 from app.topics import default_catalog
 
 if TYPE_CHECKING:
+    from app.metrics import MetricsRegistry
+    from app.stream.health import WorkerHealth
     from app.stream.ingest import IngestStats
     from app.stream.outbox import Outbox
     from app.stream.replica import LiveReplica
@@ -70,6 +73,10 @@ class IntelApp(faust.App):
     ingest_stats: IngestStats
     outbox: Outbox
     replica: LiveReplica
+    metrics: MetricsRegistry
+    health: WorkerHealth
+    exit_code: int | None = None
+    """Set when the worker stops itself (see :mod:`app.stream.health`)."""
 
     def intel_topic(self, name: str) -> TopicT:
         """The Faust topic declared for a contract topic name."""
@@ -118,7 +125,7 @@ def create_app(settings: WorkerSettings, policy: Policy | None = None) -> IntelA
     heartbeat = min(3.0, settings.session_timeout / 3)
     options: dict[str, Any] = {
         "broker": broker,
-        "store": settings.store,
+        "store": "memory://",  # the worker keeps no tables: its state is the replica
         "topic_partitions": settings.partitions,
         "datadir": str(settings.data_dir / "faust"),
         "web_port": settings.web_port,
@@ -132,6 +139,8 @@ def create_app(settings: WorkerSettings, policy: Policy | None = None) -> IntelA
         "broker_heartbeat_interval": heartbeat,
         "consumer_auto_offset_reset": "earliest",
         "autodiscover": False,
+        # Faust's aiohttp server behind the API's connection guard (app.api.worker_web).
+        "web": guarded_web_driver(),
         # Only INTEL_* configures the worker: ignore Faust's own WEB_PORT, BROKER_URL…
         "env": {},
     }
@@ -156,18 +165,21 @@ def create_app(settings: WorkerSettings, policy: Policy | None = None) -> IntelA
     }
 
     @app.page("/health/")
-    async def health(web: Any, request: Any) -> Any:
+    async def health_page(web: Any, request: Any) -> Any:
         """Liveness for container health checks; answers once the worker is ready."""
         return web.json({"status": "ok", "app_id": settings.app_id})
 
-    from app.stream import consumer, digest_timer, ingest
+    from app.metrics import MetricsRegistry
+    from app.stream import consumer, digest_timer, health, ingest  # noqa: F811
     from app.stream.outbox import Outbox
     from app.stream.replica import LiveReplica
 
+    app.metrics = MetricsRegistry()
     app.outbox = Outbox(app)
     app.replica = LiveReplica(app)
     ingest.register_ingest(app)
     digest_timer.register(app)
+    health.register(app)
     consumer.register_rereader(app)
     return app
 

@@ -128,7 +128,7 @@ async def catch_up(app: IntelApp, now: datetime | None = None) -> WeeklyDigestRe
     ``None`` (not leader, not caught up, clock held, or nothing due).
     """
     replica = app.replica
-    if not replica.ready or not app.is_leader():
+    if app.should_stop or not replica.ready or not app.is_leader():
         return None
     moment = now if now is not None else replica.clock()
     if moment is None:

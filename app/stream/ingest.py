@@ -42,6 +42,8 @@ from app.contracts import (
 from app.intel.correlation import note_for
 from app.intel.periods import micros
 from app.intel.watermark import future_skew_error
+from app.metrics import DeadLetterReason, InputOutcome
+from app.stream.outbox import TRACEPARENT
 
 if TYPE_CHECKING:
     from faust.types import AgentT, EventT, StreamT
@@ -136,10 +138,50 @@ def check_record(
     )
 
 
+def reason_class(raw: bytes | None, error: str) -> DeadLetterReason:
+    """The class of a dead letter's reason, for metrics and the ``intel-error-class``
+    header (the full reason is in the value)."""
+    if raw is None:
+        return "empty"
+    if len(raw) > MAX_EVENT_BYTES:
+        return "too_large"
+    if error.startswith("not JSON"):
+        return "not_json"
+    if "ahead of the receiving clock" in error:
+        return "future_skew"
+    if error.startswith("unexpected decoder error"):
+        return "internal"
+    return "invalid"
+
+
+def traceparent(message: Any) -> list[tuple[str, str]]:
+    """The input record's W3C ``traceparent`` header, to carry onto what it causes."""
+    headers = message.headers or ()
+    items = headers.items() if isinstance(headers, dict) else headers
+    for key, value in items:
+        if key == TRACEPARENT and value:
+            text = value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+            return [(TRACEPARENT, text)]
+    return []
+
+
+def timestamp_ms(message: Any) -> int | None:
+    return None if message.timestamp is None else round(message.timestamp * 1000)
+
+
 async def dead_letter(app: IntelApp, message: Any, record: DlqRecord) -> None:
     """Send a rejected record to ``intel.dlq`` keyed by its source key, and count it."""
-    await app.outbox.send("intel.dlq", message.key, record.model_dump_json().encode())
+    reason = reason_class(message.value, record.error)
+    headers = [("intel-source-topic", message.topic),
+               ("intel-source-partition", str(message.partition)),
+               ("intel-source-offset", str(message.offset)),
+               ("intel-error-class", reason), *traceparent(message)]
+    await app.outbox.send("intel.dlq", message.key, record.model_dump_json().encode(),
+                          f"dlq:{message.topic}:{message.partition}:{message.offset}", headers,
+                          caused_ms=timestamp_ms(message))
     app.ingest_stats.invalid += 1
+    app.metrics.record_input(app.intel_settings.unprefixed(message.topic), "dead_lettered",
+                             reason)
     log.warning("%s[%d]@%d -> %s: %s", message.topic, message.partition, message.offset,
                 app.intel_topic("intel.dlq").get_topic_name(), record.error)
 
@@ -147,17 +189,24 @@ async def dead_letter(app: IntelApp, message: Any, record: DlqRecord) -> None:
 async def validate(app: IntelApp, event: EventT) -> Event | None:
     """The event a record holds, or ``None`` after dead-lettering it."""
     message = event.message
-    received = message.timestamp
     result = check_record(message.value, key=message.key, topic=message.topic,
                           partition=message.partition, offset=message.offset,
-                          received_ms=None if received is None else round(received * 1000),
-                          policy=app.policy.intel)
+                          received_ms=timestamp_ms(message), policy=app.policy.intel)
     if isinstance(result, DlqRecord):
         await dead_letter(app, message, result)
         return None
     app.ingest_stats.valid += 1
     app.ingest_stats.by_type[result.type] += 1
     return result
+
+
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """The newest version of an incident in a batch, and the record that carried it."""
+
+    version: tuple[int, str]
+    received_ms: int | None
+    trace: tuple[tuple[str, str], ...]
 
 
 @dataclass
@@ -167,7 +216,7 @@ class Correlations:
     last: dict[str, bytes] = field(default_factory=dict)
     """Hash of the last correlation record this worker sent per incident."""
 
-    async def emit(self, app: IntelApp, incident_id: str) -> None:
+    async def emit(self, app: IntelApp, incident_id: str, cause: Cause) -> None:
         engine = app.replica.engine
         response = engine.correlate(CorrelateRequest(action="correlate",
                                                      incident_id=incident_id))
@@ -177,31 +226,47 @@ class Correlations:
             return
         self.last[incident_id] = digest
         await app.outbox.send("intel.correlations", incident_id, value,
-                              f"corr:{incident_id}:{digest.hex()}")
+                              f"corr:{incident_id}:{digest.hex()}", cause.trace,
+                              caused_ms=cause.received_ms)
         if response.related:
             note = note_for(incident_id, response.related, engine.policy.intel)
-            await app.outbox.send("incidents.notes", incident_id, dump_json(note), note.note_id)
+            await app.outbox.send("incidents.notes", incident_id, dump_json(note), note.note_id,
+                                  cause.trace, caused_ms=cause.received_ms)
 
 
 async def handle(app: IntelApp, events: list[EventT], correlations: Correlations) -> None:
     """One batch: dead letters, then (once the replica applied it) correlations."""
     heads: dict[tuple[str, int], int] = {}
-    newest: dict[str, tuple[int, str]] = {}
+    newest: dict[str, Cause] = {}
+    valid: list[tuple[str, Event]] = []
     for event in events:
         message = event.message
         heads[(message.topic, message.partition)] = message.offset
-        valid = await validate(app, event)
-        if isinstance(valid, IncidentEvent):
-            version = (micros(valid.occurred_at), valid.event_id)
-            incident_id = valid.incident.incident_id
-            newest[incident_id] = max(newest.get(incident_id, version), version)
+        checked = await validate(app, event)
+        if checked is None:
+            continue
+        valid.append((message.topic, checked))
+        if isinstance(checked, IncidentEvent):
+            cause = Cause((micros(checked.occurred_at), checked.event_id),
+                          timestamp_ms(message), tuple(traceparent(message)))
+            incident_id = checked.incident.incident_id
+            known = newest.get(incident_id)
+            if known is None or cause.version > known.version:
+                newest[incident_id] = cause
     await app.replica.wait_applied(heads)
     incidents = app.replica.engine.book.incidents
-    for incident_id, version in newest.items():
+    for topic, checked in valid:
+        record = (incidents.get(checked.incident.incident_id)
+                  if isinstance(checked, IncidentEvent) else None)
+        current = record is None or record.version == (micros(checked.occurred_at),
+                                                       checked.event_id)
+        outcome: InputOutcome = "applied" if current else "duplicate"
+        app.metrics.record_input(app.intel_settings.unprefixed(topic), outcome)
+    for incident_id, cause in newest.items():
         record = incidents.get(incident_id)
         # Only the incident's current version speaks; a newer one speaks for itself.
-        if record is not None and record.version == version:
-            await correlations.emit(app, incident_id)
+        if record is not None and record.version == cause.version:
+            await correlations.emit(app, incident_id, cause)
     await app.outbox.flush()
 
 

@@ -134,6 +134,7 @@ class LiveReplica:
         # a clock answering None holds the schedule until the simulation is ready.
         self.clock: Callable[[], datetime | None] = wall_clock
         self._names = {settings.topic(name): name for name in INPUTS + OUTPUTS}
+        self._consumer: Any = None
         self._incidents_topic = settings.topic("incidents.events")
         self._ready = asyncio.Event()
         self._progress = asyncio.Condition()
@@ -234,6 +235,7 @@ class LiveReplica:
             **settings.kafka_client_options(),
         )
         await consumer.start()
+        self._consumer = consumer
         try:
             await consumer.topics()
             tps = [TopicPartition(topic, p) for topic in self._names
@@ -251,7 +253,21 @@ class LiveReplica:
                 await self.absorb([(tp.topic, records) for tp, records in batch.items()],
                                   caught_up=not behind)
         finally:
+            self._consumer = None
             await consumer.stop()
+
+    def end_offsets(self) -> dict[TP, int]:
+        """End offset of each input partition as the replica's consumer last saw it."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        ends: dict[TP, int] = {}
+        for tp in consumer.assignment():
+            if self._names.get(tp.topic) in INPUTS:
+                end = consumer.highwater(tp)
+                if end is not None:
+                    ends[(tp.topic, tp.partition)] = end
+        return ends
 
     async def absorb(self, batch: Sequence[tuple[str, Sequence[Any]]], *,
                      caught_up: bool = True) -> None:
@@ -413,34 +429,6 @@ class LiveReplica:
         return await produce(self.app, request, publish=False)
 
     def metrics_text(self) -> str:
-        stats = self.app.ingest_stats
-        lines: list[tuple[str, str, str, Any]] = [
-            ("intel_replica_ready", "gauge", "1 once the replica caught up.", int(self.ready)),
-            ("intel_replica_events_applied", "counter", "Valid events folded into the replica.",
-             self.applied),
-            ("intel_replica_incidents", "gauge", "Incidents in the replica.",
-             len(self.engine.book.incidents)),
-            ("intel_replica_as_of_seconds", "gauge", "Newest event time applied.",
-             self.as_of().timestamp()),
-            ("intel_ingest_valid_total", "counter", "Valid records consumed by this worker.",
-             stats.valid),
-            ("intel_dlq_total", "counter", "Records sent to intel.dlq by this worker.",
-             stats.invalid),
-            ("intel_followups_known", "gauge", "Follow-up dedupe keys emitted (all workers).",
-             len(self.emitted)),
-            ("intel_digests_known", "gauge", "Weekly digests published (all workers).",
-             len(self.digests)),
-            ("intel_digest_runs_total", "counter", "Digests produced by this worker.",
-             self.digest_runs),
-            ("intel_velocity_records_total", "counter",
-             "learning.velocity records this worker published (leader only).",
-             self.velocity_sent),
-        ]
-        out: list[str] = []
-        for name, kind, text, value in lines:
-            out += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {value}"]
-        out += ["# HELP intel_records_sent_total Records this worker sent, by topic.",
-                "# TYPE intel_records_sent_total counter"]
-        for topic, count in sorted(self.app.outbox.sent.items()):
-            out.append(f'intel_records_sent_total{{topic="{topic}"}} {count}')
-        return "\n".join(out) + "\n"
+        """Nothing of its own: the worker's metrics are in ``app.metrics`` (the registry
+        ``/metrics`` renders after this)."""
+        return ""

@@ -12,16 +12,14 @@ INTEL_BOOTSTRAP_SERVERS     (empty)                           ``host:port[,host:
                                                               of Kafka; empty starts the
                                                               embedded broker (Tansu)
 INTEL_APP_ID                ``incident-intel``                Faust app id = consumer
-                                                              group and table prefix
+                                                              group
 INTEL_PARTITIONS            ``4``                             partitions of the topics the
                                                               worker creates
 INTEL_TOPIC_PREFIX          (empty)                           prepended to every topic
                                                               name (isolates test runs or
                                                               tenants on a shared cluster)
-INTEL_STORE                 ``memory://``                     table store: ``memory://``
-                                                              or ``rocksdb://``
-INTEL_DATA_DIR              ``.incident-intel``               worker state: RocksDB
-                                                              tables, embedded broker log
+INTEL_DATA_DIR              ``.incident-intel``               worker state: API tokens,
+                                                              embedded broker log
 INTEL_WEB_PORT              ``6066``                          HTTP port of the worker
 INTEL_WEB_HOST              ``127.0.0.1``                     address the HTTP server binds
                                                               (``0.0.0.0`` in containers)
@@ -42,6 +40,13 @@ INTEL_SSL_CAFILE            (system CAs)                      PEM bundle to veri
 INTEL_SESSION_TIMEOUT       ``10``                            consumer session timeout in
                                                               seconds (Tansu forms a new
                                                               group after half of it)
+INTEL_BROKER_LOSS_EXIT_     ``120``                           seconds without a broker
+SECONDS                                                       before the worker exits
+                                                              (non-zero) for its supervisor
+INTEL_STUCK_PARTITION_      ``60``                            seconds a partition's
+SECONDS                                                       committed offset may stand
+                                                              still with lag before
+                                                              ``/readyz`` says so
 ==========================  ================================  ==========================
 """
 
@@ -90,7 +95,6 @@ class WorkerSettings(BaseModel):
     app_id: str = Field("incident-intel", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
     partitions: int = Field(4, ge=1, le=1024)
     topic_prefix: str = Field("", pattern=r"^[A-Za-z0-9._-]{0,100}$")
-    store: Literal["memory://", "rocksdb://"] = "memory://"
     data_dir: Path = Path(".incident-intel")
     web_port: int = Field(6066, ge=1, le=65535)
     web_host: str = Field("127.0.0.1", min_length=1)
@@ -102,6 +106,8 @@ class WorkerSettings(BaseModel):
     sasl_password: SecretStr | None = None
     ssl_cafile: Path | None = None
     session_timeout: float = Field(10.0, ge=2.0, le=300.0)
+    broker_loss_exit_seconds: float = Field(120.0, ge=10.0, le=86400.0)
+    stuck_partition_seconds: float = Field(60.0, ge=5.0, le=86400.0)
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -161,8 +167,12 @@ class WorkerSettings(BaseModel):
         return self.model_copy(update={"bootstrap_servers": self._servers(bootstrap_servers)})
 
     def topic(self, name: str) -> str:
-        """Full topic name of a DESIGN.md topic, with ``INTEL_TOPIC_PREFIX``."""
+        """Full topic name of a catalog topic, with ``INTEL_TOPIC_PREFIX``."""
         return f"{self.topic_prefix}{name}"
+
+    def unprefixed(self, topic: str) -> str:
+        """The catalog name of a full topic name (the inverse of :meth:`topic`)."""
+        return topic.removeprefix(self.topic_prefix)
 
     def ssl_context(self) -> ssl.SSLContext | None:
         """TLS context for SSL / SASL_SSL, verifying brokers against INTEL_SSL_CAFILE."""
@@ -194,7 +204,6 @@ class WorkerSettings(BaseModel):
             "app id / consumer group": self.app_id,
             "partitions": str(self.partitions),
             "topic prefix": self.topic_prefix or "(none)",
-            "store": self.store,
             "data dir": str(self.data_dir),
             "security": self.security_protocol
             + (

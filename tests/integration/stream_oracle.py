@@ -131,14 +131,13 @@ Produced = list[tuple[str, bytes, bytes]]
 
 
 def worker_env(bootstrap: str, app_id: str, prefix: str, data_dir: Path, reports: Path, *,
-               session_timeout: float | None = None,
-               store: str = "memory://") -> dict[str, str]:
+               session_timeout: float | None = None) -> dict[str, str]:
     """Environment of one ``incident-intel run`` (its own free web port)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INTEL_")}
     env.update(INTEL_BOOTSTRAP_SERVERS=bootstrap, INTEL_APP_ID=app_id,
                INTEL_TOPIC_PREFIX=prefix, INTEL_PARTITIONS="3",
                INTEL_WEB_PORT=str(free_port()), INTEL_DATA_DIR=str(data_dir),
-               INTEL_REPORTS_DIR=str(reports), INTEL_STORE=store,
+               INTEL_REPORTS_DIR=str(reports),
                INTEL_API_TOKENS=json.dumps({TOKEN: "agent_oncall",
                                             RELEASE_TOKEN: "agent_release"}),
                PYTHONUNBUFFERED="1")

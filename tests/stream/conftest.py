@@ -23,7 +23,8 @@ class RecordingOutbox:
 
     async def send(self, name: str, key: bytes | str | None, value: bytes | None,
                    record_id: str | None = None,
-                   headers: Iterable[tuple[str, str]] = ()) -> None:
+                   headers: Iterable[tuple[str, str]] = (), *,
+                   caused_ms: int | None = None) -> None:
         if isinstance(key, str):
             key = key.encode()
         self.records.append(Sent(name, key, value, record_id, dict(headers)))

@@ -20,7 +20,7 @@ def test_defaults_match_the_documented_ones() -> None:
     assert settings.embedded
     assert settings.app_id == "incident-intel"
     assert settings.partitions == 4
-    assert settings.store == "memory://"
+    assert settings.broker_loss_exit_seconds == 120.0
     assert (settings.web_host, settings.web_port) == ("127.0.0.1", 6066)
     assert (settings.policy_dir / "incident_intelligence.yml").is_file()
     assert settings.reports_dir == Path("ops/reports/incidents/weekly")
@@ -33,7 +33,7 @@ def test_values_are_read_and_empty_means_unset() -> None:
         {
             "INTEL_BOOTSTRAP_SERVERS": " kafka:9092 , kafka2:9092 ",
             "INTEL_PARTITIONS": "8",
-            "INTEL_STORE": "rocksdb://",
+            "INTEL_BROKER_LOSS_EXIT_SECONDS": "45",
             "INTEL_WEB_PORT": "",
             "INTEL_TOPIC_PREFIX": "dev.",
         }
@@ -41,7 +41,7 @@ def test_values_are_read_and_empty_means_unset() -> None:
     assert settings.bootstrap_servers == "kafka:9092,kafka2:9092"
     assert not settings.embedded
     assert settings.partitions == 8
-    assert settings.store == "rocksdb://"
+    assert settings.broker_loss_exit_seconds == 45.0
     assert settings.web_port == 6066
     assert settings.topic("intel.dlq") == "dev.intel.dlq"
 
@@ -71,7 +71,8 @@ def test_sasl_settings_become_client_options() -> None:
     [
         ({"INTEL_PARTITIONS": "zero"}, "INTEL_PARTITIONS='zero': must be a valid integer"),
         ({"INTEL_PARTITIONS": "0"}, "INTEL_PARTITIONS='0': must be greater than or equal to 1"),
-        ({"INTEL_STORE": "redis://"}, "INTEL_STORE='redis://': must be 'memory://' or"),
+        ({"INTEL_STUCK_PARTITION_SECONDS": "1"},
+         "INTEL_STUCK_PARTITION_SECONDS='1': must be greater than or equal to 5"),
         ({"INTEL_BOOTSTRAP_SERVERS": "kafka"}, "INTEL_BOOTSTRAP_SERVERS='kafka': 'kafka' is not"),
         ({"INTEL_WEB_PORT": "70000"}, "INTEL_WEB_PORT='70000': must be less than or equal"),
         ({"INTEL_APP_ID": "a b"}, "INTEL_APP_ID='a b': only letters"),
