@@ -7,7 +7,7 @@ to report and skip it or to stop.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,8 +32,10 @@ class EventFile:
     lines: int = 0
 
 
-def read_events(paths: Iterable[str | Path]) -> EventFile:
-    """Decode every non-blank line of every file, in order."""
+def read_events(paths: Iterable[str | Path],
+                admit: Callable[[Event], str | None] = lambda event: None) -> EventFile:
+    """Decode every non-blank line of every file, in order; ``admit`` names why a
+    decoded event is refused (``None``: kept)."""
     out = EventFile()
     for path in paths:
         path = Path(path)
@@ -46,9 +48,15 @@ def read_events(paths: Iterable[str | Path]) -> EventFile:
                 continue
             out.lines += 1
             try:
-                out.events.append(decode_event(line.rstrip(b"\r")))
+                event = decode_event(line.rstrip(b"\r"))
             except InvalidEvent as exc:
                 out.problems.append(Problem(path, number, str(exc)))
+                continue
+            refused = admit(event)
+            if refused is None:
+                out.events.append(event)
+            else:
+                out.problems.append(Problem(path, number, refused))
     return out
 
 

@@ -79,14 +79,15 @@ async def _serve(app: web.Application, host: str, port: int, limits: HttpLimits)
 @click.option("--tokens-file", default=".incident-intel/api-tokens.yml", show_default=True,
               type=click.Path(dir_okay=False),
               help="Local token file, created when no INTEL_API_TOKENS* variable is set.")
-def command(event_files: tuple[str, ...], policy_dir: str | None, as_of_text: str | None, host: str,
+def command(event_files: tuple[str, ...], policy_dir: str | None, as_of_text: str | None,
+            now_text: str | None, host: str,
             port: int, artifacts_dir: str, tokens_file: str) -> None:
     """Serve the API and the dashboard from event files (no broker, no worker)."""
     from app.api import InMemoryLiveView, create_api, load_tokens
     from app.api.tokens import TOKENS_ENV, TOKENS_FILE_ENV, ensure_local_token
 
     policy = load_policy(policy_dir)
-    history = load_history(event_files, parse_as_of(as_of_text))
+    history = load_history(event_files, parse_as_of(as_of_text), now_text, policy.intel)
     local = not (os.environ.get(TOKENS_FILE_ENV, "").strip()
                  or os.environ.get(TOKENS_ENV, "").strip())
     tokens = load_tokens(os.environ, policy.rbac, Path(tokens_file) if local else None)

@@ -75,6 +75,7 @@ class _ToolCommand(click.Command):
               help="JSON file remembering emitted follow-up keys between runs.")
 @click.argument("action_json")
 def command(event_files: tuple[str, ...], policy_dir: str | None, as_of_text: str | None,
+            now_text: str | None,
             state_file: str | None, action_json: str) -> None:
     """Answer ACTION_JSON (correlate, recurrence, buckets, weekly_digest, gate) offline."""
     policy = load_policy(policy_dir)
@@ -84,7 +85,7 @@ def command(event_files: tuple[str, ...], policy_dir: str | None, as_of_text: st
         _fail("invalid_request", f"ACTION_JSON is not JSON: {exc}")
     except InvalidRequest as exc:
         _fail("invalid_request", str(exc))
-    history = load_history(event_files, parse_as_of(as_of_text))
+    history = load_history(event_files, parse_as_of(as_of_text), now_text, policy.intel)
     as_of = history.as_of
     engine = IntelEngine(policy)
     engine.apply_all(e for e in history.events if e.occurred_at <= as_of)

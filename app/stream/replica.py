@@ -138,6 +138,9 @@ class LiveReplica:
         self._incidents_topic = settings.topic("incidents.events")
         self._ready = asyncio.Event()
         self._progress = asyncio.Condition()
+        self.ownership: Callable[[], frozenset[int]] = self._owned
+        """The partitions whose keys this worker publishes (the consumer group's say)."""
+        self.settle_seconds = SETTLE_SECONDS
         self._reset()
 
         async def replicate() -> None:
@@ -320,7 +323,7 @@ class LiveReplica:
         if watermark is None:
             return
         as_of = from_micros(watermark)
-        gained = publisher.reassign(self._owned())
+        gained = publisher.reassign(self.ownership())
         out: list[Outgoing] = []
         weeks: set[str] = set()
         if gained:
@@ -338,7 +341,7 @@ class LiveReplica:
         now = time.monotonic()
         if not quiet:
             self._quiet_since = now
-        elif now - self._quiet_since >= SETTLE_SECONDS and self._settled_at != watermark:
+        elif now - self._quiet_since >= self.settle_seconds and self._settled_at != watermark:
             self._settled_at = watermark
             keys = publisher.keys_in(publisher.owned, engine, watermark)
             out += publisher.publish(engine, keys, as_of, refresh=True)

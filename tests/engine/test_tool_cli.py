@@ -86,3 +86,18 @@ def test_real_process_never_shows_a_traceback(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert "missing.jsonl" in proc.stderr
+
+
+def test_events_far_ahead_of_now_are_reported_and_skipped(events_file, tmp_path):
+    # "late" occurred 2026-02-25T00:00Z: more than an hour ahead of this --now.
+    code, out, err = run(["--events", str(events_file), "--now", "2026-02-24T22:30:00Z",
+                          '{"action":"correlate","incident_id":"late"}'], tmp_path)
+    assert code == 2 and json.loads(out)["error"]["code"] == "unknown_incident"
+    assert f"{events_file}:7: occurred_at 2026-02-25T00:00:00+00:00 is 90 min ahead" in err
+    assert "skipped 3 invalid" in err
+    code, out, _ = run(["--events", str(events_file), "--now", "2026-02-24T23:30:00Z",
+                        '{"action":"correlate","incident_id":"late"}'], tmp_path)
+    assert code == 0 and json.loads(out)["incident_id"] == "late"
+    code, _, err = run(["--events", str(events_file), "--now", "soon",
+                        '{"action":"recurrence"}'], tmp_path)
+    assert code == 2 and "--now 'soon' is not an RFC 3339 time" in err
