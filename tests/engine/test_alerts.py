@@ -13,7 +13,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.contracts import AlertsRequest, event_from_obj
+from app.contracts import AlertsRequest, WeeklyDigestRequest, event_from_obj
 from app.intel.alerts import AlertBook, max_in_flap_window
 from app.intel.engine import IntelEngine
 from app.intel.periods import from_micros, micros
@@ -294,3 +294,25 @@ def test_bad_alert_policy_gives_one_line(tmp_path, changes, message):
 def test_a_policy_without_alerts_gets_the_shipped_defaults(policy, tmp_path):
     path = policy_copy(tmp_path, drop=True)
     assert load_policy(path.parent).intel.alerts == policy.intel.alerts
+
+
+def test_digest_has_an_escaped_alert_noise_section_for_its_week(policy):
+    hostile = "fp|<b>*x*</b>"
+    events = [transition(f"h{i}", hostile, at(days=2, minutes=5 * i),
+                         "firing" if i % 2 == 0 else "resolved") for i in range(6)]
+    events += [transition(f"n{i}", "fp-next-week", at(days=7 + i), "firing") for i in range(3)]
+    engine = IntelEngine(policy)
+    engine.apply_all(event_from_obj(r) for r in events)
+    answer = engine.answer(WeeklyDigestRequest(action="weekly_digest", week="2026-W08"),
+                           at(days=20))
+    noise = answer.response.json_summary.alert_noise
+    assert noise is not None
+    assert [r.fingerprint for r in noise.top_recurring] == [hostile]  # next week is not in it
+    assert [r.fingerprint for r in noise.flapping] == [hostile]
+    assert [c.fingerprint for c in noise.promote_candidates] == [hostile]
+    markdown = answer.response.markdown_preview
+    section = markdown.split("## Alert noise")[1]
+    assert "fp\\|&lt;b&gt;\\*x\\*&lt;/b&gt;" in section
+    assert hostile not in markdown
+    for table in ("### Top recurring alerts", "### Flapping alerts", "### Promote to incident"):
+        assert table in section
