@@ -326,6 +326,13 @@ class RecurrencePlant(_Strict):
         return self
 
 
+class AlertPlant(_Strict):
+    """An alert with no incident: ``flapping`` fires in one burst, ``unlinked`` once in a while."""
+
+    shape: Literal["flapping", "unlinked"]
+    firings: Annotated[int, Field(ge=2, le=50)]
+
+
 class ClusterPlant(_Strict):
     shape: Literal["cross_service", "same_service"]
     size: Annotated[int, Field(ge=2, le=8)]
@@ -349,6 +356,8 @@ class StreamSettings(_Strict):
         ClusterPlant(shape="cross_service", size=4),
         ClusterPlant(shape="same_service", size=3),
     ]
+    alerts: list[AlertPlant] = [AlertPlant(shape="flapping", firings=3),
+                                AlertPlant(shape="unlinked", firings=4)]
 
     @model_validator(mode="after")
     def _check(self) -> StreamSettings:
