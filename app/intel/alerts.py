@@ -17,9 +17,10 @@ last.
 from __future__ import annotations
 
 from bisect import bisect_right, insort
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import astuple, dataclass, field
 from datetime import datetime
+from typing import Any
 
 from app.contracts import (
     AlertNoise,
@@ -67,17 +68,29 @@ def _at(key: tuple[int, str]) -> int:
 
 @dataclass
 class History:
-    """One fingerprint's transitions, ordered by ``(at, event_id)``."""
+    """One fingerprint's transitions, ordered by ``(at, event_id)``.
+
+    It is the whole state a fingerprint's row needs, so a shell partitioned by
+    fingerprint can keep one per key (:meth:`dump` and :meth:`load` give it a
+    JSON form) and answer with :func:`fingerprint_row`.
+    """
 
     keys: list[tuple[int, str]] = field(default_factory=list)
     firings: list[int] = field(default_factory=list)
     by_id: dict[str, Transition] = field(default_factory=dict)
 
-    def add(self, t: Transition) -> None:
+    def add(self, t: Transition) -> bool:
+        """Insert a transition; False when its ``event_id`` is already kept with a smaller rank."""
+        kept = self.by_id.get(t.event_id)
+        if kept is not None:
+            if kept.rank() <= t.rank():
+                return False
+            self.remove(kept)
         insort(self.keys, (t.at, t.event_id))
         if t.to_state == "firing":
             insort(self.firings, t.at)
         self.by_id[t.event_id] = t
+        return True
 
     def remove(self, t: Transition) -> None:
         self.keys.remove((t.at, t.event_id))
@@ -104,6 +117,50 @@ class History:
     def last_fired(self, as_of: int) -> int | None:
         high = bisect_right(self.firings, as_of)
         return self.firings[high - 1] if high else None
+
+    def prune(self, before: int) -> list[Transition]:
+        """Forget the transitions with ``at < before``; returns them."""
+        cut = bisect_right(self.keys, before - 1, key=_at)
+        gone = [self.by_id.pop(event_id) for _, event_id in self.keys[:cut]]
+        del self.keys[:cut]
+        del self.firings[:bisect_right(self.firings, before - 1)]
+        return gone
+
+    def dump(self) -> list[list[Any]]:
+        """The transitions as JSON-ready lists, oldest first."""
+        return [list(astuple(self.by_id[event_id])) for _, event_id in self.keys]
+
+    @classmethod
+    def load(cls, rows: Iterable[Sequence[Any]]) -> History:
+        history = cls()
+        for row in rows:
+            history.add(Transition(*row))
+        return history
+
+
+def fingerprint_row(fingerprint: str, history: History, as_of: int, window_days: int,
+                    policy: AlertsPolicy) -> AlertRow | None:
+    """The fingerprint's ``alerts`` row at ``as_of``; None when it did not fire in the window."""
+    if not history.firing_count(as_of, window_days):
+        return None
+    latest = history.latest(as_of)
+    fired = history.last_fired(as_of)
+    assert latest is not None and fired is not None
+    window = history.window(as_of, window_days)
+    count_7d, count_30d = (history.firing_count(as_of, d) for d in COUNT_WINDOWS)
+    most = max_in_flap_window([t.at for t in window], policy.flap.window_minutes)
+    return AlertRow(
+        fingerprint=fingerprint,
+        service=latest.service,
+        kind=latest.kind,
+        firing_7d=count_7d,
+        firing_30d=count_30d,
+        level=level(count_7d, policy.thresholds),
+        flapping=most >= policy.flap.transitions,
+        max_transitions_in_flap_window=most,
+        linked_incidents=sorted({t.incident_id for t in window if t.incident_id}),
+        last_fired=from_micros(fired),
+    )
 
 
 def max_in_flap_window(times: list[int], window_minutes: int) -> int:
@@ -158,10 +215,11 @@ class AlertBook:
         dropped = 0
         for fingerprint in list(self.histories):
             history = self.histories[fingerprint]
-            cut = bisect_right(history.keys, before - 1, key=_at)
-            for _, event_id in history.keys[:cut]:
-                self._drop(history.by_id[event_id])
+            for t in history.prune(before):
+                del self.owner[t.event_id]
                 dropped += 1
+            if not history.keys:
+                del self.histories[fingerprint]
         return dropped
 
     def __len__(self) -> int:
@@ -175,26 +233,9 @@ class AlertBook:
             policy: AlertsPolicy) -> AlertRow | None:
         """The fingerprint's row at ``as_of``; None when it did not fire in the window."""
         history = self.histories.get(fingerprint)
-        if history is None or not history.firing_count(as_of, window_days):
+        if history is None:
             return None
-        latest = history.latest(as_of)
-        fired = history.last_fired(as_of)
-        assert latest is not None and fired is not None
-        window = history.window(as_of, window_days)
-        count_7d, count_30d = (history.firing_count(as_of, d) for d in COUNT_WINDOWS)
-        most = max_in_flap_window([t.at for t in window], policy.flap.window_minutes)
-        return AlertRow(
-            fingerprint=fingerprint,
-            service=latest.service,
-            kind=latest.kind,
-            firing_7d=count_7d,
-            firing_30d=count_30d,
-            level=level(count_7d, policy.thresholds),
-            flapping=most >= policy.flap.transitions,
-            max_transitions_in_flap_window=most,
-            linked_incidents=sorted({t.incident_id for t in window if t.incident_id}),
-            last_fired=from_micros(fired),
-        )
+        return fingerprint_row(fingerprint, history, as_of, window_days, policy)
 
     def linked_within(self, fingerprint: str, as_of: int, days: int) -> bool:
         """Whether a transition in ``(as_of - days, as_of]`` names an incident."""
@@ -264,5 +305,5 @@ def noise(book: AlertBook, as_of: datetime, top_n: int, policy: AlertsPolicy,
                       promote_candidates=answer.promote_candidates[:top_n])
 
 
-__all__ = ["COUNT_WINDOWS", "AlertBook", "History", "Transition", "max_in_flap_window",
-           "noise", "recommendation", "report"]
+__all__ = ["COUNT_WINDOWS", "AlertBook", "History", "Transition", "fingerprint_row",
+           "max_in_flap_window", "noise", "recommendation", "report"]

@@ -8,13 +8,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.contracts import AlertsRequest, WeeklyDigestRequest, event_from_obj
-from app.intel.alerts import AlertBook, max_in_flap_window
+from app.intel.alerts import AlertBook, History, fingerprint_row, max_in_flap_window
 from app.intel.engine import IntelEngine
 from app.intel.periods import from_micros, micros
 from app.policy import Policy, PolicyError, load_policy
@@ -316,3 +317,20 @@ def test_digest_has_an_escaped_alert_noise_section_for_its_week(policy):
     assert hostile not in markdown
     for table in ("### Top recurring alerts", "### Flapping alerts", "### Promote to incident"):
         assert table in section
+
+
+def test_a_fingerprints_history_round_trips_through_json_and_answers_alone(policy):
+    rng = random.Random(11)
+    raw = [transition(f"r{n}", "fp-a", at(minutes=GRID * rng.randint(0, 2000)),
+                      rng.choice(STATES), incident_id=rng.choice([None, "inc_9"]))
+           for n in range(80)]
+    book = book_of(raw + raw[:10])
+    history = book.histories["fp-a"]
+    copy = History.load(orjson.loads(orjson.dumps(history.dump())))
+    as_of = max(t_of(r) for r in raw)
+    for days in (1, 7, 30):
+        alone = fingerprint_row("fp-a", copy, as_of, days, policy.intel.alerts)
+        assert alone == book.row("fp-a", as_of, days, policy.intel.alerts)
+    assert book.published_fingerprints(as_of, policy.intel.alerts) == ["fp-a"]
+    assert book.published_row("fp-a", as_of, policy.intel.alerts) == book.row(
+        "fp-a", as_of, policy.intel.alerts.published_window_days, policy.intel.alerts)
