@@ -77,6 +77,8 @@ class History:
 
     keys: list[tuple[int, str]] = field(default_factory=list)
     firings: list[int] = field(default_factory=list)
+    linked: list[tuple[int, str, str]] = field(default_factory=list)
+    """``(at, event_id, incident_id)`` of the transitions naming an incident."""
     by_id: dict[str, Transition] = field(default_factory=dict)
 
     def add(self, t: Transition) -> bool:
@@ -89,6 +91,8 @@ class History:
         insort(self.keys, (t.at, t.event_id))
         if t.to_state == "firing":
             insort(self.firings, t.at)
+        if t.incident_id:
+            insort(self.linked, (t.at, t.event_id, t.incident_id))
         self.by_id[t.event_id] = t
         return True
 
@@ -96,6 +100,8 @@ class History:
         self.keys.remove((t.at, t.event_id))
         if t.to_state == "firing":
             self.firings.remove(t.at)
+        if t.incident_id:
+            self.linked.remove((t.at, t.event_id, t.incident_id))
         del self.by_id[t.event_id]
 
     def firing_count(self, as_of: int, days: int) -> int:
@@ -103,11 +109,22 @@ class History:
         return (bisect_right(self.firings, as_of)
                 - bisect_right(self.firings, window_start(as_of, days)))
 
-    def window(self, as_of: int, days: int) -> list[Transition]:
-        """Transitions in ``(as_of - days, as_of]``, oldest first."""
+    def times(self, as_of: int, days: int) -> list[int]:
+        """Times of the transitions in ``(as_of - days, as_of]``, oldest first."""
         low = bisect_right(self.keys, window_start(as_of, days), key=_at)
         high = bisect_right(self.keys, as_of, key=_at)
-        return [self.by_id[event_id] for _, event_id in self.keys[low:high]]
+        return [at for at, _ in self.keys[low:high]]
+
+    def incidents(self, as_of: int, days: int) -> list[str]:
+        """Incident ids named by transitions in ``(as_of - days, as_of]``, sorted, unique."""
+        low = bisect_right(self.linked, window_start(as_of, days), key=_at)
+        high = bisect_right(self.linked, as_of, key=_at)
+        return sorted({incident for _, _, incident in self.linked[low:high]})
+
+    def linked_within(self, as_of: int, days: int) -> bool:
+        """Whether a transition in ``(as_of - days, as_of]`` names an incident."""
+        low = bisect_right(self.linked, window_start(as_of, days), key=_at)
+        return low < bisect_right(self.linked, as_of, key=_at)
 
     def latest(self, as_of: int) -> Transition | None:
         """The newest transition at or before ``as_of``."""
@@ -124,6 +141,7 @@ class History:
         gone = [self.by_id.pop(event_id) for _, event_id in self.keys[:cut]]
         del self.keys[:cut]
         del self.firings[:bisect_right(self.firings, before - 1)]
+        del self.linked[:bisect_right(self.linked, before - 1, key=_at)]
         return gone
 
     def dump(self) -> list[list[Any]]:
@@ -146,9 +164,8 @@ def fingerprint_row(fingerprint: str, history: History, as_of: int, window_days:
     latest = history.latest(as_of)
     fired = history.last_fired(as_of)
     assert latest is not None and fired is not None
-    window = history.window(as_of, window_days)
     count_7d, count_30d = (history.firing_count(as_of, d) for d in COUNT_WINDOWS)
-    most = max_in_flap_window([t.at for t in window], policy.flap.window_minutes)
+    most = max_in_flap_window(history.times(as_of, window_days), policy.flap.window_minutes)
     return AlertRow(
         fingerprint=fingerprint,
         service=latest.service,
@@ -158,7 +175,7 @@ def fingerprint_row(fingerprint: str, history: History, as_of: int, window_days:
         level=level(count_7d, policy.thresholds),
         flapping=most >= policy.flap.transitions,
         max_transitions_in_flap_window=most,
-        linked_incidents=sorted({t.incident_id for t in window if t.incident_id}),
+        linked_incidents=history.incidents(as_of, window_days),
         last_fired=from_micros(fired),
     )
 
@@ -240,7 +257,7 @@ class AlertBook:
     def linked_within(self, fingerprint: str, as_of: int, days: int) -> bool:
         """Whether a transition in ``(as_of - days, as_of]`` names an incident."""
         history = self.histories.get(fingerprint)
-        return history is not None and any(t.incident_id for t in history.window(as_of, days))
+        return history is not None and history.linked_within(as_of, days)
 
     def published_row(self, fingerprint: str, as_of: int,
                       policy: AlertsPolicy) -> AlertRow | None:
