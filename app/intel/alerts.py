@@ -31,7 +31,7 @@ from app.contracts import (
 )
 from app.intel.periods import MINUTE, from_micros, micros, window_start
 from app.intel.recurrence import level
-from app.policy import AlertsPolicy
+from app.policy import AlertsPolicy, IntelPolicy
 
 COUNT_WINDOWS: tuple[int, int] = (7, 30)
 """Days of the two firing counts every row carries, and of the promotion rule."""
@@ -269,6 +269,16 @@ class AlertBook:
         return self.fingerprints(as_of, policy.published_window_days)
 
 
+def horizon_days(policy: IntelPolicy) -> int:
+    """Days of transitions a live shell must keep: the widest published window, plus grace.
+
+    Pruning with ``prune(window_start(watermark, horizon_days(policy)))`` keeps
+    every ``intel.alerts`` record and the 7- and 30-day counts exact.
+    """
+    widest = max(COUNT_WINDOWS[1], policy.alerts.published_window_days)
+    return widest + policy.recurrence.grace_days
+
+
 def _order(row: AlertRow) -> tuple[int, int, int, str]:
     return (-row.firing_7d, -row.firing_30d, -micros(row.last_fired), row.fingerprint)
 
@@ -323,4 +333,4 @@ def noise(book: AlertBook, as_of: datetime, top_n: int, policy: AlertsPolicy,
 
 
 __all__ = ["COUNT_WINDOWS", "AlertBook", "History", "Transition", "fingerprint_row",
-           "max_in_flap_window", "noise", "recommendation", "report"]
+           "horizon_days", "max_in_flap_window", "noise", "recommendation", "report"]

@@ -15,9 +15,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.contracts import AlertsRequest, WeeklyDigestRequest, event_from_obj
-from app.intel.alerts import AlertBook, History, fingerprint_row, max_in_flap_window
+from app.intel.alerts import (
+    AlertBook,
+    History,
+    fingerprint_row,
+    horizon_days,
+    max_in_flap_window,
+)
 from app.intel.engine import IntelEngine
-from app.intel.periods import from_micros, micros
+from app.intel.periods import from_micros, micros, window_start
 from app.policy import Policy, PolicyError, load_policy
 from tests.builders import at, stamp
 from tests.engine.conftest import POLICY_DIR
@@ -227,14 +233,15 @@ def test_prune_keeps_every_answer_whose_window_starts_after_the_cut(policy):
            for n in range(300)]
     full, pruned = book_of(raw), book_of(raw)
     as_of = max(t_of(r) for r in raw)
-    cut = as_of - 30 * 86_400_000_000 + 1
+    cut = window_start(as_of, horizon_days(policy.intel))
     forgotten = pruned.prune(cut)
     assert forgotten == sum(1 for r in raw if t_of(r) < cut) > 0
     assert len(pruned) == len(raw) - forgotten
     rules = policy.intel.alerts
-    for days in (1, 7, 30):
+    for days in (1, 7, 30, rules.published_window_days):
         for fp in FINGERPRINTS:
             assert pruned.row(fp, as_of, days, rules) == full.row(fp, as_of, days, rules)
+            assert pruned.published_row(fp, as_of, rules) == full.published_row(fp, as_of, rules)
     old = next(r for r in raw if t_of(r) < cut)
     assert not pruned.add(event_from_obj({**old, "event_id": "late-resend"}))
 
