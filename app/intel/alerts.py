@@ -29,7 +29,7 @@ from app.contracts import (
     AlertTransition,
     PromoteCandidate,
 )
-from app.intel.periods import MINUTE, from_micros, micros, window_start
+from app.intel.periods import DAY, MINUTE, from_micros, micros, window_start
 from app.intel.recurrence import level
 from app.policy import AlertsPolicy, IntelPolicy
 
@@ -120,6 +120,10 @@ class History:
         low = bisect_right(self.linked, window_start(as_of, days), key=_at)
         high = bisect_right(self.linked, as_of, key=_at)
         return sorted({incident for _, _, incident in self.linked[low:high]})
+
+    def any_between(self, low: int, high: int) -> bool:
+        """Whether a transition lies in ``(low, high]``."""
+        return bisect_right(self.keys, low, key=_at) < bisect_right(self.keys, high, key=_at)
 
     def linked_within(self, as_of: int, days: int) -> bool:
         """Whether a transition in ``(as_of - days, as_of]`` names an incident."""
@@ -263,6 +267,17 @@ class AlertBook:
                       policy: AlertsPolicy) -> AlertRow | None:
         """The ``intel.alerts`` value of a fingerprint; None means a tombstone."""
         return self.row(fingerprint, as_of, policy.published_window_days, policy)
+
+    def aged(self, before: int, after: int, policy: AlertsPolicy) -> set[str]:
+        """Fingerprints whose ``intel.alerts`` record can differ only because the
+        watermark moved from ``before`` to ``after``: a transition of theirs entered
+        the windows or left one of them."""
+        if after <= before:
+            return set()
+        days = sorted({*COUNT_WINDOWS, policy.published_window_days})
+        bands = [(before, after)] + [(before - d * DAY, after - d * DAY) for d in days]
+        return {fp for fp, history in self.histories.items()
+                if any(history.any_between(low, high) for low, high in bands)}
 
     def published_fingerprints(self, as_of: int, policy: AlertsPolicy) -> list[str]:
         """Fingerprints that have an ``intel.alerts`` record (not a tombstone) at ``as_of``."""

@@ -289,6 +289,8 @@ def policy_copy(tmp_path: Path, **changes: Any) -> Path:
     ({"promote": {"template": "{nope} fired"}},
      "alerts.promote.template: unknown placeholder {nope}"),
     ({"published_window_days": 0}, "alerts.published_window_days: "),
+    ({"published_window_days": 401}, "alerts.published_window_days: 401 is more than "
+                                     "retention_days (400)"),
     ({"colour": "red"}, "alerts.colour: unknown key"),
 ])
 def test_bad_alert_policy_gives_one_line(tmp_path, changes, message):
@@ -341,3 +343,36 @@ def test_a_fingerprints_history_round_trips_through_json_and_answers_alone(polic
     assert book.published_fingerprints(as_of, policy.intel.alerts) == ["fp-a"]
     assert book.published_row("fp-a", as_of, policy.intel.alerts) == book.row(
         "fp-a", as_of, policy.intel.alerts.published_window_days, policy.intel.alerts)
+
+
+@settings(max_examples=150, deadline=None)
+@given(specs=st.lists(transitions, min_size=1, max_size=25),
+       moves=st.lists(st.integers(min_value=0, max_value=36), min_size=2, max_size=6),
+       # Watermarks just before the 7- and 30-day edges of the transitions' days.
+       start=st.builds(lambda day, ten_minutes: day * 144 + ten_minutes,
+                       st.sampled_from([7, 8, 14, 30, 31, 37, 38]), st.integers(-18, 6)))
+def test_only_aged_fingerprints_change_when_the_watermark_moves(policy, specs, moves, start):
+    """A fingerprint outside ``aged`` keeps its published record: the shell may skip it."""
+    book = book_of(materialise(specs))
+    rules = policy.intel.alerts
+    marks = [micros(at(minutes=GRID * start))]
+    for step in moves:
+        marks.append(marks[-1] + step * GRID * 60_000_000)
+    for before, after in zip(marks, marks[1:], strict=False):
+        moved = book.aged(before, after, rules)
+        for fp in FINGERPRINTS:
+            if fp not in moved:
+                assert book.published_row(fp, before, rules) == \
+                    book.published_row(fp, after, rules), (fp, before, after)
+
+
+def test_engine_retention_forgets_old_alert_transitions(policy):
+    """The engine's retention cutoff bounds the alert book as it bounds incidents."""
+    old = [transition(f"o{i}", "fp-old", at(days=i), "firing") for i in range(5)]
+    late = transition("new", "fp-new", at(days=policy.intel.retention_days + 10), "firing")
+    engine = IntelEngine(policy)
+    engine.apply_all(event_from_obj(r) for r in [*old, late])
+    assert set(engine.alerts.histories) == {"fp-new"} and len(engine.alerts) == 1
+    # A re-sent old transition after the cutoff stays forgotten, as a first arrival would.
+    engine.apply(event_from_obj({**old[0], "event_id": "o-again"}))
+    assert len(engine.alerts) == 1
