@@ -26,7 +26,7 @@ from app.intel.engine import IntelEngine
 from app.intel.periods import from_micros, micros, window_start
 from app.policy import Policy, PolicyError, load_policy
 from tests.builders import at, stamp
-from tests.engine.conftest import POLICY_DIR
+from tests.support.repository import POLICY_DIR
 
 GRID = 10
 """Minutes between possible transition times; flap windows are multiples of it."""
