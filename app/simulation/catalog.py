@@ -339,7 +339,12 @@ class ClusterPlant(_Strict):
 
 
 class StreamSettings(_Strict):
-    """The synthetic stream; the defaults mirror ``policy/simulation.yml``."""
+    """The synthetic stream; the defaults mirror ``policy/simulation.yml``.
+
+    Except ``alerts``: none unless the policy plants some (it plants a
+    flapping and an unlinked one), so a stream built from these defaults keeps
+    the records it had before alerts were planted.
+    """
 
     span_days: Annotated[float, Field(gt=0, le=30)] = 6
     background_per_day: Annotated[float, Field(ge=0, le=10000)] = 8
@@ -356,8 +361,7 @@ class StreamSettings(_Strict):
         ClusterPlant(shape="cross_service", size=4),
         ClusterPlant(shape="same_service", size=3),
     ]
-    alerts: list[AlertPlant] = [AlertPlant(shape="flapping", firings=3),
-                                AlertPlant(shape="unlinked", firings=4)]
+    alerts: list[AlertPlant] = []
 
     @model_validator(mode="after")
     def _check(self) -> StreamSettings:

@@ -11,7 +11,7 @@ import pytest
 
 from app.cli import main
 from app.contracts import OPEN_STATUSES, AlertTransition, IncidentEvent, decode_event
-from app.simulation.catalog import StreamSettings
+from app.simulation.catalog import StreamSettings, load_simulation_policy
 from app.simulation.feed import (
     ALERTS_TOPIC,
     INCIDENTS_TOPIC,
@@ -195,7 +195,8 @@ def test_engine_finds_planted_recurrence_and_clusters(cli, tmp_path):
 
 def test_engine_finds_planted_flapping_and_unlinked_alerts(cli, tmp_path):
     """The ``alerts`` action finds every planted alert with the counts the truth states."""
-    records, truth = generate_stream(13, START, rate_per_s=20, duration_s=40)
+    shipped = load_simulation_policy(SIMULATION_POLICY).stream
+    records, truth = generate_stream(13, START, rate_per_s=20, duration_s=40, settings=shipped)
     assert {a.shape for a in truth.alerts} == {"flapping", "unlinked"}
     events = tmp_path / "stream.jsonl"
     events.write_bytes(to_jsonl(records))
@@ -230,3 +231,4 @@ def test_planted_alerts_fit_the_budget_or_are_dropped():
     assert "alert-2" in truth.dropped
     planted = [r for r in records if r.key == truth.alerts[0].fingerprint]
     assert len(planted) == truth.alerts[0].transitions == 10
+
