@@ -282,6 +282,31 @@ class Bucket(_Model):
     recommendations: list[str]
 
 
+class AlertRow(_Model):
+    """An alert fingerprint as ``alerts`` lists it; the compacted ``intel.alerts`` value."""
+
+    fingerprint: str
+    service: str
+    kind: str | None
+    firing_7d: int
+    firing_30d: int
+    level: Level
+    flapping: bool
+    max_transitions_in_flap_window: int
+    linked_incidents: list[str]
+    last_fired: Timestamp
+
+
+class PromoteCandidate(_Model):
+    """An alert that keeps firing while no incident names it."""
+
+    fingerprint: str
+    service: str
+    kind: str | None
+    firing_7d: int
+    recommendation: str
+
+
 class DlqRecord(_Model):
     """What an operator needs to understand and replay a rejected record."""
 
@@ -396,11 +421,19 @@ class GateRequest(_Request):
     recurrence_watch_service: Name | None = None
 
 
+class AlertsRequest(_Request):
+    action: Literal["alerts"]
+    window_days: Annotated[int, Field(gt=0, le=3660)] = 7
+    service: Name | None = None
+
+
 ToolRequest = Annotated[
-    CorrelateRequest | RecurrenceRequest | BucketsRequest | WeeklyDigestRequest | GateRequest,
+    CorrelateRequest | RecurrenceRequest | BucketsRequest | WeeklyDigestRequest | GateRequest
+    | AlertsRequest,
     Field(discriminator="action"),
 ]
-ACTIONS: tuple[str, ...] = ("correlate", "recurrence", "buckets", "weekly_digest", "gate")
+ACTIONS: tuple[str, ...] = ("correlate", "recurrence", "buckets", "weekly_digest", "gate",
+                            "alerts")
 _REQUEST = TypeAdapter(ToolRequest)
 
 
@@ -409,7 +442,7 @@ class InvalidRequest(ValueError):
 
 
 def parse_request(obj: Any) -> CorrelateRequest | RecurrenceRequest | BucketsRequest | (
-    WeeklyDigestRequest | GateRequest
+    WeeklyDigestRequest | GateRequest | AlertsRequest
 ):
     """Validate a tool call (with or without ``"tool"``) into its request model."""
     if not isinstance(obj, dict):
@@ -467,6 +500,24 @@ class BucketsResponse(_Model):
     as_of: Timestamp
 
 
+class AlertsResponse(_Model):
+    as_of: Timestamp
+    window_days: int
+    service_filter: str | None
+    alert_count: int
+    alerts: list[AlertRow]
+    flapping: list[str]
+    promote_candidates: list[PromoteCandidate]
+
+
+class AlertNoise(_Model):
+    """The digest's "Alert noise": the week's most recurring and flapping alerts."""
+
+    top_recurring: list[AlertRow]
+    flapping: list[AlertRow]
+    promote_candidates: list[PromoteCandidate]
+
+
 class FollowUpSkip(_Model):
     bucket_key: str
     dedupe_key: str
@@ -498,6 +549,7 @@ class DigestSummary(_Model):
     followups: FollowUpOutcome
     recommendations: list[str]
     learning: dict[str, Any] | None = None
+    alert_noise: AlertNoise | None = None
 
 
 class WeeklyDigestResponse(_Model):

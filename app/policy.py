@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.contracts import CorrelationRuleName, GateMode, Severity
 from app.policyfile import (
@@ -138,6 +138,39 @@ class AutoFollowups(_Strict):
     message_template: str
 
 
+ALERT_TEMPLATE_FIELDS: frozenset[str] = frozenset({"fingerprint", "service", "kind", "count"})
+
+
+class FlapRule(_Strict):
+    """Flapping: at least ``transitions`` transitions within ``window_minutes``."""
+
+    transitions: Annotated[int, Field(ge=2)] = 4
+    window_minutes: Annotated[int, Field(gt=0, le=10080)] = 60
+
+
+class PromoteRule(_Strict):
+    """Alerts that keep firing with no incident: at least ``min_firing`` in 7 days."""
+
+    min_firing: Positive = 3
+    template: str = ("{fingerprint} ({service}/{kind}) fired {count} times in 7 days and no "
+                     "incident names it: open an incident or tune the alert.")
+
+    @field_validator("template")
+    @classmethod
+    def _placeholders(cls, value: str) -> str:
+        return check_template(value, set(ALERT_TEMPLATE_FIELDS))
+
+
+class AlertsPolicy(_Strict):
+    """Alert intelligence over ``alerts.state``: recurrence levels, flapping, promotion."""
+
+    thresholds: Threshold = Threshold(warn=3, high=6)
+    flap: FlapRule = FlapRule()
+    promote: PromoteRule = PromoteRule()
+    published_window_days: Annotated[int, Field(gt=0, le=3660)] = 30
+    """Window of the flapping and linked-incident fields of each ``intel.alerts`` record."""
+
+
 class IntelPolicy(_Strict):
     """``incident_intelligence.yml``."""
 
@@ -154,6 +187,7 @@ class IntelPolicy(_Strict):
     """How long an incident is kept after it started: bounds a worker's memory."""
     max_future_skew_minutes: NonNegative = 60
     """An event this far ahead of the receiving clock is dead-lettered, not applied."""
+    alerts: AlertsPolicy = AlertsPolicy()
 
     @model_validator(mode="after")
     def _consistent(self) -> IntelPolicy:
@@ -203,6 +237,9 @@ class IntelPolicy(_Strict):
         if self.retention_days < least:
             raise ValueError(f"retention_days: {self.retention_days} is less than "
                              f"correlation.lookback_days + the largest window ({least})")
+        if self.alerts.published_window_days > self.retention_days:
+            raise ValueError(f"alerts.published_window_days: {self.alerts.published_window_days}"
+                             f" is more than retention_days ({self.retention_days})")
         return self
 
     @property

@@ -19,6 +19,8 @@ from typing import TypeVar
 from pydantic import BaseModel
 
 from app.contracts import (
+    AlertsRequest,
+    AlertsResponse,
     BucketsRequest,
     BucketsResponse,
     CorrelateResponse,
@@ -80,13 +82,14 @@ def learning_velocity(view: LiveView, policy: Policy) -> VelocityReport:
 
 def _dashboard_reads(windows: Sequence[int], stop: StopRequested, engine: IntelEngine,
                      as_of: datetime) -> tuple[datetime, list[RecurrenceResponse],
-                                               BucketsResponse, dict[str, str]]:
+                                               BucketsResponse, dict[str, str], AlertsResponse]:
     recurrence = [engine.recurrence(RecurrenceRequest(action="recurrence", window_days=days),
                                     as_of) for days in windows]
     buckets = engine.buckets(BucketsRequest(action="buckets"), as_of, stop)
     titles = {i: engine.record(i).incident.title
               for b in buckets.buckets for i in b.sample_incidents}
-    return as_of, recurrence, buckets, titles
+    alerts = engine.alert_report(AlertsRequest(action="alerts"), as_of, stop)
+    return as_of, recurrence, buckets, titles, alerts
 
 
 async def dashboard_data(view: LiveView, policy: Policy, stop: StopRequested) -> DashboardData:
@@ -97,10 +100,10 @@ async def dashboard_data(view: LiveView, policy: Policy, stop: StopRequested) ->
                              correlations=[], followups=[], velocity=[],
                              recurrence_target=target)
     windows = sorted(policy.intel.recurrence.windows_days)
-    as_of, recurrence, buckets, titles = await view.read(
+    as_of, recurrence, buckets, titles, alerts = await view.read(
         functools.partial(_dashboard_reads, windows, stop))
     return DashboardData(as_of=as_of, ready=True, recurrence=recurrence, buckets=buckets,
-                         sample_titles=titles,
+                         sample_titles=titles, alerts=alerts,
                          correlations=view.recent_correlations(),
                          followups=view.recent_followups(), velocity=view.velocity(),
                          recurrence_target=target)

@@ -3,7 +3,7 @@
 Access decision (see also the README of the API, :mod:`app.api.routes`): the
 page needs no token. It is read-only and meant for a wall screen, which cannot
 send a bearer header. In exchange it shows only what a ``tools.oncall.read``
-caller gets from ``/v1`` (recurrence, buckets, correlations, learning
+caller gets from ``/v1`` (recurrence, buckets, alerts, correlations, learning
 velocity), plus the follow-ups already sent, whose fields are all derived
 from those same counts and ids. It never shows what needs more: no digest
 text, no gate verdicts, no notes, no root causes or labels. Deployments that
@@ -22,6 +22,8 @@ from datetime import datetime
 from html import escape
 
 from app.contracts import (
+    AlertRow,
+    AlertsResponse,
     Bucket,
     BucketsResponse,
     CorrelateResponse,
@@ -45,6 +47,8 @@ SIGNATURE_SHOWN = 12
 SAMPLES_SHOWN = 3
 RECENT_SHOWN = 6
 """Recent correlations and follow-ups listed, newest first."""
+ALERTS_SHOWN = 10
+"""Flapping alerts and promote candidates listed, most firings first."""
 
 _STYLE = """
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;
@@ -86,6 +90,7 @@ class DashboardData:
     recurrence_target: float
     sample_titles: Mapping[str, str] = field(default_factory=dict)
     """Title of each bucket sample incident (the ``buckets`` answer lists ids only)."""
+    alerts: AlertsResponse | None = None
 
 
 def _e(value: object) -> str:
@@ -169,6 +174,37 @@ def newest_per_incident(items: Sequence[CorrelateResponse]) -> list[CorrelateRes
     return out
 
 
+def _flapping_row(row: AlertRow) -> str:
+    return (f'<tr class="level-{row.level}"><td>{_e(row.fingerprint)}</td>'
+            f"<td>{_e(row.service)}</td><td>{_e(row.kind or '')}</td>"
+            f'<td class="num">{row.firing_7d}</td>'
+            f'<td class="num">{row.max_transitions_in_flap_window}</td>'
+            f"<td>{_e(format_timestamp(row.last_fired))}</td></tr>")
+
+
+def _alerts(response: AlertsResponse | None) -> str:
+    """Top flapping alerts and the alerts nobody opened an incident for."""
+    flapping = [r for r in response.alerts if r.flapping] if response else []
+    candidates = response.promote_candidates if response else []
+    days = response.window_days if response else 7
+    flap_table = _table("flapping-alerts",
+                        [("fingerprint", False), ("service", False), ("kind", False),
+                         ("firings", True), ("max in flap window", True),
+                         ("last fired", False)],
+                        [_flapping_row(r) for r in flapping[:ALERTS_SHOWN]],
+                        "No alert flaps.")
+    promote_table = _table("promote-candidates",
+                           [("fingerprint", False), ("service", False), ("firings", True),
+                            ("recommendation", False)],
+                           [f"<tr><td>{_e(c.fingerprint)}</td><td>{_e(c.service)}</td>"
+                            f'<td class="num">{c.firing_7d}</td><td>{_e(c.recommendation)}</td>'
+                            "</tr>" for c in candidates[:ALERTS_SHOWN]],
+                           "Every recurring alert has an incident.")
+    return (f'<section class="pair"><div><h2>Flapping alerts, last {days} days</h2>'
+            f"{flap_table}</div><div><h2>Promote to incident</h2>{promote_table}</div>"
+            "</section>")
+
+
 def _correlations(items: Sequence[CorrelateResponse]) -> str:
     rows = []
     for item in newest_per_incident(items)[:RECENT_SHOWN]:
@@ -238,6 +274,7 @@ def render_dashboard(data: DashboardData, policy: IntelPolicy, refresh_seconds: 
         recurrence = "".join(_recurrence(r, policy) for r in data.recurrence)
         body = (f'<section class="pair">{recurrence}</section>'
                 f"{_buckets(data.buckets, data.sample_titles)}"
+                f"{_alerts(data.alerts)}"
                 f'<section class="pair">{_correlations(data.correlations)}'
                 f"{_followups(data.followups)}</section>"
                 f"{_velocity(data.velocity, data.recurrence_target)}")

@@ -19,6 +19,8 @@ from pydantic import BaseModel, Field, RootModel
 from pydantic.json_schema import models_json_schema
 
 from app.contracts import (
+    AlertsRequest,
+    AlertsResponse,
     BucketsRequest,
     BucketsResponse,
     CorrelateRequest,
@@ -42,7 +44,7 @@ DOCUMENT_PATH = "openapi/incident-intel.yaml"
 
 
 class ToolCall(RootModel[Annotated[
-    CorrelateRequest | RecurrenceRequest | BucketsRequest | WeeklyDigestRequest,
+    CorrelateRequest | RecurrenceRequest | BucketsRequest | WeeklyDigestRequest | AlertsRequest,
     Field(discriminator="action"),
 ]]):
     """A call of ``incident_intelligence_tool``; ``action`` picks the arguments."""
@@ -57,7 +59,7 @@ class GateCall(GateRequest):
 _REQUESTS: tuple[type[BaseModel], ...] = (ToolCall, GateCall)
 _RESPONSES: tuple[type[BaseModel], ...] = (
     CorrelateResponse, RecurrenceResponse, BucketsResponse, WeeklyDigestResponse, GateResponse,
-    VelocityReport, Health, Liveness, ReadyReport, ErrorResponse,
+    AlertsResponse, VelocityReport, Health, Liveness, ReadyReport, ErrorResponse,
 )
 _ERRORS: dict[str, tuple[str, str]] = {
     "400": ("BadRequest", "Not JSON, unknown action, or bad arguments (invalid_request, "
@@ -122,11 +124,12 @@ def _paths() -> dict[str, Any]:
     return {
         "/v1/tools/incident_intelligence": {"post": {
             "operationId": "callIncidentIntelligenceTool",
-            "summary": "Answer a tool call (correlate, recurrence, buckets, weekly_digest).",
+            "summary": ("Answer a tool call (correlate, recurrence, buckets, weekly_digest, "
+                        "alerts)."),
             "description": (
                 "Answered from the live replica as of its newest event, with the same JSON "
                 "`incident-intel tool` prints for the same events. Entitlements: "
-                "tools.oncall.read for correlate, recurrence and buckets; "
+                "tools.oncall.read for correlate, recurrence, buckets and alerts; "
                 "tools.oncall.incident_write for weekly_digest and for correlate with "
                 "append_note, which also sends the note to incidents.notes."),
             "security": bearer,
@@ -136,7 +139,8 @@ def _paths() -> dict[str, Any]:
                 "200": _json_body({"anyOf": [_ref("CorrelateResponse"),
                                              _ref("RecurrenceResponse"),
                                              _ref("BucketsResponse"),
-                                             _ref("WeeklyDigestResponse")]},
+                                             _ref("WeeklyDigestResponse"),
+                                             _ref("AlertsResponse")]},
                                   "The action's response."),
                 **_errors("400", "401", "403", "404", "408", "413", "429", "431", "503",
                           "504"),

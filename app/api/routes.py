@@ -2,7 +2,7 @@
 
 ==========================================  ======================================
 ``POST /v1/tools/incident_intelligence``    tool call: correlate, recurrence,
-                                            buckets, weekly_digest
+                                            buckets, weekly_digest, alerts
 ``POST /v1/gates/recurrence_watch``         the release gate (``action`` optional)
 ``GET  /v1/learning/velocity``              learning velocity per quarter
 ``GET  /``                                  the on-call dashboard (no token; see
@@ -74,7 +74,8 @@ __all__ = ["API_KEY", "ROUTES", "Api", "Health", "Route", "add_routes", "create_
 
 log = logging.getLogger(__name__)
 
-TOOL_ACTIONS: tuple[str, ...] = ("correlate", "recurrence", "buckets", "weekly_digest")
+TOOL_ACTIONS: tuple[str, ...] = ("correlate", "recurrence", "buckets", "weekly_digest",
+                                "alerts")
 GATE_ACTION = "gate"
 VELOCITY_ACTION = "velocity"
 DASHBOARD_ACTION = "dashboard"

@@ -216,19 +216,24 @@ def grade_command(key_path: str, answers_path: str, out: str | None,
         click.echo(debrief)
 
 
-def _intel_thresholds(policy_path: str | None) -> tuple[int, int]:
-    """Signature recurrence thresholds of the intelligence policy beside the simulation one."""
-    from app.policy import IntelPolicy
+def _intel_rules(policy_path: str | None) -> tuple[tuple[int, int], tuple[int, int], int]:
+    """What the ground truth is judged by, from the intelligence policy beside the
+    simulation one: signature recurrence (warn, high), the alert flapping rule
+    (transitions, minutes) and the promotion threshold."""
+    from app.policy import AlertsPolicy, IntelPolicy
     from app.policyfile import load_file
     from app.simulation.catalog import default_policy_path
 
     sim_path = Path(policy_path) if policy_path else default_policy_path()
     intel_path = sim_path.parent / "incident_intelligence.yml"
-    if not intel_path.is_file():
-        return (3, 6)
-    intel = load_file(intel_path, IntelPolicy)
-    sig = intel.recurrence.thresholds.signature
-    return (sig.warn, sig.high)
+    alerts = AlertsPolicy()
+    thresholds = (3, 6)
+    if intel_path.is_file():
+        intel = load_file(intel_path, IntelPolicy)
+        sig, alerts = intel.recurrence.thresholds.signature, intel.alerts
+        thresholds = (sig.warn, sig.high)
+    return (thresholds, (alerts.flap.transitions, alerts.flap.window_minutes),
+            alerts.promote.min_firing)
 
 
 @command.command("stream")
@@ -272,11 +277,13 @@ def stream(rate: float, duration: float, seed: int, start: str | None, span_days
     if not out and not bootstrap:
         raise UserError(f"no broker: pass --bootstrap or set {BOOTSTRAP_ENV}, "
                         "or write to a file with --out FILE.jsonl")
+    thresholds, flap, min_firing = _intel_rules(policy_path)
     records, truth = generate_stream(seed, first, rate, duration, settings,
-                                     thresholds=_intel_thresholds(policy_path))
+                                     thresholds=thresholds, flap=flap, min_firing=min_firing)
     if truth_path:
         _write(truth_path, to_json(truth))
-    planted = f"{len(truth.recurrence)} recurrence pattern(s), {len(truth.clusters)} cluster(s)"
+    planted = (f"{len(truth.recurrence)} recurrence pattern(s), {len(truth.clusters)} "
+               f"cluster(s), {len(truth.alerts)} alert(s)")
     if out:
         _write(out, to_jsonl(records))
         click.echo(f"wrote {len(records)} records to {out} ({planted})")

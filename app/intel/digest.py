@@ -17,6 +17,8 @@ import orjson
 
 from app.contracts import (
     SEVERITIES,
+    AlertNoise,
+    AlertRow,
     Bucket,
     DigestSummary,
     FollowUpOutcome,
@@ -47,6 +49,7 @@ def summarise(
     followups: FollowUpOutcome,
     policy: IntelPolicy,
     learning: dict[str, Any] | None = None,
+    alert_noise: AlertNoise | None = None,
 ) -> DigestSummary:
     """The JSON summary of a week from the incidents of its 30-day window."""
     start, end = week_start(week), week_end(week)
@@ -81,6 +84,7 @@ def summarise(
         followups=followups,
         recommendations=recommendations,
         learning=learning,
+        alert_noise=alert_noise,
     )
 
 
@@ -155,6 +159,8 @@ def render_markdown(summary: DigestSummary, policy: IntelPolicy) -> str:
     out.append("")
     if s.learning:
         out += _learning(s.learning)
+    if s.alert_noise is not None:
+        out += _alert_noise(s.alert_noise)
     return _truncate("\n".join(out), policy.digest.markdown_max_chars)
 
 
@@ -179,6 +185,28 @@ def _learning(section: dict[str, Any]) -> list[str]:
         verdict = "above" if section.get("above_target") else "within"
         out += [f"Recurrence rate is {verdict} the target of "
                 f"{100 * float(section['recurrence_target']):.0f}%.", ""]
+    return out
+
+
+def _alert_rows(rows: list[AlertRow]) -> list[list[str]]:
+    return [[escape(r.fingerprint), escape(r.service), escape(r.kind or ""), str(r.firing_7d),
+             str(r.firing_30d), str(r.max_transitions_in_flap_window),
+             escape(", ".join(r.linked_incidents)), format_timestamp(r.last_fired)]
+            for r in rows]
+
+
+def _alert_noise(section: AlertNoise) -> list[str]:
+    """Alerts of the week that recur, flap, or fire with no incident."""
+    header = ["fingerprint", "service", "kind", "7d", "30d", "max in flap window",
+              "incidents", "last fired"]
+    out = ["## Alert noise", "", "### Top recurring alerts", ""]
+    out += _table(header, _alert_rows(section.top_recurring))
+    out += ["### Flapping alerts", ""]
+    out += _table(header, _alert_rows(section.flapping))
+    out += ["### Promote to incident", ""]
+    out += _table(["fingerprint", "service", "7d", "recommendation"],
+                  [[escape(c.fingerprint), escape(c.service), str(c.firing_7d),
+                    escape(c.recommendation)] for c in section.promote_candidates])
     return out
 
 

@@ -19,6 +19,9 @@ import orjson
 
 from app.contracts import (
     OPEN_STATUSES,
+    AlertsRequest,
+    AlertsResponse,
+    AlertTransition,
     Bucket,
     BucketsRequest,
     BucketsResponse,
@@ -36,6 +39,7 @@ from app.contracts import (
     WeeklyDigestRequest,
     WeeklyDigestResponse,
 )
+from app.intel import alerts as alert_rules
 from app.intel import buckets as bucket_rules
 from app.intel import correlation, digest, followups, gate, recurrence, velocity
 from app.intel.incidents import Change, IncidentBook, Record
@@ -52,9 +56,10 @@ from app.intel.timeline import Timeline, TimelineIndex
 from app.intel.watermark import retention_cutoff
 from app.policy import Policy
 
-Request = CorrelateRequest | RecurrenceRequest | BucketsRequest | WeeklyDigestRequest | GateRequest
+Request = (CorrelateRequest | RecurrenceRequest | BucketsRequest | WeeklyDigestRequest
+           | GateRequest | AlertsRequest)
 Response = (CorrelateResponse | RecurrenceResponse | BucketsResponse | WeeklyDigestResponse
-            | GateResponse)
+            | GateResponse | AlertsResponse)
 LearningSection = Callable[[IncidentBook, datetime], dict[str, Any] | None]
 StopRequested = Callable[[], bool]
 """Asked between steps of a long read: ``True`` makes it raise :class:`ReadCancelled`.
@@ -111,6 +116,7 @@ class IntelEngine:
         self.by_bucket = TimelineIndex()
         self.by_service = TimelineIndex()
         self.open_ids: set[str] = set()
+        self.alerts = alert_rules.AlertBook()
         self.learning: LearningSection = (
             learning if learning is not None else _learning_hook(policy))
         self.watermark: int | None = None
@@ -131,6 +137,8 @@ class IntelEngine:
         if isinstance(event, IncidentEvent) and \
                 micros(event.incident.started_at) < self.retained_from:
             return None
+        if isinstance(event, AlertTransition):
+            self.alerts.add(event)
         change = self.book.apply(event)
         if change is not None:
             if change.before is not None:
@@ -143,13 +151,15 @@ class IntelEngine:
             self.apply(event)
 
     def forget_before(self, cutoff: int) -> list[Record]:
-        """Forget incidents started before ``cutoff``, and facts that occurred before it."""
+        """Forget incidents started before ``cutoff``, and facts (alert transitions
+        too) that occurred before it."""
         self.retained_from = cutoff
         gone = [self.record(i) for _, i in self.timeline.window(-1 << 62, cutoff - 1)]
         for record in gone:
             self._unindex(record)
             self.book.forget(record.incident_id)
         self.book.forget_facts_before(cutoff)
+        self.alerts.prune(cutoff)
         return gone
 
     def _index(self, r: Record) -> None:
@@ -197,6 +207,8 @@ class IntelEngine:
             return Answer(self.buckets(request, as_of, stop))
         if isinstance(request, WeeklyDigestRequest):
             return self.weekly_digest(request, as_of, emitted)
+        if isinstance(request, AlertsRequest):
+            return Answer(self.alert_report(request, as_of, stop))
         return Answer(self.gate(request, as_of, stop))
 
     def correlate(self, request: CorrelateRequest) -> CorrelateResponse:
@@ -301,6 +313,9 @@ class IntelEngine:
         summary = digest.summarise(
             week, as_of, window, open_count,
             self._ranked(groups, from_micros(last), 30), plan, self.policy.intel, learning,
+            alert_noise=alert_rules.noise(self.alerts, from_micros(last),
+                                          self.policy.intel.digest.top_n, self.policy.intel.alerts,
+                                          self.policy.intel.kind_derivation.default),
         )
         markdown = digest.render_markdown(summary, self.policy.intel)
         out_dir = (output_dir or self.policy.intel.digest.output_dir).rstrip("/")
@@ -314,6 +329,14 @@ class IntelEngine:
                                         artifact_paths=paths if request.save_artifacts else [],
                                         markdown_preview=markdown, json_summary=summary)
         return Answer(response, artifacts, list(plan.created))
+
+    def alert_report(self, request: AlertsRequest, as_of: datetime,
+                     stop: StopRequested = _never) -> AlertsResponse:
+        """The ``alerts`` action: recurring, flapping and unanswered alert fingerprints."""
+        return alert_rules.report(self.alerts, as_of, request.window_days, request.service,
+                                  self.policy.intel.alerts,
+                                  self.policy.intel.kind_derivation.default,
+                                  step=functools.partial(checkpoint, stop))
 
     def gate(self, request: GateRequest, as_of: datetime,
              stop: StopRequested = _never) -> GateResponse:

@@ -326,13 +326,25 @@ class RecurrencePlant(_Strict):
         return self
 
 
+class AlertPlant(_Strict):
+    """An alert with no incident: ``flapping`` fires in one burst, ``unlinked`` once in a while."""
+
+    shape: Literal["flapping", "unlinked"]
+    firings: Annotated[int, Field(ge=2, le=50)]
+
+
 class ClusterPlant(_Strict):
     shape: Literal["cross_service", "same_service"]
     size: Annotated[int, Field(ge=2, le=8)]
 
 
 class StreamSettings(_Strict):
-    """The synthetic stream; the defaults mirror ``policy/simulation.yml``."""
+    """The synthetic stream; the defaults mirror ``policy/simulation.yml``.
+
+    Except ``alerts``: none unless the policy plants some (it plants a
+    flapping and an unlinked one), so a stream built from these defaults keeps
+    the records it had before alerts were planted.
+    """
 
     span_days: Annotated[float, Field(gt=0, le=30)] = 6
     background_per_day: Annotated[float, Field(ge=0, le=10000)] = 8
@@ -349,6 +361,7 @@ class StreamSettings(_Strict):
         ClusterPlant(shape="cross_service", size=4),
         ClusterPlant(shape="same_service", size=3),
     ]
+    alerts: list[AlertPlant] = []
 
     @model_validator(mode="after")
     def _check(self) -> StreamSettings:

@@ -21,7 +21,12 @@ then). What it holds, in priority order when the record budget is small:
    on one service within 120 minutes → ``same_service_time_cluster``);
 3. background incidents, about ``background_per_day``, each with its own
    signature;
-4. filler up to the budget: alerts that flap (pending → firing → resolved, no
+4. planted alerts that no incident names: ``flapping`` (one burst of
+   firing/resolved transitions a few minutes apart) and ``unlinked`` (firings
+   spread over the span's last six days, each resolved within half an hour),
+   drawn from their own seeded generator so the rest of the stream does not
+   depend on them;
+5. filler up to the budget: alerts that flap (pending → firing → resolved, no
    incident) and re-sends of an incident's state as of a later moment (state
    carrying, so harmless to a consumer).
 
@@ -57,7 +62,7 @@ from app.contracts import (
     event_from_obj,
 )
 from app.intel.periods import last_complete_week, week_start
-from app.simulation.catalog import StreamSettings
+from app.simulation.catalog import AlertPlant, StreamSettings
 from app.simulation.identifiers import alert_fingerprint, digest, hex_token
 from app.simulation.lifecycle import Lifecycle, lifecycle_events
 
@@ -177,6 +182,21 @@ class PlantedCluster(_Truth):
     expected_rules: list[CorrelationRuleName]
 
 
+class PlantedAlert(_Truth):
+    """An alert fingerprint with no incident, and what the ``alerts`` action should say."""
+
+    pattern_id: str
+    shape: Literal["flapping", "unlinked"]
+    fingerprint: str
+    service: str
+    kind: str
+    firings: int
+    transitions: int
+    max_transitions_in_flap_window: int
+    expected_flapping: bool
+    expected_promote: bool
+
+
 class StreamTruth(_Truth):
     """What was planted; the expected findings of the engine over the stream.
 
@@ -196,6 +216,7 @@ class StreamTruth(_Truth):
     window_days: int
     recurrence: list[PlantedRecurrence]
     clusters: list[PlantedCluster]
+    alerts: list[PlantedAlert]
     incidents_by_kind: dict[str, int]
     incidents_by_service: dict[str, int]
     dropped: list[str]
@@ -487,6 +508,74 @@ def _incident_records(s: _Stream, everything: list[_Planned],
     return records, lifecycles
 
 
+def _alert(rng: Random, name: str, service: str, kind: str,
+           fingerprint: str | None = None) -> dict[str, Any]:
+    """An alert as ``alerts.state`` carries it, in the contract's field order."""
+    return {"alert_id": f"alrt-{hex_token(rng, 10)}",
+            "fingerprint": fingerprint or alert_fingerprint(name, service), "service": service,
+            "kind": kind, "severity": rng.choice(("P2", "P3")), "env": "prod",
+            "labels": {"alertname": name, "source": "simulation-stream"}}
+
+
+def _transition(s: _Stream, alert: dict[str, Any], before: str | None, after: str,
+                when: datetime) -> FeedRecord:
+    """An ``alerts.state`` record that names no incident."""
+    payload = {"event_id": s.next_event_id(), "type": "alert.transition",
+               "occurred_at": _stamp(when), "alert": alert,
+               "from_state": before, "to_state": after, "incident_id": None}
+    return FeedRecord(ALERTS_TOPIC, alert["fingerprint"], payload, when)
+
+
+def _alert_steps(rng: Random, spec: AlertPlant, low: datetime, high: datetime,
+                 ) -> list[tuple[str | None, str, datetime]]:
+    """``(from, to, when)`` of a planted alert: one burst, or firings spread over the span."""
+    steps: list[tuple[str | None, str, datetime]] = []
+    if spec.shape == "flapping":
+        when = low + timedelta(seconds=rng.randint(0, int((high - low).total_seconds())))
+        for i in range(spec.firings):
+            steps.append(("resolved" if i else None, "firing", when))
+            when += timedelta(minutes=rng.randint(2, 6))
+            steps.append(("firing", "resolved", when))
+            when += timedelta(minutes=rng.randint(2, 6))
+        return steps
+    slot = (high - low) / spec.firings
+    jitter = int(slot.total_seconds() / 3)
+    for i in range(spec.firings):
+        fired = low + slot * i + timedelta(seconds=jitter + rng.randint(0, jitter))
+        steps.append(("resolved" if i else None, "firing", fired))
+        steps.append(("firing", "resolved", fired + timedelta(minutes=rng.randint(5, 30))))
+    return steps
+
+
+def _plant_alerts(s: _Stream, remaining: int, flap: tuple[int, int], min_firing: int,
+                  ) -> tuple[list[FeedRecord], list[PlantedAlert], list[str]]:
+    """The planted alerts that fit in ``remaining`` records, their truth, and those left out."""
+    rng = Random(f"stream-alerts|{s.seed}|{s.start.isoformat()}")
+    low, high = max(s.start, s.end - RECURRENCE_WINDOW), s.end - timedelta(hours=2)
+    records: list[FeedRecord] = []
+    planted: list[PlantedAlert] = []
+    dropped: list[str] = []
+    for n, spec in enumerate(s.settings.alerts):
+        name = f"alert-{n + 1}"
+        if len(records) + 2 * spec.firings > remaining:
+            dropped.append(name)
+            continue
+        service, kind = rng.choice(s.settings.services), rng.choice(s.settings.kinds)
+        suffix = "Burst" if spec.shape == "flapping" else "Warning"
+        alert = _alert(rng, ALERT_NAMES.get(kind, "IncidentSignal") + suffix, service, kind)
+        steps = _alert_steps(rng, spec, low, high)
+        records += [_transition(s, alert, before, after, when) for before, after, when in steps]
+        times = [when for _, _, when in steps]
+        width = timedelta(minutes=flap[1])
+        most = max(sum(1 for u in times if t - width < u <= t) for t in times)
+        planted.append(PlantedAlert(
+            pattern_id=name, shape=spec.shape, fingerprint=alert["fingerprint"],
+            service=service, kind=kind, firings=spec.firings, transitions=len(steps),
+            max_transitions_in_flap_window=most, expected_flapping=most >= flap[0],
+            expected_promote=spec.firings >= min_firing))
+    return records, planted, dropped
+
+
 def _filler(s: _Stream, lifecycles: list[tuple[Lifecycle, datetime]],
             remaining: int) -> list[FeedRecord]:
     """State re-sends and flapping alerts (no incident) until the budget is used up."""
@@ -503,20 +592,14 @@ def _filler(s: _Stream, lifecycles: list[tuple[Lifecycle, datetime]],
             remaining -= 1
             continue
         service, kind, name = rng.choice(flap_pool)
-        fingerprint = prints[(service, name)]
-        alert = {"alert_id": f"alrt-{hex_token(rng, 10)}", "fingerprint": fingerprint,
-                 "service": service, "kind": kind, "severity": rng.choice(("P2", "P3")),
-                 "env": "prod", "labels": {"alertname": name, "source": "simulation-stream"}}
+        alert = _alert(rng, name, service, kind, prints[(service, name)])
         at = s.at(s.start, s.end - FLAP_MAX)
         steps = [(None, "pending", at),
                  ("pending", "firing", at + timedelta(minutes=rng.randint(1, 5))),
                  ("firing", "resolved",
                   at + timedelta(minutes=rng.randint(6, int(FLAP_MAX.total_seconds()) // 60)))]
         for before, after, when in steps[:remaining]:
-            payload = {"event_id": s.next_event_id(), "type": "alert.transition",
-                       "occurred_at": _stamp(when), "alert": alert,
-                       "from_state": before, "to_state": after, "incident_id": None}
-            records.append(FeedRecord(ALERTS_TOPIC, fingerprint, payload, when))
+            records.append(_transition(s, alert, before, after, when))
             remaining -= 1
     return records
 
@@ -553,15 +636,19 @@ def generate_stream(
     *,
     thresholds: tuple[int, int] = (3, 6),
     recurrence_end: datetime | None = None,
+    flap: tuple[int, int] = (4, 60),
+    min_firing: int = 3,
 ) -> tuple[list[FeedRecord], StreamTruth]:
     """Records in event-time order and the planted ground truth.
 
     ``thresholds`` are the signature recurrence (warn, high) counts used for
     ``expected_level`` (the shipped intelligence policy uses 3 and 6).
     ``recurrence_end`` is where the planted recurrence ends (default: the span's
-    end; kept inside the span). The
+    end; kept inside the span). ``flap`` (transitions, minutes) and
+    ``min_firing`` are the alert flapping and promotion rules the planted
+    alerts' truth is judged by (the shipped policy's by default). The
     steps draw from one seeded generator in a fixed order: clusters,
-    recurrence, background, lifecycles, filler.
+    recurrence, background, lifecycles, filler; planted alerts have their own.
     """
     if rate_per_s <= 0 or duration_s <= 0:
         raise ValueError("rate_per_s and duration_s must be positive")
@@ -585,6 +672,9 @@ def generate_stream(
 
     everything = [p for pattern in fit.kept for p in pattern.planned] + fit.background
     records, lifecycles = _incident_records(s, everything, fit.full)
+    alert_records, planted_alerts, left_out = _plant_alerts(s, budget - len(records), flap,
+                                                            min_firing)
+    records += alert_records
     records += _filler(s, lifecycles, budget - len(records))
     records.sort(key=lambda r: r.occurred_at)
 
@@ -604,9 +694,10 @@ def generate_stream(
         window_days=7,
         recurrence=recurrence,
         clusters=clusters,
+        alerts=planted_alerts,
         incidents_by_kind=dict(sorted(Counter(p.kind for p in everything).items())),
         incidents_by_service=dict(sorted(Counter(p.service for p in everything).items())),
-        dropped=fit.dropped,
+        dropped=fit.dropped + left_out,
         open_at_end=sorted(lc.incident_id for lc, last in lifecycles
                            if not fit.full or last < lc.resolved_at),
     )

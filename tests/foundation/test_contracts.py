@@ -27,7 +27,7 @@ def test_catalog_names_every_design_topic():
     assert set(topics) == {
         "incidents.events", "alerts.state", "learning.events", "intel.recurrence",
         "intel.correlations", "incidents.notes", "intel.buckets", "intel.followups",
-        "intel.digests", "learning.velocity", "intel.dlq",
+        "intel.digests", "learning.velocity", "intel.dlq", "intel.alerts",
     }
     assert topics["intel.recurrence"].cleanup_policy == "compact"
     assert topics["intel.dlq"].cleanup_policy == "delete"

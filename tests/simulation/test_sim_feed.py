@@ -11,7 +11,7 @@ import pytest
 
 from app.cli import main
 from app.contracts import OPEN_STATUSES, AlertTransition, IncidentEvent, decode_event
-from app.simulation.catalog import StreamSettings
+from app.simulation.catalog import StreamSettings, load_simulation_policy
 from app.simulation.feed import (
     ALERTS_TOPIC,
     INCIDENTS_TOPIC,
@@ -191,3 +191,44 @@ def test_engine_finds_planted_recurrence_and_clusters(cli, tmp_path):
             assert set(related) == set(cluster.incident_ids) - {member}
             for row in related.values():
                 assert set(cluster.expected_rules) <= set(row["reasons"])
+
+
+def test_engine_finds_planted_flapping_and_unlinked_alerts(cli, tmp_path):
+    """The ``alerts`` action finds every planted alert with the counts the truth states."""
+    shipped = load_simulation_policy(SIMULATION_POLICY).stream
+    records, truth = generate_stream(13, START, rate_per_s=20, duration_s=40, settings=shipped)
+    assert {a.shape for a in truth.alerts} == {"flapping", "unlinked"}
+    events = tmp_path / "stream.jsonl"
+    events.write_bytes(to_jsonl(records))
+    answer = _tool(cli, events, {"action": "alerts", "window_days": 7})
+    rows = {row["fingerprint"]: row for row in answer["alerts"]}
+    promoted = {c["fingerprint"] for c in answer["promote_candidates"]}
+    for planted in truth.alerts:
+        row = rows[planted.fingerprint]
+        assert (row["service"], row["kind"]) == (planted.service, planted.kind)
+        assert row["firing_7d"] == planted.firings
+        assert row["max_transitions_in_flap_window"] == planted.max_transitions_in_flap_window
+        assert row["flapping"] == planted.expected_flapping
+        assert (planted.fingerprint in answer["flapping"]) == planted.expected_flapping
+        assert row["linked_incidents"] == []
+        assert (planted.fingerprint in promoted) == planted.expected_promote
+    flapping = [a for a in truth.alerts if a.shape == "flapping"]
+    unlinked = [a for a in truth.alerts if a.shape == "unlinked"]
+    assert all(a.expected_flapping and a.expected_promote for a in flapping)
+    assert all(not a.expected_flapping and a.expected_promote for a in unlinked)
+    # Alerts of planted incidents name their incident, so they are never candidates.
+    linked = {r.value.alert.fingerprint for r in records
+              if r.topic == ALERTS_TOPIC and r.value.incident_id}
+    assert linked and not linked & promoted
+
+
+def test_planted_alerts_fit_the_budget_or_are_dropped():
+    settings = StreamSettings(recurrence=[], clusters=[], background_per_day=0,
+                              alerts=[{"shape": "flapping", "firings": 5},
+                                      {"shape": "unlinked", "firings": 30}])
+    records, truth = generate_stream(3, START, rate_per_s=1, duration_s=20, settings=settings)
+    assert [a.pattern_id for a in truth.alerts] == ["alert-1"]
+    assert "alert-2" in truth.dropped
+    planted = [r for r in records if r.key == truth.alerts[0].fingerprint]
+    assert len(planted) == truth.alerts[0].transitions == 10
+

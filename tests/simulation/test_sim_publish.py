@@ -10,6 +10,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.cli import main
+from app.simulation.catalog import load_simulation_policy
 from app.simulation.feed import ALERTS_TOPIC, DEFAULT_START, INCIDENTS_TOPIC, generate_stream
 from tests.support.repository import SIMULATION_POLICY
 
@@ -61,7 +62,8 @@ def test_stream_reaches_the_broker_keyed_by_incident_and_fingerprint(cli, kafka_
                                "--truth", str(truth_file), "--policy", str(SIMULATION_POLICY)])
     assert result.exit_code == 0, result.output
     assert "published 200 records" in result.output
-    records, _ = generate_stream(21, DEFAULT_START, 200, 1)
+    records, _ = generate_stream(21, DEFAULT_START, 200, 1,
+                                 load_simulation_policy(SIMULATION_POLICY).stream)
     wanted = {r.payload["event_id"]: r for r in records}
     seen = _read_until(kafka_bootstrap, set(wanted), prefix)
     assert set(wanted) == set(seen)
