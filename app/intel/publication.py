@@ -1,9 +1,9 @@
 """What the stream publishes at its watermark, and which keys an event can move.
 
-The keyed outputs (``intel.recurrence``, ``intel.buckets``) are functions of
+The keyed outputs (``intel.recurrence``, ``intel.buckets``, ``intel.alerts``) are functions of
 the engine's state and of the watermark. A worker does not recompute every
-key for every event: a key can only change when an incident of it changes,
-or when the watermark moves an incident of it across a window edge. This
+key for every event: a key can only change when an incident (or alert transition) of it changes,
+or when the watermark moves one of those across a window edge. This
 module names those keys, renders a key's record, and picks the digest weeks
 whose follow-ups an event can change. Everything is pure; the stream shell
 decides which keys it owns and sends what differs from what it last saw on
@@ -18,17 +18,19 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
+from pydantic import BaseModel
 
 from app.contracts import dump_json
 from app.intel import buckets as bucket_rules
 from app.intel.engine import IntelEngine
 from app.intel.incidents import Change, Record
-from app.intel.periods import DAY, from_micros, week_end, week_label
+from app.intel.periods import DAY, from_micros, micros, week_end, week_label
 from app.intel.recurrence import recurrence_keys
 
 RECURRENCE = "intel.recurrence"
 BUCKETS = "intel.buckets"
-KEYED_TOPICS: tuple[str, ...] = (RECURRENCE, BUCKETS)
+ALERTS = "intel.alerts"
+KEYED_TOPICS: tuple[str, ...] = (RECURRENCE, BUCKETS, ALERTS)
 WINDOWS_DAYS: tuple[int, ...] = (7, 30)
 """The windows of the keyed records (fixed by their contract: ``count_7d``, ``count_30d``)."""
 WEEK = 7 * DAY
@@ -67,12 +69,19 @@ def moved_by(change: Change, engine: IntelEngine) -> set[OutputKey]:
     return keys
 
 
+def alert_moved(fingerprint: str) -> OutputKey:
+    """The key an alert transition can alter: its fingerprint's ``intel.alerts`` record."""
+    return OutputKey(ALERTS, fingerprint)
+
+
 def aged(engine: IntelEngine, before: int, after: int) -> set[OutputKey]:
-    """Keys with an incident that entered or left a window when the watermark moved
-    from ``before`` to ``after`` (microseconds)."""
+    """Keys with an incident or alert transition that entered or left a window when the
+    watermark moved from ``before`` to ``after`` (microseconds)."""
     keys: set[OutputKey] = set()
     if after <= before:
         return keys
+    keys |= {alert_moved(fp)
+             for fp in engine.alerts.aged(before, after, engine.policy.intel.alerts)}
     bands = [(before, after)] + [(before - d * DAY, after - d * DAY) for d in WINDOWS_DAYS]
     for low, high in bands:
         for _, incident_id in engine.timeline.window(low, high):
@@ -82,7 +91,8 @@ def aged(engine: IntelEngine, before: int, after: int) -> set[OutputKey]:
 
 def live_keys(engine: IntelEngine, as_of: int) -> set[OutputKey]:
     """Keys with an incident in the largest window ending at ``as_of``."""
-    keys: set[OutputKey] = set()
+    keys = {alert_moved(fp)
+            for fp in engine.alerts.published_fingerprints(as_of, engine.policy.intel.alerts)}
     for record in engine.window(as_of, max(WINDOWS_DAYS)):
         keys |= keys_of(record, engine)
     return keys
@@ -94,11 +104,16 @@ def row(engine: IntelEngine, key: OutputKey, as_of: datetime) -> Row:
         update = engine.recurrence_update(key.key, as_of)
         value = dump_json(update)
         return Row(key, value, content(key.topic, value), update.update_id)
-    bucket = engine.bucket_summary(key.key, as_of)
-    if bucket is None:
-        return Row(key, None, None, f"bucket:{key.key}:gone")
-    value = dump_json(bucket)
-    return Row(key, value, value, f"bucket:{hashlib.sha256(value).hexdigest()[:20]}")
+    if key.topic == ALERTS:
+        summary: BaseModel | None = engine.alerts.published_row(
+            key.key, micros(as_of), engine.policy.intel.alerts)
+    else:
+        summary = engine.bucket_summary(key.key, as_of)
+    name = key.topic.removeprefix("intel.").rstrip("s")
+    if summary is None:
+        return Row(key, None, None, f"{name}:{key.key}:gone")
+    value = dump_json(summary)
+    return Row(key, value, value, f"{name}:{hashlib.sha256(value).hexdigest()[:20]}")
 
 
 def content(topic: str, value: bytes | None) -> bytes | None:

@@ -42,6 +42,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.contracts import (
+    AlertTransition,
     CorrelateResponse,
     DlqRecord,
     FollowUp,
@@ -187,6 +188,8 @@ class LiveReplica:
             change = self.engine.apply(event)
             self.tracker.apply(self.engine.book, event)
             self.applied += 1
+            if isinstance(event, AlertTransition):
+                dirty.add(publication.alert_moved(event.alert.fingerprint))
             if change is not None:
                 dirty |= publication.moved_by(change, self.engine)
                 starts.append(change.after.started)

@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import TypeAdapter
 
 from app.broker import free_port
@@ -52,11 +52,11 @@ from app.contracts import (
 from app.intel import buckets as bucket_rules
 from app.intel import correlation, recurrence
 from app.intel.engine import IntelEngine
-from app.intel.periods import from_micros, last_complete_week, week_end, week_label
+from app.intel.periods import from_micros, last_complete_week, micros, week_end, week_label
 from app.simulation.feed import DEFAULT_START, generate_stream
 from app.stream import progress
 from app.stream.settings import load_settings
-from tests.kafka_support import REPO, produce, wait_until
+from tests.kafka_support import REPO, wait_until
 
 
 def read_all(bootstrap: str, topics: list[str]) -> dict[str, list[Any]]:
@@ -190,12 +190,19 @@ def offline(policy: Any, values: list[bytes]) -> IntelEngine:
 
 
 def produce_all(bootstrap: str, prefix: str, records: Produced) -> None:
-    """Produce in order (per topic), each record acknowledged."""
-    by_topic: dict[str, list[tuple[bytes, bytes, None]]] = {}
-    for topic, key, value in records:
-        by_topic.setdefault(prefix + topic, []).append((key, value, None))
-    for topic, items in by_topic.items():
-        produce(bootstrap, topic, items)
+    """Produce in the given order across topics (as a feed interleaves them), each
+    record acknowledged before the next."""
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            for topic, key, value in records:
+                await producer.send_and_wait(prefix + topic, value, key=key)
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
 
 
 def post(port: str, path: str, body: dict[str, Any], token: str) -> Any:
@@ -231,7 +238,8 @@ def check_parity(bootstrap: str, prefix: str, policy: Any, values: list[bytes],
         for i in incidents
     }
     names = [prefix + t for t in ("intel.correlations", "intel.recurrence", "intel.buckets",
-                                  "incidents.notes", "intel.followups", "intel.dlq")]
+                                  "incidents.notes", "intel.followups", "intel.dlq",
+                                  "intel.alerts")]
     notes_expected = {}
     for key, value in expected.items():
         related = CorrelateResponse.model_validate_json(value).related
@@ -240,7 +248,7 @@ def check_parity(bootstrap: str, prefix: str, policy: Any, values: list[bytes],
             notes_expected[key] = (note.note_id, note.message)
 
     def check(out: dict[str, list[Any]]) -> Counter[str]:
-        correlations, recurrences, bucket_records, notes, followups, dlq = (
+        correlations, recurrences, bucket_records, notes, followups, dlq, alerts = (
             out[n] for n in names)
         got = {k: r.value for k, r in latest(correlations).items()}
         wrong = [k for k in expected if got.get(k) != expected[k]]
@@ -258,6 +266,7 @@ def check_parity(bootstrap: str, prefix: str, policy: Any, values: list[bytes],
         assert all(header(r, "intel-id") == orjson.loads(r.value)["note_id"] for r in notes)
         check_recurrence(engine, latest(recurrences), as_of)
         check_buckets(engine, latest(bucket_records), as_of)
+        check_alerts(engine, latest(alerts), as_of)
         keys_sent = check_followups(engine, followups, as_of)
         # DLQ: the malformed records (at-least-once: a crash may dead-letter a record
         # twice, never lose one).
@@ -349,6 +358,18 @@ def check_buckets(engine: IntelEngine, final: dict[bytes, Any], as_of: datetime)
         assert got == (None if want is None else dump_json(want)), key
         listed += want is not None
     assert listed
+
+
+def check_alerts(engine: IntelEngine, final: dict[bytes, Any], as_of: datetime) -> None:
+    """Every fingerprint's latest record is its row at the watermark, or gone."""
+    policy = engine.policy.intel.alerts
+    fingerprints = set(engine.alerts.histories)
+    assert {k.decode() for k in final} <= fingerprints
+    for fingerprint in sorted(fingerprints):
+        want = engine.alerts.published_row(fingerprint, micros(as_of), policy)
+        record = final.get(fingerprint.encode())
+        got = None if record is None else record.value
+        assert got == (None if want is None else dump_json(want)), fingerprint
 
 
 def check_followups(engine: IntelEngine, records: list[Any], as_of: datetime) -> Counter[str]:
