@@ -262,7 +262,7 @@ def check_parity(bootstrap: str, prefix: str, policy: Any, values: list[bytes],
                if got_notes.get(k) != v]
         assert not bad, f"{len(bad)} of {len(notes_expected)} notes differ, e.g. {bad[0]}"
         assert all(header(r, "intel-id") for r in correlations)
-        assert notes and bucket_records  # planted clusters and recurrences
+        assert notes and bucket_records and alerts  # planted clusters, recurrence, alerts
         assert all(header(r, "intel-id") == orjson.loads(r.value)["note_id"] for r in notes)
         check_recurrence(engine, latest(recurrences), as_of)
         check_buckets(engine, latest(bucket_records), as_of)
