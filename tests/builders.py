@@ -1,4 +1,4 @@
-"""Event builders for tests: plain dicts in the topic formats of DESIGN.md §3."""
+"""Event builders for tests: plain dicts in the topic formats of docs/architecture.md §3."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Shared fixtures: the Kafka-compatible broker tests run against (DESIGN.md §6).
+"""Shared fixtures: the Kafka-compatible broker tests run against (docs/architecture.md §6).
 
 ``kafka_bootstrap`` picks, once per session, in this order:
 
@@ -71,7 +71,7 @@ def _kafka_container() -> Iterator[str]:
 
 
 def choose_broker(environ: Mapping[str, str] = os.environ) -> Iterator[str]:
-    """Yield one bootstrap address (DESIGN.md §6 order), tear down on close."""
+    """Yield one bootstrap address (docs/architecture.md §6 order), tear down on close."""
     configured = environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
     if configured:
         BROKER_USED.append(f"KAFKA_BOOTSTRAP_SERVERS={configured}")

@@ -1,6 +1,6 @@
 """The weekly digest: a week's incidents, recurrence, buckets and follow-ups.
 
-Week ``W`` covers incidents started in ``[Monday W, Monday W+1)`` (DESIGN.md
+Week ``W`` covers incidents started in ``[Monday W, Monday W+1)`` (docs/architecture.md
 §4); every window of the digest (7 and 30 days, buckets, follow-up
 thresholds) ends at that same instant, so the week's 7-day window *is* the
 week. Incident state (status, severity) is as known when the digest is made.

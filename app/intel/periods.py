@@ -1,4 +1,4 @@
-"""Calendar arithmetic: ISO weeks, quarters, day numbers and windows (DESIGN.md §4)."""
+"""Calendar arithmetic: ISO weeks, quarters, day numbers and windows (docs/architecture.md §4)."""
 
 from __future__ import annotations
 
@@ -86,5 +86,5 @@ def window_start(as_of: int, days: int) -> int:
 
 
 def in_window(started: int, as_of: int, days: int) -> bool:
-    """``as_of - days < started <= as_of`` (DESIGN.md §4)."""
+    """``as_of - days < started <= as_of`` (docs/architecture.md §4)."""
     return window_start(as_of, days) < started <= as_of

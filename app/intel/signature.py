@@ -1,4 +1,4 @@
-"""Kind derivation and incident signatures (DESIGN.md §3)."""
+"""Kind derivation and incident signatures (docs/architecture.md §3)."""
 
 from __future__ import annotations
 

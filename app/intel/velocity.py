@@ -309,7 +309,7 @@ def velocity_by_quarter(book: IncidentBook, target: float,
     """Per-quarter learning metrics of everything in the book.
 
     With ``as_of``, only incidents started and tests added at or before it
-    count (DESIGN.md §4: ``as_of`` is inclusive), so a digest replayed later does not
+    count (docs/architecture.md §4: ``as_of`` is inclusive), so a digest replayed later does not
     count incidents that started after it.
     """
     until = micros(as_of) if as_of is not None else None
@@ -663,7 +663,7 @@ def learning_summary(quarters: Sequence[QuarterVelocity], as_of: datetime) -> di
     """This quarter so far against the last one, for the weekly digest.
 
     "This quarter" is the one holding ``as_of`` (windows include ``as_of``,
-    DESIGN.md §4), so on the first day of a quarter it is nearly empty and
+    docs/architecture.md §4), so on the first day of a quarter it is nearly empty and
     "last quarter" is the one that just ended. Pass quarters computed with the
     same ``as_of``.
     """

@@ -1,7 +1,7 @@
 """Turning a real historical incident into an exercise.
 
 Input: the incident's records from a JSONL file of ``incidents.events``,
-``alerts.state`` and ``learning.events`` values (DESIGN.md §3). Output: an
+``alerts.state`` and ``learning.events`` values (docs/architecture.md §3). Output: an
 exercise sheet and an answer key, both pseudonymised with one
 :class:`~app.simulation.pseudonyms.Pseudonymizer` (the same value gets the same
 token in both). The exercise shows the timeline as statuses, with the severity

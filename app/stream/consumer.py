@@ -24,7 +24,7 @@ they are never acked. Two things follow, and both are handled here:
   again. Our agents handle each partition in order, so a hole that is still
   there, unchanged, one check later is such a loss: :func:`register_rereader`
   seeks the partition back to its committed offset and the records from
-  there are read again (the agents are idempotent, DESIGN.md §5); see
+  there are read again (the agents are idempotent, docs/architecture.md §5); see
   :class:`HoleWatch` for a hole that is not a loss.
 """
 

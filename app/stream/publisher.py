@@ -39,7 +39,7 @@ AS_OF_HEADER = "intel-as-of"
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
-    """One record to send: DESIGN-name topic, key, value (``None``: tombstone), id."""
+    """One record to send: catalog topic, key, value (``None``: tombstone), id."""
 
     topic: str
     key: bytes

@@ -127,7 +127,7 @@ RELEASE_TOKEN = "parity-release-0123456789abcdef"
 BAD = [b"{not json", b'{"type": "incident.opened", "event_id": "x"}', b"\xff\xfe"]
 
 Produced = list[tuple[str, bytes, bytes]]
-"""(DESIGN.md topic name, key, value) in production order."""
+"""(catalog topic name, key, value) in production order."""
 
 
 def worker_env(bootstrap: str, app_id: str, prefix: str, data_dir: Path, reports: Path, *,

@@ -30,7 +30,7 @@ START_TIMEOUT = 90.0
 
 
 def incident_event(n: int, **incident: Any) -> dict[str, Any]:
-    """A valid IncidentEvent (DESIGN.md §3); ``incident`` overrides fields."""
+    """A valid IncidentEvent (docs/architecture.md §3); ``incident`` overrides fields."""
     body: dict[str, Any] = {
         "incident_id": f"inc_20260218_1430_{n:06d}",
         "service": "gateway",

@@ -1,4 +1,4 @@
-"""`simulate stream` publishes to a real Kafka-compatible broker (DESIGN.md §6)."""
+"""`simulate stream` publishes to a real Kafka-compatible broker (docs/architecture.md §6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""How tests pick their broker (DESIGN.md §6), without starting one."""
+"""How tests pick their broker (docs/architecture.md §6), without starting one."""
 
 from __future__ import annotations
 
