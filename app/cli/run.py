@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # Faust and aiokafka are imported on use: `--help` stays fast
     from app.broker import EmbeddedBroker
     from app.policy import Policy
     from app.simulation.feed import FeedRecord, StreamTruth
+    from app.stream.app import IntelApp
 
 __all__ = ["command", "run_worker"]
 
@@ -58,7 +59,7 @@ def _say(message: str) -> None:
     click.echo(f"{_PREFIX} {message}")
 
 
-def _make_worker(app: faust.App, *, verbose: bool, **kwargs: Any) -> faust.Worker:
+def _make_worker(app: IntelApp, *, verbose: bool, **kwargs: Any) -> faust.Worker:
     """A Faust worker that reports readiness in one line and keeps library logs quiet."""
     import faust
 
@@ -81,7 +82,7 @@ def _make_worker(app: faust.App, *, verbose: bool, **kwargs: Any) -> faust.Worke
 
         async def on_startup_finished(self) -> None:
             await super().on_startup_finished()
-            source = self.app.topics_by_name["incidents.events"].get_topic_name()
+            source = app.intel_topic("incidents.events").get_topic_name()
             _say(
                 f"worker ready: joined consumer group {self.app.conf.id!r}, consuming "
                 f"{source}; Ctrl-C or SIGTERM stops it"

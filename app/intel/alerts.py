@@ -62,7 +62,7 @@ class Transition:
                 self.incident_id or "")
 
 
-def _at(key: tuple[int, str]) -> int:
+def _at(key: tuple[int, *tuple[str, ...]]) -> int:
     return key[0]
 
 

@@ -278,7 +278,9 @@ def register_ingest(app: IntelApp) -> list[AgentT]:
     correlations = Correlations()
 
     async def ingest(stream: StreamT) -> None:
-        async for events in stream.take_events(BATCH_SIZE, within=BATCH_WITHIN):
+        # take_events is faust-streaming's; its StreamT protocol does not list it.
+        batches = stream.take_events(BATCH_SIZE, within=BATCH_WITHIN)  # type: ignore[attr-defined]
+        async for events in batches:
             await handle(app, events, correlations)
 
     agents = [app.agent(app.intel_topic(name), name=name.split(".")[0])(ingest)

@@ -163,7 +163,7 @@ def _tool(cli, events, request):
 
 
 def test_engine_finds_planted_recurrence_and_clusters(cli, tmp_path):
-    """Contract of `incident-intel tool` (recurrence and correlate actions, docs/architecture.md §3)."""
+    """Contract of `incident-intel tool` (recurrence and correlate actions; architecture §3)."""
     if "tool" not in main.commands:
         pytest.skip("the engine's `incident-intel tool` is not available")
     records, truth = generate_stream(11, START, rate_per_s=20, duration_s=40)
