@@ -96,8 +96,9 @@ async def _produce_locked(app: IntelApp, request: WeeklyDigestRequest, *,
                           publish: bool) -> WeeklyDigestResponse:
     replica = app.replica
     reports = app.intel_settings.reports_dir
-    answer = replica.engine.weekly_digest(request, replica.as_of(), frozenset(replica.emitted),
-                                          output_dir=str(reports))
+    emitted = frozenset(replica.emitted)
+    answer = await replica.read(lambda engine, as_of: engine.weekly_digest(
+        request, as_of, emitted, output_dir=str(reports)))
     for artifact in answer.artifacts:
         await asyncio.to_thread(write_atomic, artifact.path, artifact.data)
     response = answer.response

@@ -37,9 +37,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
 
 from app.contracts import (
     AlertTransition,
@@ -139,6 +142,11 @@ class LiveReplica:
         self._incidents_topic = settings.topic("incidents.events")
         self._ready = asyncio.Event()
         self._progress = asyncio.Condition()
+        self._state = asyncio.Lock()
+        """Held while the engine changes (folding) or is read off the loop."""
+        self._pool = ThreadPoolExecutor(
+            max_workers=app.policy.rate_limits.engine_reads.workers,
+            thread_name_prefix="replica-read")
         self.ownership: Callable[[], frozenset[int]] = self._owned
         """The partitions whose keys this worker publishes (the consumer group's say)."""
         self.settle_seconds = SETTLE_SECONDS
@@ -279,19 +287,20 @@ class LiveReplica:
                      caught_up: bool = True) -> None:
         """Fold one fetch ((real topic name, one partition's records in offset order)
         pairs), publish what it changed once caught up, then mark its offsets applied."""
-        before = self.engine.watermark
-        dirty: set[OutputKey] = set()
-        starts: list[int] = []
-        for topic, records in batch:
-            for record in records:
-                self.fold(topic, record, dirty, starts)
-        if caught_up and not self._ready.is_set():
-            log.info("replica ready: %d events applied, as of %s", self.applied,
-                     self.as_of().isoformat())
-            self._ready.set()
-        if self._ready.is_set():
-            await self._publish(before, dirty, starts,
-                                quiet=not any(records for _, records in batch))
+        async with self._state:
+            before = self.engine.watermark
+            dirty: set[OutputKey] = set()
+            starts: list[int] = []
+            for topic, records in batch:
+                for record in records:
+                    self.fold(topic, record, dirty, starts)
+            if caught_up and not self._ready.is_set():
+                log.info("replica ready: %d events applied, as of %s", self.applied,
+                         self.as_of().isoformat())
+                self._ready.set()
+            if self._ready.is_set():
+                await self._publish(before, dirty, starts,
+                                    quiet=not any(records for _, records in batch))
         async with self._progress:
             for topic, records in batch:
                 for record in records:
@@ -351,6 +360,10 @@ class LiveReplica:
         if out:
             await self.app.outbox.send_all(out)
             await self.app.outbox.flush()
+            for record in out:
+                if record.topic == publication.RECURRENCE and record.value is not None:
+                    row = orjson.loads(record.value)
+                    self.app.metrics.set_recurrence(row["type"], row["key"], row["level"])
 
     async def wait_applied(self, heads: Mapping[TP, int]) -> None:
         """Wait until the replica is ready and has applied (and published for) every
@@ -410,8 +423,15 @@ class LiveReplica:
         return EPOCH if watermark is None else from_micros(watermark)
 
     async def read(self, query: Callable[[IntelEngine, datetime], T]) -> T:
-        """Run inline: the replica only changes between awaits, so the state is consistent."""
-        return query(self.engine, self.as_of())
+        """Run ``query`` on the replica's own thread pool while folding pauses.
+
+        A slow read (a digest over a million incidents takes tens of seconds) so
+        never blocks the event loop that heartbeats, serves and emits; the
+        replica waits for it instead of changing the engine under it.
+        """
+        async with self._state:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pool, query, self.engine, self.as_of())
 
     def recent_correlations(self) -> list[CorrelateResponse]:
         return list(self._correlations)
