@@ -203,7 +203,19 @@ class LiveReplica:
                 starts.append(change.after.started)
                 if change.before is not None:
                     starts.append(change.before.started)
-        elif name in publication.KEYED_TOPICS:
+        else:
+            try:
+                self._read_back(name, record)
+            except (ValueError, KeyError, TypeError) as exc:
+                # Someone else's bad record on an output topic: skip it, never replay.
+                log.warning("%s[%d]@%d: skipped an output record the replica cannot read "
+                            "(%s: %s)", topic, record.partition, record.offset,
+                            type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+
+    def _read_back(self, name: str, record: Any) -> None:
+        """An output record: what the dedupe table, digests, keyed topics and the
+        dashboard need to know of it."""
+        if name in publication.KEYED_TOPICS:
             if record.key is not None:
                 self.publisher.read_back(name, record.key, record.value,
                                          _header(record.headers, AS_OF_HEADER))
@@ -211,8 +223,7 @@ class LiveReplica:
             return
         elif name == "intel.followups":
             followup = FollowUp.model_validate_json(record.value)
-            if followup.meta.dedupe_key not in self.emitted:
-                self.emitted.add(followup.meta.dedupe_key)
+            self.emitted.add(followup.meta.dedupe_key)
             self._followups.appendleft(followup)
         elif name == "intel.digests" and record.key is not None:
             self.digests.add(record.key.decode())

@@ -1,7 +1,7 @@
 """A worker killed outright mid-stream and started again loses and duplicates nothing.
 
-``incident-intel run`` (memory tables, rebuilt from their changelogs) gets the first
-half of a perturbed stream (out-of-order runs, late duplicates, malformed
+``incident-intel run`` (no tables: its replica is rebuilt from the input topics)
+gets the first half of a perturbed stream (out-of-order runs, late duplicates, malformed
 records) plus the first incidents of a bucket that turns high; once it has
 emitted some correlations it is SIGKILLed, with no chance to commit or flush.
 Started again with the same app id and data dir, it gets the rest. Once the
@@ -65,9 +65,7 @@ def test_sigkill_mid_stream_then_restart_equals_the_offline_engine(kafka_bootstr
                           >= 20, timeout=120, interval=0.2), workers[0].output[-3000:]
         assert workers[0].stop(signal.SIGKILL) == -signal.SIGKILL
         # A restarted worker comes back after its old session has expired (the
-        # broker drops the dead member); joining while the dead member is still
-        # in the group makes the embedded broker rebalance in the middle of
-        # table recovery, which Faust on Tansu does not always survive.
+        # broker drops the dead member), as under a supervisor that restarts it.
         time.sleep(SESSION_TIMEOUT * 1.5)
 
         workers.append(CliProcess(["run", "--no-feed"], env))

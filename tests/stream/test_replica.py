@@ -163,3 +163,14 @@ def test_followers_and_a_replica_still_catching_up_publish_nothing(app: Any) -> 
     _leading(app, leader=True)  # leadership moves here: everything it knows goes out
     assert asyncio.run(replica.maybe_publish_velocity()) == 1
     assert [s.key for s in outbox.to("learning.velocity")] == [b"2026-Q1"]
+
+
+def test_a_bad_record_on_an_output_topic_is_skipped_not_replayed(app: Any) -> None:
+    replica = app.replica
+    replica.apply("intel.followups", b"inc-1", b"{not a follow-up")
+    replica.apply("intel.recurrence", b"kind:oom", b"\xff")
+    replica.apply("intel.correlations", b"inc-1", b'{"incident_id": 3}')
+    replica.apply("incidents.events", b"inc-1", _bytes(incident_event(
+        "inc-1", started=_at("2026-02-18T14:00:00"))))
+    assert replica.applied == 1 and replica.emitted == set()
+    assert replica.engine.record("inc-1").status == "open"
