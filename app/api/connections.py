@@ -3,7 +3,7 @@
 A :class:`ConnectionGuard` wraps the server's protocol factory. Each
 connection first meets a small gatekeeper that
 
-- refuses it (503 ``too_many_connections``) when ``max_connections`` are open;
+- refuses it (429 ``too_many_connections``) when ``max_connections`` are open;
 - buffers the request head, and answers 431 ``headers_too_large`` when a line,
   the whole head or the number of lines is over its bound, and 400
   ``invalid_request`` when a line is not a request line or ``name: value``
@@ -168,7 +168,7 @@ class _Gatekeeper(asyncio.Protocol):
         limits = self.guard.limits
         if self.guard.open >= limits.max_connections:
             self.guard.refused("too_many_connections")
-            self._answer(_refusal(503, "Service Unavailable", "too_many_connections",
+            self._answer(_refusal(429, "Too Many Requests", "too_many_connections",
                                   f"more than {limits.max_connections} open connections "
                                   "(max_connections); retry shortly", ("Retry-After: 1",)))
             return

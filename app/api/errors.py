@@ -24,7 +24,7 @@ internal            503     an unexpected failure; the detail is only logged
 timeout             504     over ``timeout_seconds`` for this action
 ==================  ======  ===================================================
 
-``too_many_connections`` (503, with ``Retry-After``) is answered by the
+``too_many_connections`` (429, with ``Retry-After``) is answered by the
 connection guard when ``http.max_connections`` are open.
 
 Unexpected failures answer 503, not 500: the cause is on our side and is
@@ -56,7 +56,7 @@ STATUS: Mapping[str, int] = {
     "headers_too_large": 431,
     "not_ready": 503,
     "internal": 503,
-    "too_many_connections": 503,
+    "too_many_connections": 429,
     "timeout": 504,
 }
 

@@ -143,7 +143,7 @@ def test_open_connections_are_capped(guarded: Client) -> None:
         with _socket(guarded) as extra:
             extra.sendall(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")
             response = _until_closed(extra)
-        assert _status(response) == 503 and b"too_many_connections" in response
+        assert _status(response) == 429 and b"too_many_connections" in response
         assert b"Retry-After: 1" in response
     finally:
         for sock in idle:
