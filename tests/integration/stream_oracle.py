@@ -22,6 +22,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import time
@@ -316,7 +317,37 @@ def check_parity(bootstrap: str, prefix: str, policy: Any, values: list[bytes],
     gate_answer = tool(events_file, state, gate)
     for port in ports:
         assert post(port, "/v1/gates/recurrence_watch", gate, RELEASE_TOKEN) == gate_answer
+        check_metrics(port)
+    check_cloud_events(out[names[0]], "intel.correlations")
     return out
+
+
+def check_cloud_events(records: list[Any], topic: str) -> None:
+    """Every output record carries the CloudEvents binary-mode headers, ``ce_id`` = its id."""
+    for record in records:
+        headers = {k: v.decode() for k, v in record.headers or ()}
+        assert headers["ce_specversion"] == "1.0"
+        assert headers["ce_id"] == headers["intel-id"]
+        assert headers["ce_type"] == f"io.incident-intel.{topic}.v1"
+        assert headers["content-type"] == "application/json"
+        assert headers["ce_source"] and headers["ce_time"].endswith("Z")
+
+
+def check_metrics(port: str) -> None:
+    """``/metrics`` of the running worker parses as Prometheus text and has every metric
+    the Grafana dashboard in ``ops/`` queries."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",  # noqa: S310 - local
+                                timeout=10) as response:
+        text = response.read().decode()
+    samples = {sample.name for family in text_string_to_metric_families(text)
+               for sample in family.samples}
+    names = {sample.split("{")[0] for sample in samples}
+    dashboard = (REPO / "ops" / "grafana" / "dashboards").glob("*.json")
+    queried = {name for path in dashboard for name in
+               re.findall(r"\b(incident_intel_[a-zA-Z0-9_]+)", path.read_text())}
+    assert queried and queried <= names, sorted(queried - names)
 
 
 def check_recurrence(engine: IntelEngine, final: dict[bytes, Any], as_of: datetime) -> None:

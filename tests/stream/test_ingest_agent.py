@@ -36,6 +36,7 @@ GOOD = {
 }
 
 
+TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 NO_CLOCK: dict[str, Any] = {"received_ms": None,
                             "policy": load_policy(REPO / "policy").intel}
 
@@ -63,7 +64,7 @@ def test_invalid_records_are_dead_lettered_and_applied_incidents_correlated() ->
         (b"k-sev", _raw(bad_severity), 3),
         (b"k-good", _raw(GOOD), 3),
         (None, _raw({**GOOD, "type": "incident.deleted"}), 0),
-        (b"k-rel", _raw(_related("inc-rel", 5)), 0),
+        (b"k-rel", _raw(_related("inc-rel", 5)), 0),  # carries a traceparent (below)
         (b"k-good", _raw(stale), 0),  # an older version: its incident speaks for itself
     ]
     records = [Received(key, value, partition, offset)
@@ -75,7 +76,8 @@ def test_invalid_records_are_dead_lettered_and_applied_incidents_correlated() ->
     async def feed() -> None:
         async with agent.test_context() as ctx:
             for key, value, partition in puts:
-                await ctx.put(value, key=key, partition=partition)
+                headers = [("traceparent", TRACE.encode())] if key == b"k-rel" else None
+                await ctx.put(value, key=key, partition=partition, headers=headers)
 
     asyncio.run(feed())
 
@@ -105,6 +107,13 @@ def test_invalid_records_are_dead_lettered_and_applied_incidents_correlated() ->
                                                    incident_id=sent.key.decode()))
         assert sent.value == dump_json(answer)
         assert answer.related_count == 1
+    traced = [s for s in correlations + outbox.to("incidents.notes")
+              if s.headers.get("traceparent") == TRACE]
+    assert sorted(s.name for s in traced) == ["incidents.notes", "intel.correlations"]
+    assert all(s.key == b"inc-rel" for s in traced)
+    dead = outbox.to("intel.dlq")
+    assert [s.headers["intel-error-class"] for s in dead] == ["not_json", "invalid", "invalid"]
+    assert dead[0].headers["intel-source-offset"] == "0"
     notes = [Note.model_validate_json(s.value) for s in outbox.to("incidents.notes")]
     assert sorted(n.incident_id for n in notes) == ["inc-rel", "inc_20260218_1430_abc123"]
 
