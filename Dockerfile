@@ -42,7 +42,7 @@ VOLUME ["/var/lib/incident-intel"]
 EXPOSE 6066
 
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=4 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health/' % os.environ.get('INTEL_WEB_PORT', '6066'), timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ.get('INTEL_WEB_PORT', '6066'), timeout=4)"]
 
 # SIGTERM (docker stop) makes the worker leave its consumer group and flush.
 STOPSIGNAL SIGTERM

@@ -96,7 +96,7 @@ def test_worker_publishes_and_health_checks_its_web_port(compose: dict[str, Any]
     assert web_port in container_ports
     test = worker["healthcheck"]["test"]
     command = " ".join(test if isinstance(test, list) else [test])
-    assert f":{web_port}/health/" in command
+    assert f":{web_port}/readyz" in command
 
 
 def test_dockerfile_installs_the_built_wheel_and_runs_the_worker() -> None:
@@ -116,7 +116,7 @@ def test_dockerfile_installs_the_built_wheel_and_runs_the_worker() -> None:
     ]
     assert re.search(r"^USER (?!root)\w+", text, re.M), "do not run as root"
     assert "EXPOSE 6066" in text
-    assert "HEALTHCHECK" in text and "/health/" in text
+    assert "HEALTHCHECK" in text and "/readyz" in text
 
 
 def _mounts(service: dict[str, Any]) -> dict[str, str]:
