@@ -68,9 +68,7 @@ class DurableHistory:
 
     def restore(self, loop: asyncio.AbstractEventLoop, settings: WorkerSettings) -> int:
         """Re-publish the journal into the (fresh, empty) broker of ``settings``; returns
-        the number of records. Raises :class:`UserError` when the broker refuses them
-        or another process uses the same history."""
-        self._lock()
+        the number of records. Raises :class:`UserError` when the broker refuses them."""
         held, count = loop.run_until_complete(self._replay(settings))
         self.journal.hold(held)
         self.restored = count
@@ -111,9 +109,10 @@ class DurableHistory:
             await producer.stop()
         return held, count
 
-    def _lock(self) -> None:
-        """Hold the directory's lock while this process runs (the kernel drops it when
-        the process ends, however it ends): two writers would interleave one file."""
+    def lock(self) -> None:
+        """Hold the directory's lock until :meth:`close` (the kernel drops it when the
+        process ends, however it ends): two writers would interleave one file.
+        Raises :class:`UserError` when another process holds it."""
         self.directory.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:

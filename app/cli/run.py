@@ -391,6 +391,8 @@ def run_worker(settings: WorkerSettings, *, verbose: bool = False,
     history = DurableHistory(settings) if durable else None
     try:
         with _sigterm_exits():
+            if history is not None:
+                history.lock()
             if settings.embedded:
                 broker = _start_broker(settings)
                 settings = settings.with_bootstrap(broker.bootstrap_servers)

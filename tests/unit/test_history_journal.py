@@ -8,10 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from app.broker.history import history_mode
+from app.broker.history import DurableHistory, history_mode
 from app.broker.journal import JOURNALED_TOPICS, Entry, Journal, decode_entry, encode_entry
 from app.errors import UserError
 from app.stream.replica import INPUTS, Received
+from app.stream.settings import WorkerSettings
 
 PREFIX = "t1."
 NAMES = {PREFIX + name: name for name in JOURNALED_TOPICS + ("intel.recurrence",)}
@@ -135,3 +136,14 @@ def test_a_bad_history_mode_is_one_line_naming_the_fix() -> None:
     with pytest.raises(UserError, match=r"INTEL_HISTORY='disk': must be durable or memory; "
                                         r"fix INTEL_HISTORY or unset it"):
         history_mode({"INTEL_HISTORY": "disk"})
+
+
+def test_one_run_at_a_time_writes_a_history(tmp_path: Path) -> None:
+    settings = WorkerSettings(data_dir=tmp_path)
+    first, second = DurableHistory(settings), DurableHistory(settings)
+    first.lock()
+    with pytest.raises(UserError, match="in use by another `incident-intel run`"):
+        second.lock()
+    first.close()
+    second.lock()  # the lock goes with the process that held it
+    second.close()
