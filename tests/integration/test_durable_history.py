@@ -12,6 +12,7 @@ follow-up or a digest a second time.
 from __future__ import annotations
 
 import asyncio
+import html
 import json
 import os
 import re
@@ -167,9 +168,18 @@ def api_answers(port: str, asked: Calls) -> list[Any]:
     return [post(port, route, body, token) for route, body, token in asked]
 
 
-def followup_keys(bootstrap: str) -> Counter[str]:
+def followups(bootstrap: str) -> list[FollowUp]:
     records = read_all(bootstrap, ["intel.followups"])["intel.followups"]
-    return Counter(FollowUp.model_validate_json(r.value).meta.dedupe_key for r in records)
+    return [FollowUp.model_validate_json(r.value) for r in records]
+
+
+def followup_keys(bootstrap: str) -> Counter[str]:
+    return Counter(f.meta.dedupe_key for f in followups(bootstrap))
+
+
+def dashboard(port: str) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:  # noqa: S310
+        return response.read().decode()
 
 
 # ---------------------------------------------------------------------- replay
@@ -272,6 +282,9 @@ def test_a_run_killed_outright_starts_again_with_everything_it_had_applied(
 
     assert wait_until(outputs_kept, timeout=60), first.output[-3000:]
     keys = followup_keys(bootstrap)
+    sent = {html.escape(text) for f in followups(bootstrap)
+            for text in (f.meta.title, f.meta.due_date, f.incident_id)}
+    assert sent and all(text in dashboard(port) for text in sent)
     asked = calls(values)
     before = api_answers(port, asked)
     journaled = sum(journal_lines(data, name) for name in JOURNALED_TOPICS)
@@ -284,6 +297,7 @@ def test_a_run_killed_outright_starts_again_with_everything_it_had_applied(
     assert inputs(bootstrap) == records  # same partitions, offsets, keys and values
     assert wait_until(lambda: applied(port, valid), timeout=60), second.output
     assert api_answers(port, asked) == expected.result(timeout=120) == before
+    assert all(text in dashboard(port) for text in sent)  # the follow-ups from before
 
     # Nothing sent twice: no follow-up, no digest; the journal did not grow by a replay.
     counters = metrics(port)
