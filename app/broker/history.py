@@ -39,7 +39,7 @@ __all__ = ["HISTORY_ENV", "DurableHistory", "HistoryMode", "history_mode"]
 
 HISTORY_ENV = "INTEL_HISTORY"
 HistoryMode = Literal["durable", "memory"]
-DRAIN_SECONDS = 10.0
+DRAIN_SECONDS = 5.0
 """A clean stop waits this long at most for the broker's last records."""
 
 
