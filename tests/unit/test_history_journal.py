@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,42 @@ def test_one_run_at_a_time_writes_a_history(tmp_path: Path) -> None:
     first.close()
     second.lock()  # the lock goes with the process that held it
     second.close()
+
+
+def test_the_replica_marks_nothing_applied_that_is_not_journaled(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    import orjson
+
+    from app.stream.app import create_app
+    from tests.builders import incident_event
+    from tests.stream.conftest import recording
+
+    app = create_app(WorkerSettings(app_id="t-journal-hook", data_dir=tmp_path))
+    recording(app)
+    history = DurableHistory(app.intel_settings)
+    history.attach(app.replica)
+    event = incident_event("inc_1", started=datetime(2026, 2, 18, 14, 30, tzinfo=UTC))
+    received = int(datetime(2026, 2, 20, tzinfo=UTC).timestamp() * 1000)  # event time passed
+    fetch = [("incidents.events", [record(0, orjson.dumps(event), key=b"inc_1",
+                                          timestamp=received)])]
+
+    asyncio.run(app.replica.absorb(fetch, caught_up=False))
+    assert app.replica.offsets == {("incidents.events", 0): 1}
+    assert "inc_1" in app.replica.engine.book.incidents
+    kept = history.journal.read("incidents.events", 0)
+    assert [(e.offset, e.value) for e in kept] == [(0, orjson.dumps(event))]
+
+    # A journal that cannot write stops the fetch before it is folded or marked applied.
+    def full(batch: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    history.journal.append = full  # type: ignore[method-assign]
+    later = [("incidents.events", [record(1, orjson.dumps(
+        incident_event("inc_2", started=datetime(2026, 2, 19, tzinfo=UTC))), key=b"inc_2",
+        timestamp=received)])]
+    with pytest.raises(OSError, match="No space"):
+        asyncio.run(app.replica.absorb(later, caught_up=False))
+    assert app.replica.offsets == {("incidents.events", 0): 1}
+    assert "inc_2" not in app.replica.engine.book.incidents
+    history.close()
