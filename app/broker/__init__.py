@@ -1,4 +1,8 @@
-"""Embedded Kafka-compatible broker (Tansu) for local runs and tests without Docker."""
+"""Embedded Kafka-compatible broker (Tansu) for local runs and tests without Docker.
+
+:mod:`app.broker.history` (with :mod:`app.broker.journal`) keeps what a run on it
+cannot recompute on disk, since the broker itself keeps nothing.
+"""
 
 from app.broker.embedded import (
     BrokerError,

@@ -12,8 +12,9 @@ makes sure it never outlives its parent:
   The kernel ties this to the *thread* that started the broker, so start it
   from a thread that lives as long as the broker should (normally the main one).
 
-Tansu keeps everything in memory: nothing survives a broker restart, and it has
-no transactions, so Faust runs at-least-once on it.
+Tansu keeps everything in memory: nothing survives a broker restart (``incident-intel
+run`` keeps its history itself, :mod:`app.broker.history`), and it has no
+transactions, so Faust runs at-least-once on it.
 """
 
 from __future__ import annotations

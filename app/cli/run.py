@@ -2,10 +2,14 @@
 
 Configuration comes from ``INTEL_*`` variables (see :mod:`app.stream.settings`).
 With ``INTEL_BOOTSTRAP_SERVERS`` empty an embedded Tansu broker is started on a
-free port of 127.0.0.1 (memory only: a restart starts from nothing). The worker
-runs in this process; Ctrl-C or SIGTERM stops the worker first (it leaves its
-consumer group and flushes) and then the broker. If this process is killed
-outright the kernel kills the broker too, so nothing is left behind.
+free port of 127.0.0.1. It keeps nothing on disk, so by default
+(``INTEL_HISTORY=durable``) the worker journals what it reads under
+``INTEL_DATA_DIR/history`` and the journal is re-published into the fresh broker
+before the worker starts (:mod:`app.broker.history`); ``INTEL_HISTORY=memory``
+starts from nothing every time. The worker runs in this process; Ctrl-C or
+SIGTERM stops the worker first (it leaves its consumer group and flushes) and
+then the broker. If this process is killed outright the kernel kills the
+broker too, so nothing is left behind.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -25,6 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import click
 import orjson
 
+from app.broker.history import HISTORY_ENV, DurableHistory, history_mode
 from app.errors import UserError
 from app.stream import errorlog
 from app.stream.settings import WorkerSettings, load_settings
@@ -166,7 +172,7 @@ def _start_broker(settings: WorkerSettings) -> EmbeddedBroker:
     from app.broker import BrokerError, EmbeddedBroker
 
     log_path = settings.data_dir / "broker.log"
-    _say("INTEL_BOOTSTRAP_SERVERS is empty: starting the embedded broker (Tansu, memory only)")
+    _say("INTEL_BOOTSTRAP_SERVERS is empty: starting the embedded broker (Tansu, in memory)")
     broker = EmbeddedBroker(log_path=log_path)
     try:
         broker.start()
@@ -197,7 +203,7 @@ def _prepare_kafka(loop: asyncio.AbstractEventLoop, settings: WorkerSettings) ->
 
 
 def _banner(settings: WorkerSettings, created: list[str], schedule: str,
-            broker: EmbeddedBroker | None) -> None:
+            broker: EmbeddedBroker | None, history: DurableHistory | None) -> None:
     from app.stream.app import catalog_topics
 
     for label, value in settings.describe().items():
@@ -209,24 +215,22 @@ def _banner(settings: WorkerSettings, created: list[str], schedule: str,
     _say(f"  {'dead letters':<24} {settings.topic('intel.dlq')}")
     _say(f"  {'weekly digest':<24} cron {schedule!r} (UTC) -> {settings.reports_dir}/"
          f"<week>.md|.json and {settings.topic('intel.digests')}")
-    _say(f"  {'history':<24} {history_note(settings, broker)}")
+    _say(f"  {'history':<24} {history_note(settings, broker, history)}")
 
 
-def history_note(settings: WorkerSettings, broker: EmbeddedBroker | None) -> str:
-    """Where the incident history lives, and whether it survives a restart.
-
-    The hook for a durable embedded broker: one that keeps its log on disk says
-    so with a true ``durable`` attribute (and its ``data_dir``); without one,
-    the embedded broker keeps everything in memory.
-    """
+def history_note(settings: WorkerSettings, broker: EmbeddedBroker | None,
+                 history: DurableHistory | None) -> str:
+    """Where the incident history lives, and whether it survives a restart."""
     if broker is None:
         return f"kept by the Kafka at {settings.bootstrap_servers}"
-    if getattr(broker, "durable", False):
-        where = getattr(broker, "data_dir", settings.data_dir)
-        return f"kept on disk in {where}: a restart starts where this run stopped"
-    return ("the embedded broker keeps everything in MEMORY: stopping this run loses every "
-            "incident, digest and follow-up; to keep them across restarts, set "
-            "INTEL_BOOTSTRAP_SERVERS to a Kafka with disk storage (e.g. `docker compose up`)")
+    if history is not None:
+        return (f"kept on disk in {history.directory} ({HISTORY_ENV}=durable): what the "
+                "worker applied survives a stop or a crash, and the next start re-publishes "
+                f"it; delete that directory to start over, or set {HISTORY_ENV}=memory")
+    return (f"the embedded broker keeps everything in MEMORY ({HISTORY_ENV}=memory): stopping "
+            "this run loses every incident, digest and follow-up; to keep them across "
+            f"restarts, unset {HISTORY_ENV} (history on disk in {settings.data_dir}/history) or "
+            "set INTEL_BOOTSTRAP_SERVERS to a Kafka with disk storage")
 
 
 def web_lines(settings: WorkerSettings) -> list[str]:
@@ -328,21 +332,50 @@ def _publish_feed(loop: asyncio.AbstractEventLoop, settings: WorkerSettings,
     return FeedExample(high[0].service, truth.clusters[0].incident_ids[0])
 
 
+def _restore_history(loop: asyncio.AbstractEventLoop, settings: WorkerSettings,
+                     history: DurableHistory | None) -> int:
+    """Re-publish the durable history into the fresh embedded broker; records sent."""
+    if history is None:
+        return 0
+    began = time.monotonic()
+    restored = history.restore(loop, settings)
+    if restored:
+        _say(f"history: re-published {restored} records from {history.directory} into the "
+             f"embedded broker ({time.monotonic() - began:.1f}s)")
+    else:
+        _say(f"history: none yet in {history.directory}; this run starts it")
+    return restored
+
+
+def _keep_the_rest(settings: WorkerSettings, history: DurableHistory,
+                   broker: EmbeddedBroker | None) -> None:
+    """On a clean stop, journal what the broker received but the worker had not read."""
+    try:
+        if broker is not None and broker.is_running():
+            kept = history.drain(settings)
+            if kept:
+                _say(f"history: kept {kept} more records the worker had not read yet")
+    except Exception as exc:  # noqa: BLE001 - stopping goes on; what was applied is kept
+        _say(f"history: could not read the broker's last records ({type(exc).__name__}: "
+             f"{exc}); what the worker applied is kept")
+    finally:
+        history.close()
+
+
 def run_worker(settings: WorkerSettings, *, verbose: bool = False,
                feed: bool | None = None) -> None:
     """Run the worker until a signal stops it; start and stop the embedded broker around it.
 
     Ends by raising :class:`SystemExit` with the worker's exit code (Faust's
     way); :class:`UserError` for problems the user can fix. ``feed`` publishes
-    a simulated incident stream (default: with the embedded broker, which
-    otherwise would have nothing to show).
+    a simulated incident stream (default: with the embedded broker when it has
+    no history yet, which otherwise would have nothing to show).
     """
     from app.policy import load_policy
     from app.stream.app import create_app
 
     policy = load_policy(settings.policy_dir)
-    if feed is None:
-        feed = settings.embedded
+    durable = history_mode() == "durable" and settings.embedded
 
     _check_web_port(settings)
     try:
@@ -355,17 +388,25 @@ def run_worker(settings: WorkerSettings, *, verbose: bool = False,
     asyncio.set_event_loop(loop)
     broker: EmbeddedBroker | None = None
     worker: faust.Worker | None = None
+    history = DurableHistory(settings) if durable else None
     try:
         with _sigterm_exits():
+            if history is not None:
+                history.lock()
             if settings.embedded:
                 broker = _start_broker(settings)
                 settings = settings.with_bootstrap(broker.bootstrap_servers)
             else:
                 _say(f"connecting to Kafka at {settings.bootstrap_servers}")
             created = _prepare_kafka(loop, settings)
+            restored = _restore_history(loop, settings, history)
+            if feed is None:  # a history already shows every feature
+                feed = broker is not None and not restored
             example = _publish_feed(loop, settings, policy) if feed else None
             app = create_app(settings, policy)
-            _banner(settings, created, policy.intel.digest.schedule, broker)
+            if history is not None:
+                history.attach(app.replica)
+            _banner(settings, created, policy.intel.digest.schedule, broker, history)
             _serve_api(app, settings, example)
         worker = _make_worker(
             app,
@@ -388,9 +429,13 @@ def run_worker(settings: WorkerSettings, *, verbose: bool = False,
         asyncio.set_event_loop(None)
         if worker is not None:
             _say("worker stopped")
-        if broker is not None:
-            broker.stop()
-            _say("embedded broker stopped")
+        try:
+            if history is not None:
+                _keep_the_rest(settings, history, broker)
+        finally:
+            if broker is not None:
+                broker.stop()
+                _say("embedded broker stopped")
 
 
 @click.command("run")
@@ -399,7 +444,7 @@ def run_worker(settings: WorkerSettings, *, verbose: bool = False,
 )
 @click.option("--feed/--no-feed", default=None,
               help="Publish a simulated incident stream [default: on with the embedded "
-                   "broker].")
+                   "broker and no history yet].")
 def command(verbose: bool, feed: bool | None) -> None:
     """Run the stream worker (starts an embedded broker if INTEL_BOOTSTRAP_SERVERS is empty).
 

@@ -14,44 +14,9 @@ from pathlib import Path
 import orjson
 
 from app.errors import UserError
+from app.linefile import append_durably, open_append
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def open_append(path: Path) -> tuple[bytes, int]:
-    """The complete lines of ``path`` (a torn last line cut off), and an append fd.
-
-    Creates the file (and makes its directory entry durable) when missing.
-    """
-    if not path.parent.is_dir():
-        raise UserError(f"{path}: directory {path.parent} does not exist")
-    try:
-        created = not path.exists()
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot open: {exc.strerror}") from None
-    if created:
-        _fsync_dir(path.parent)
-    data = path.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
-    if len(complete) != len(data):
-        os.ftruncate(fd, len(complete))
-        os.fsync(fd)
-    return complete, fd
-
-
-def append_durably(fd: int, line: bytes) -> None:
-    """Write one line and wait until it is on disk."""
-    view = memoryview(line + b"\n")
-    while view:
-        view = view[os.write(fd, view):]
-    os.fsync(fd)
+__all__ = ["Ledger"]
 
 
 class Ledger:

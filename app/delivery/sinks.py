@@ -16,9 +16,9 @@ import aiohttp
 
 from app.contracts import FollowUp, dump_json
 from app.errors import UserError
+from app.linefile import append_durably, open_append
 
 from .decision import AttemptResult
-from .ledger import append_durably, open_append
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 

@@ -65,7 +65,7 @@ from app.stream.ingest import check_record
 from app.stream.publisher import AS_OF_HEADER, Outgoing, Publisher
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from app.policy import Policy
     from app.stream.app import IntelApp
@@ -137,6 +137,10 @@ class LiveReplica:
         # "Now" for the digest schedule. A simulation swaps in its own event time;
         # a clock answering None holds the schedule until the simulation is ready.
         self.clock: Callable[[], datetime | None] = wall_clock
+        # Awaited with every fetch that has records, before it is folded: what the
+        # replica answers from and marks applied is kept first (`run`'s durable
+        # history, app.broker.history).
+        self.journal: Callable[[Sequence[tuple[str, Sequence[Any]]]], Awaitable[None]] | None = None
         self._names = {settings.topic(name): name for name in INPUTS + OUTPUTS}
         self._consumer: Any = None
         self._incidents_topic = settings.topic("incidents.events")
@@ -298,6 +302,8 @@ class LiveReplica:
                      caught_up: bool = True) -> None:
         """Fold one fetch ((real topic name, one partition's records in offset order)
         pairs), publish what it changed once caught up, then mark its offsets applied."""
+        if self.journal is not None and any(records for _, records in batch):
+            await self.journal(batch)
         async with self._state:
             before = self.engine.watermark
             dirty: set[OutputKey] = set()

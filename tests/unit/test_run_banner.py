@@ -10,6 +10,7 @@ import orjson
 
 from app.api.routes import ROUTES
 from app.api.tokens import LOCAL_TOKEN_ROLES, local_tokens
+from app.broker.history import DurableHistory
 from app.cli.run import FeedExample, curl_lines, history_note, web_lines
 from app.stream.settings import WorkerSettings
 
@@ -50,10 +51,13 @@ def test_curl_calls_carry_the_right_role_token_and_a_valid_body() -> None:
                         {"action": "correlate", "incident_id": "inc_1", "append_note": True})
 
 
-def test_history_note_says_memory_unless_the_broker_is_durable(tmp_path: Path) -> None:
-    assert "MEMORY" in history_note(SETTINGS, SimpleNamespace())
-    assert "INTEL_BOOTSTRAP_SERVERS" in history_note(SETTINGS, SimpleNamespace())
-    durable = SimpleNamespace(durable=True, data_dir=tmp_path)
-    assert str(tmp_path) in history_note(SETTINGS, durable)
-    assert "MEMORY" not in history_note(SETTINGS, durable)
-    assert "127.0.0.1:9092" in history_note(SETTINGS, None)
+def test_history_note_says_where_the_history_lives(tmp_path: Path) -> None:
+    embedded = SimpleNamespace()
+    memory = history_note(SETTINGS, embedded, None)
+    assert "MEMORY" in memory and "INTEL_HISTORY" in memory
+    assert "INTEL_BOOTSTRAP_SERVERS" in memory
+    durable = history_note(SETTINGS, embedded,
+                           DurableHistory(SETTINGS.model_copy(update={"data_dir": tmp_path})))
+    assert str(tmp_path / "history") in durable
+    assert "MEMORY" not in durable and "INTEL_HISTORY=memory" in durable
+    assert "127.0.0.1:9092" in history_note(SETTINGS, None, None)
