@@ -40,6 +40,12 @@ INTEL_SSL_CAFILE            (system CAs)                      PEM bundle to veri
 INTEL_SESSION_TIMEOUT       ``10``                            consumer session timeout in
                                                               seconds (Tansu forms a new
                                                               group after half of it)
+INTEL_HISTORY               ``durable``                       with the embedded broker:
+                                                              ``durable`` journals the
+                                                              history under the data dir
+                                                              and re-publishes it at start
+                                                              (``app.broker.history``);
+                                                              ``memory`` forgets it
 INTEL_BROKER_LOSS_EXIT_     ``120``                           seconds without a broker
 SECONDS                                                       before the worker exits
                                                               (non-zero) for its supervisor
