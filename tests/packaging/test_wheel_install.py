@@ -97,3 +97,15 @@ def test_shipped_schemas_match_the_checkout(installed: Path) -> None:
                   "print('\\n'.join(sorted(p.name for p in d.iterdir())))"], cwd=Path("/"))
     assert found.returncode == 0, found.stderr
     assert found.stdout.split() == sorted(p.name for p in (ROOT / "topics" / "schemas").iterdir())
+
+
+@pytest.mark.broker
+@pytest.mark.usefixtures("tansu_available")
+def test_the_demo_runs_from_root_on_the_installed_wheel(installed: Path,
+                                                        tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    done = _run([str(installed / "incident-intel"), "demo", "--out", str(out)], cwd=Path("/"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "# Weekly Incident Digest" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+    assert list((out / "reports").glob("*.md"))
