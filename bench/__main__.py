@@ -16,7 +16,10 @@ def main(argv: list[str]) -> None:
         print(engine.report(engine.run(sizes)))
     if which in ("stream", "all"):
         print("== stream (embedded broker, one run) ==")
-        print(stream.report(stream.run(5_000 if quick else 20_000)))
+        print(stream.report(stream.run(
+            [10_000] if quick else [10_000, 100_000],
+            stream.QUICK_HISTORY if quick else stream.HISTORY,
+            stream.RATE, stream.QUICK_SECONDS if quick else stream.SECONDS)))
 
 
 if __name__ == "__main__":

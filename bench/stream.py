@@ -1,14 +1,33 @@
-"""Stream benchmark on the embedded broker: ceiling, naive baseline, pipeline, latency.
+"""Stream benchmark on the embedded broker: the engine, the ceiling, a baseline, the pipeline.
 
-One run starts its own broker, pre-loads N incident events, and measures side
-by side:
+``python -m bench.stream [N ...] [--quick] [--json]`` starts its own broker
+and, for each N (default 10,000), pre-loads N incident events (unique
+incidents, 4 partitions) and measures on those same events, side by side:
 
-- raw: aiokafka consume + orjson decode of the N events (the ceiling);
-- naive: a Faust agent writing one table key per event (the baseline);
-- pipeline: `incident-intel run` on the same N events, from its first to its
-  last `intel.correlations` record (every state, every output);
-- latency: incident event produced → its `intel.correlations` record, with
-  events paced at a fixed rate against the running pipeline.
+- **E** engine: decode + ``apply`` + ``correlate`` + serialise (the
+  correlation record, and the note when there are related incidents) of each
+  event, in this process: what the pipeline must do per event, without Kafka;
+- **R** raw: aiokafka consume + orjson decode (the ceiling of the client);
+- **F** naive: a Faust agent writing one table key per event (first to last
+  event in the agent);
+- **P** pipeline: ``incident-intel run --no-feed`` as a subprocess, every
+  output on; from the moment its replica starts reading (its log line) to the
+  arrival of the N-th ``intel.correlations`` record. Each incident's
+  correlation record is the last output of its batch (the replica publishes
+  the keyed outputs before the input agent is let through), so this is the
+  whole work; the time until the consumer group committed every input record
+  is printed beside it (commits come every few seconds, so it runs later).
+
+Then latency: a fresh pipeline with H incidents of history (default 50,000)
+caught up, events paced at 1,000/s for 30 s; each event's latency is the time
+from just before its send to the arrival of its ``intel.correlations`` record
+at a reader with a 5 ms fetch wait. ``--quick`` makes it H = 10,000 for 10 s.
+
+Every phase stops by itself (bounded waits; a pipeline that falls behind is
+reported with the events still missing). ``--json`` prints, as the last line,
+one JSON object: the first N's figures (``engine_eps``, ``raw_eps``,
+``naive_eps``, ``pipeline_eps``, ``n``), the latency (``latency_p50_ms``,
+``latency_p99_ms``, ``history``), and every size's figures under ``runs``.
 """
 
 from __future__ import annotations
@@ -16,14 +35,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -32,32 +54,56 @@ from bench.engine import synthetic_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
+SIZES = [10_000]
+HISTORY, RATE, SECONDS = 50_000, 1000.0, 30.0
+QUICK_HISTORY, QUICK_SECONDS = 10_000, 10.0
+PIPELINE_TIMEOUT = 900.0
+"""Longest wait for a pipeline to emit every correlation record (seconds)."""
+DRAIN_TIMEOUT = 60.0
+"""Longest wait, after the paced sends, for the last correlation records."""
+STARTED_LINE = "replica reading"
+"""The worker's log line when its replica starts consuming."""
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+Events = list[tuple[bytes, bytes]]
 
 
-def _events(n: int, first: int = 0) -> list[tuple[bytes, bytes]]:
+def incident_events(n: int, first: int = 0) -> Events:
+    """``n`` (key, value) incident events, unique incidents from number ``first``."""
     return [(f"inc{first + i:07d}".encode(), line)
             for i, line in enumerate(synthetic_lines(n, first=first))]
 
 
-async def _create(bootstrap: str, topic: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
-    finally:
-        await admin.close()
+# ---------------------------------------------------------------------------- E
 
 
-async def _preload(bootstrap: str, topic: str, events: list[tuple[bytes, bytes]]) -> None:
-    await _create(bootstrap, topic)
+def engine_rate(values: list[bytes]) -> float:
+    """Events per second of the pipeline's per-event work done by the engine alone."""
+    from app.contracts import CorrelateRequest, IncidentEvent, decode_event, dump_json
+    from app.intel.correlation import note_for
+    from app.intel.engine import IntelEngine
+    from app.policy import load_policy
+
+    engine = IntelEngine(load_policy(ROOT / "policy"))
+    intel = engine.policy.intel
+    start = time.perf_counter()
+    for value in values:
+        event = decode_event(value)
+        engine.apply(event)
+        if isinstance(event, IncidentEvent):
+            incident_id = event.incident.incident_id
+            response = engine.correlate(CorrelateRequest(action="correlate",
+                                                         incident_id=incident_id))
+            dump_json(response)
+            if response.related:
+                dump_json(note_for(incident_id, response.related, intel))
+    return len(values) / (time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------------------- R, F
+
+
+async def preload(bootstrap: str, topic: str, events: Events) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20,
                                 max_batch_size=256 * 1024)
     await producer.start()
@@ -69,7 +115,7 @@ async def _preload(bootstrap: str, topic: str, events: list[tuple[bytes, bytes]]
         await producer.stop()
 
 
-async def _raw_rate(bootstrap: str, topic: str, n: int) -> float:
+async def raw_rate(bootstrap: str, topic: str, n: int, timeout: float = 300.0) -> float:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                 enable_auto_commit=False, max_poll_records=5000)
     await consumer.start()
@@ -79,6 +125,8 @@ async def _raw_rate(bootstrap: str, topic: str, n: int) -> float:
         await consumer.seek_to_beginning(*parts)
         seen, start = 0, time.perf_counter()
         while seen < n:
+            if time.perf_counter() - start > timeout:
+                raise RuntimeError(f"raw consumer read {seen} of {n} records")
             batch = await consumer.getmany(timeout_ms=1000)
             for records in batch.values():
                 for record in records:
@@ -89,30 +137,36 @@ async def _raw_rate(bootstrap: str, topic: str, n: int) -> float:
         await consumer.stop()
 
 
-def _naive_rate(bootstrap: str, topic: str, n: int) -> float:
+def naive_rate(bootstrap: str, topic: str, n: int) -> float:
+    from app.broker import free_port
+
     out = Path(tempfile.mkdtemp()) / "naive.json"
     app_id = f"bench-naive-{uuid.uuid4().hex[:8]}"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.naive_agent", bootstrap, topic, str(n), str(out), app_id,
-         str(_free_port())],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
-    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.naive_agent", bootstrap, topic, str(n), str(out),
+             app_id, str(free_port())],
+            cwd=ROOT, capture_output=True, text=True, timeout=PIPELINE_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"naive agent did not finish in {exc.timeout} s") from None
     if not out.exists():
         raise RuntimeError(f"naive agent did not finish: {proc.stderr[-2000:]}")
     result = json.loads(out.read_text())
-    return result["events"] / result["seconds"]
+    return float(result["events"] / result["seconds"])
 
 
-class _Watcher:
-    """Reads `intel.correlations` and notes when each incident's first record arrived."""
+# ---------------------------------------------------------------------------- P
+
+
+class Correlations:
+    """Reads ``intel.correlations`` and notes when each incident's first record arrived."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.bootstrap, self.topic = bootstrap, topic
         self.arrived: dict[bytes, float] = {}
-        self.broker_ms: dict[bytes, int] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
-        await _create(self.bootstrap, self.topic)
         # A short fetch wait: a broker that holds an empty fetch to its end would
         # otherwise add up to the client's default 500 ms to every measurement.
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
@@ -124,126 +178,307 @@ class _Watcher:
             await consumer.seek_to_beginning(*parts)
             while not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=50)
-                now = time.time()
+                now = time.monotonic()
                 for records in batch.values():
                     for record in records:
                         self.arrived.setdefault(record.key, now)
-                        self.broker_ms.setdefault(record.key, record.timestamp)
         finally:
             await consumer.stop()
 
 
-async def _wait_for(predicate, timeout: float) -> bool:  # noqa: ANN001
+@dataclass
+class Worker:
+    """``incident-intel run --no-feed`` on the bench broker, its log lines time-stamped."""
+
+    bootstrap: str
+    prefix: str
+    profile: Path | None = None
+    lines: list[tuple[float, str]] = field(default_factory=list)
+
+    @property
+    def app_id(self) -> str:
+        return f"{self.prefix}app"
+
+    def env(self) -> dict[str, str]:
+        from app.broker import free_port
+
+        data = Path(tempfile.mkdtemp(prefix="bench-worker-"))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INTEL_")}
+        env.update(INTEL_BOOTSTRAP_SERVERS=self.bootstrap, INTEL_APP_ID=self.app_id,
+                   INTEL_TOPIC_PREFIX=self.prefix, INTEL_PARTITIONS=str(PARTITIONS),
+                   INTEL_WEB_PORT=str(free_port()), INTEL_DATA_DIR=str(data / "state"),
+                   INTEL_REPORTS_DIR=str(data / "reports"),
+                   INTEL_API_TOKENS=json.dumps({uuid.uuid4().hex: "agent_monitor"}))
+        return env
+
+    async def create_topics(self) -> None:
+        from app.stream.app import ensure_topics
+        from app.stream.settings import load_settings
+
+        await ensure_topics(load_settings(self.env()))
+
+    def start(self) -> None:
+        runner = ["-m", "app.cli", "run", "--no-feed"]
+        if self.profile is not None:
+            runner = ["-m", "cProfile", "-o", str(self.profile), "-m", "app.cli", "run",
+                      "--no-feed"]
+        self.proc = subprocess.Popen([sys.executable, *runner], cwd=ROOT, env=self.env(),
+                                     stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append((time.monotonic(), line.rstrip()))
+
+    def logged(self, needle: str) -> float | None:
+        return next((t for t, line in self.lines if needle in line), None)
+
+    def tail(self) -> str:
+        return "\n".join(line for _, line in self.lines[-30:])
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float, every: float = 0.02) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
-        await asyncio.sleep(0.2)
-    return False
+        await asyncio.sleep(every)
+    return predicate()
 
 
-async def _pipeline(bootstrap: str, n: int, paces: list[tuple[float, float]]) -> dict:
-    prefix = f"bench{uuid.uuid4().hex[:6]}."
-    events = _events(n)
-    await _preload(bootstrap, f"{prefix}incidents.events", events)
-    data = Path(tempfile.mkdtemp())
-    env = {k: v for k, v in os.environ.items() if not k.startswith("INTEL_")}
-    env.update(INTEL_BOOTSTRAP_SERVERS=bootstrap, INTEL_APP_ID=f"{prefix}app",
-               INTEL_TOPIC_PREFIX=prefix, INTEL_PARTITIONS=str(PARTITIONS),
-               INTEL_WEB_PORT=str(_free_port()), INTEL_DATA_DIR=str(data / "state"),
-               INTEL_REPORTS_DIR=str(data / "reports"),
-               INTEL_API_TOKENS=json.dumps({uuid.uuid4().hex: "agent_monitor"}))
-    worker = subprocess.Popen([sys.executable, "-m", "app.cli", "run", "--no-feed"], cwd=ROOT,
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    watcher = _Watcher(bootstrap, f"{prefix}intel.correlations")
+async def committed_at(worker: Worker, topic: str, deadline: float) -> float | None:
+    """When the worker's consumer group had committed every record of ``topic``."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from app.stream.progress import record_ends
+
+    ends = await record_ends(worker.bootstrap, [topic])
+    admin = AIOKafkaAdminClient(bootstrap_servers=worker.bootstrap)
+    await admin.start()
+    try:
+        while time.monotonic() < deadline:
+            done = await admin.list_consumer_group_offsets(worker.app_id, partitions=list(ends))
+            if all(tp in done and done[tp].offset >= end for tp, end in ends.items()):
+                return time.monotonic()
+            await asyncio.sleep(0.05)
+        return None
+    finally:
+        await admin.close()
+
+
+@dataclass
+class Size:
+    """The figures of one N."""
+
+    n: int
+    engine_eps: float = 0.0
+    raw_eps: float = 0.0
+    naive_eps: float = 0.0
+    pipeline_eps: float = 0.0
+    pipeline_committed_eps: float = 0.0
+    replica_ready_s: float = 0.0
+    first_correlation_s: float = 0.0
+    last_correlation_s: float = 0.0
+
+
+async def pipeline(worker: Worker, n: int, input_topic: str) -> Size:
+    """Run the worker over the pre-loaded topic; phases in seconds from the replica's start."""
+    watcher = Correlations(worker.bootstrap, f"{worker.prefix}intel.correlations")
     stop = asyncio.Event()
     watching = asyncio.create_task(watcher.run(stop))
+    worker.start()
     try:
-        done = await _wait_for(lambda: len(watcher.arrived) >= n, timeout=1800)
-        if not done:
-            raise RuntimeError(f"pipeline produced {len(watcher.arrived)} of {n} correlations")
-        stamps = sorted(watcher.broker_ms[k] for k, _ in events)
-        throughput = (n - 1) / max((stamps[-1] - stamps[0]) / 1000, 1e-9)
-        latency = {}
-        first = n
-        for rate, seconds in paces:
-            found = sorted(await _paced(bootstrap, prefix, watcher, first, rate, seconds))
-            first += int(rate * seconds)
-            latency[rate] = {
-                "events": len(found),
-                "p50_ms": 1000 * statistics.median(found),
-                "p99_ms": 1000 * found[int(0.99 * (len(found) - 1))],
-            }
+        if not await wait_for(lambda: len(watcher.arrived) >= n, PIPELINE_TIMEOUT, 0.005):
+            raise RuntimeError(f"pipeline emitted {len(watcher.arrived)} of {n} correlation "
+                               f"records in {PIPELINE_TIMEOUT} s:\n{worker.tail()}")
+        committed = await committed_at(worker, input_topic, time.monotonic() + 120)
+        started = worker.logged(STARTED_LINE)
+        if started is None:
+            raise RuntimeError(f"no '{STARTED_LINE}' line in the worker's log:\n{worker.tail()}")
+        arrivals = sorted(watcher.arrived.values())
+        ready = worker.logged("replica ready") or started
+        return Size(n=n, pipeline_eps=n / (arrivals[-1] - started),
+                    pipeline_committed_eps=0.0 if committed is None else n / (committed - started),
+                    replica_ready_s=ready - started, first_correlation_s=arrivals[0] - started,
+                    last_correlation_s=arrivals[-1] - started)
     finally:
         stop.set()
         await watching
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-    return {"pipeline_per_s": throughput, "latency": latency}
+        worker.stop()
 
 
-async def _paced(bootstrap: str, prefix: str, watcher: _Watcher, first: int, rate: float,
-                 seconds: float) -> list[float]:
-    """Produce at ``rate`` per second; latency = produce time → correlation arrival."""
-    count = int(rate * seconds)
-    events = _events(count, first=first)
+async def measure_size(bootstrap: str, n: int, profile: Path | None) -> Size:
+    worker = Worker(bootstrap, f"bench{uuid.uuid4().hex[:6]}.", profile)
+    await worker.create_topics()
+    topic = f"{worker.prefix}incidents.events"
+    events = incident_events(n)
+    await preload(bootstrap, topic, events)
+    engine = engine_rate([value for _, value in events])
+    raw = await raw_rate(bootstrap, topic, n)
+    naive = await asyncio.to_thread(naive_rate, bootstrap, topic, n)
+    size = await pipeline(worker, n, topic)
+    size.engine_eps, size.raw_eps, size.naive_eps = engine, raw, naive
+    return size
+
+
+# ---------------------------------------------------------------------------- latency
+
+
+@dataclass
+class Latency:
+    history: int
+    rate: float
+    seconds: float
+    sent: int = 0
+    received: int = 0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    catch_up_s: float = 0.0
+
+
+async def latency(bootstrap: str, history: int, rate: float, seconds: float) -> Latency:
+    """Latency event → correlation record at ``rate`` with ``history`` incidents loaded."""
+    worker = Worker(bootstrap, f"bench{uuid.uuid4().hex[:6]}.")
+    await worker.create_topics()
+    topic = f"{worker.prefix}incidents.events"
+    await preload(bootstrap, topic, incident_events(history))
+    watcher = Correlations(bootstrap, f"{worker.prefix}intel.correlations")
+    stop = asyncio.Event()
+    watching = asyncio.create_task(watcher.run(stop))
+    result = Latency(history, rate, seconds)
+    t0 = time.monotonic()
+    worker.start()
+    try:
+        if not await wait_for(lambda: len(watcher.arrived) >= history, PIPELINE_TIMEOUT):
+            raise RuntimeError(f"history: {len(watcher.arrived)} of {history} correlation "
+                               f"records in {PIPELINE_TIMEOUT} s:\n{worker.tail()}")
+        result.catch_up_s = time.monotonic() - t0
+        sent = await paced(bootstrap, topic, incident_events(int(rate * seconds), history), rate)
+        await wait_for(lambda: all(k in watcher.arrived for k in sent), DRAIN_TIMEOUT, 0.1)
+    finally:
+        stop.set()
+        await watching
+        worker.stop()
+    found = sorted(watcher.arrived[k] - t for k, t in sent.items() if k in watcher.arrived)
+    result.sent, result.received = len(sent), len(found)
+    if found and len(found) == len(sent):
+        result.p50_ms = 1000 * statistics.median(found)
+        result.p99_ms = 1000 * found[int(0.99 * (len(found) - 1))]
+    return result
+
+
+async def paced(bootstrap: str, topic: str, events: Events, rate: float) -> dict[bytes, float]:
+    """Send ``events`` at ``rate`` per second; the send time of each key."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     await producer.start()
     sent: dict[bytes, float] = {}
     try:
-        start = time.perf_counter()
+        start = time.monotonic()
         for i, (key, value) in enumerate(events):
-            delay = start + i / rate - time.perf_counter()
+            delay = start + i / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            sent[key] = time.time()
-            await producer.send(f"{prefix}incidents.events", value, key=key)
+            sent[key] = time.monotonic()
+            await producer.send(topic, value, key=key)
         await producer.flush()
     finally:
         await producer.stop()
-    await _wait_for(lambda: all(k in watcher.arrived for k in sent), timeout=120)
-    return [watcher.arrived[k] - t for k, t in sent.items() if k in watcher.arrived]
+    return sent
 
 
-PACES = [(100.0, 10.0), (1000.0, 5.0)]
-"""(events per second, seconds) of the paced latency runs: well under and at the target."""
+# ---------------------------------------------------------------------------- run, report
 
 
-def run(n: int, paces: list[tuple[float, float]] = PACES) -> dict:
+def run(sizes: list[int], history: int = HISTORY, rate: float = RATE,
+        seconds: float = SECONDS, profile: Path | None = None) -> dict[str, Any]:
+    """Every phase on one embedded broker; ``profile`` writes the first pipeline
+    worker's cProfile there."""
     from app.broker import EmbeddedBroker
 
+    async def measure(bootstrap: str) -> dict[str, Any]:
+        runs = [await measure_size(bootstrap, n, profile if i == 0 else None)
+                for i, n in enumerate(sizes)]
+        lat = await latency(bootstrap, history, rate, seconds) if history else None
+        return {"runs": [asdict(r) for r in runs], "latency": lat and asdict(lat)}
+
     with EmbeddedBroker() as broker:
-        bootstrap = broker.bootstrap_servers
-        topic = f"bench-input-{uuid.uuid4().hex[:6]}"
-        asyncio.run(_preload(bootstrap, topic, _events(n)))
-        raw = asyncio.run(_raw_rate(bootstrap, topic, n))
-        naive = _naive_rate(bootstrap, topic, n)
-        pipeline = asyncio.run(_pipeline(bootstrap, n, paces))
-    return {"events": n, "raw_per_s": raw, "naive_per_s": naive, **pipeline}
+        return asyncio.run(measure(broker.bootstrap_servers))
 
 
-def report(r: dict) -> str:
-    lines = [
-        f"events pre-loaded: {r['events']} (unique incidents, 4 partitions, embedded broker)",
-        f"{'raw aiokafka consume + decode':<34} {r['raw_per_s']:>10.0f} events/s",
-        f"{'naive Faust agent, 1 key/event':<34} {r['naive_per_s']:>10.0f} events/s",
-        f"{'pipeline end to end':<34} {r['pipeline_per_s']:>10.0f} events/s",
-        f"ratios: pipeline/naive {r['pipeline_per_s'] / r['naive_per_s']:.2f}x, "
-        f"pipeline/raw {r['pipeline_per_s'] / r['raw_per_s']:.3f} "
-        f"(targets >= 5x and >= 0.1)",
-    ]
-    for rate, figures in r["latency"].items():
-        lines.append(
-            f"latency event -> correlation at {rate:.0f} events/s ({figures['events']} events): "
-            f"p50 {figures['p50_ms']:.0f} ms, p99 {figures['p99_ms']:.0f} ms "
-            f"(target p99 < 250 ms at 1000/s)"
-        )
-    return "\n".join(lines)
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The one-line JSON object: the first size's figures, the latency, every size."""
+    first = result["runs"][0]
+    lat = result["latency"] or {}
+    return {
+        "n": first["n"],
+        "engine_eps": round(first["engine_eps"], 1),
+        "raw_eps": round(first["raw_eps"], 1),
+        "naive_eps": round(first["naive_eps"], 1),
+        "pipeline_eps": round(first["pipeline_eps"], 1),
+        "latency_p50_ms": lat.get("p50_ms") and round(lat["p50_ms"], 1),
+        "latency_p99_ms": lat.get("p99_ms") and round(lat["p99_ms"], 1),
+        "history": lat.get("history"),
+        "runs": result["runs"],
+        "latency": result["latency"],
+    }
+
+
+def report(result: dict[str, Any]) -> str:
+    rows = [f"{'N':>8} {'E engine':>10} {'R raw':>10} {'F naive':>9} {'P pipeline':>11} "
+            f"{'P commit':>9} {'P/E':>6} {'P/F':>6}   P phases (s from replica start): "
+            "replica ready, first / last correlation"]
+    for r in result["runs"]:
+        rows.append(
+            f"{r['n']:>8} {r['engine_eps']:>10.0f} {r['raw_eps']:>10.0f} "
+            f"{r['naive_eps']:>9.0f} {r['pipeline_eps']:>11.0f} "
+            f"{r['pipeline_committed_eps']:>9.0f} {r['pipeline_eps'] / r['engine_eps']:>6.2f} "
+            f"{r['pipeline_eps'] / r['naive_eps']:>6.2f}   {r['replica_ready_s']:.1f}, "
+            f"{r['first_correlation_s']:.1f} / {r['last_correlation_s']:.1f}")
+    rows.append("(events/s; targets: P/E >= 0.5 at every N, P(largest N)/P(smallest N) >= 0.7)")
+    runs = result["runs"]
+    if len(runs) >= 2:
+        small, large = runs[0], runs[-1]
+        rows.append(f"P {large['n']} / P {small['n']}: "
+                    f"{large['pipeline_eps'] / small['pipeline_eps']:.2f}")
+    lat = result["latency"]
+    if lat:
+        figures = (f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms"
+                   if lat["p99_ms"] is not None else
+                   f"{lat['sent'] - lat['received']} of {lat['sent']} events without a "
+                   f"correlation record {DRAIN_TIMEOUT:.0f} s after the last send")
+        rows.append(f"latency event -> intel.correlations, {lat['history']} incidents of "
+                    f"history (caught up in {lat['catch_up_s']:.0f} s), {lat['rate']:.0f} "
+                    f"events/s for {lat['seconds']:.0f} s: {figures} (target p99 < 250 ms)")
+    return "\n".join(rows)
+
+
+def main(argv: list[str]) -> None:
+    flags = {a for a in argv if a.startswith("--")}
+    known = {"--json", "--quick", "--no-latency"}
+    profile = next((a.split("=", 1)[1] for a in flags if a.startswith("--profile=")), None)
+    unknown = {f for f in flags if f not in known and not f.startswith("--profile=")}
+    sizes = [int(a) for a in argv if not a.startswith("--")] or SIZES
+    if unknown:
+        raise SystemExit(f"unknown option {sorted(unknown)[0]} (known: {', '.join(sorted(known))}"
+                         ", --profile=PATH)")
+    quick = "--quick" in flags
+    history = 0 if "--no-latency" in flags else QUICK_HISTORY if quick else HISTORY
+    result = run(sizes, history, RATE, QUICK_SECONDS if quick else SECONDS,
+                 Path(profile) if profile else None)
+    print(report(result), flush=True)
+    if "--json" in flags:
+        print(json.dumps(summary(result)))
 
 
 if __name__ == "__main__":
-    size = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
-    print(report(run(size)))
+    main(sys.argv[1:])
