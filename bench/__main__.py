@@ -11,7 +11,7 @@ def main(argv: list[str]) -> None:
     which = argv[0] if argv and not argv[0].startswith("-") else "all"
     quick = "--quick" in argv
     if which in ("engine", "all"):
-        sizes = [10_000, 100_000] if quick else [10_000, 1_000_000]
+        sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
         print("== engine (pure, in-process) ==")
         print(engine.report(engine.run(sizes)))
     if which in ("stream", "all"):

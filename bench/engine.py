@@ -1,4 +1,5 @@
-"""Engine benchmark: apply rate, correlate latency at 10k vs 1M, digest time, peak memory.
+"""Engine benchmark: apply rate, correlate (+ serialise) latency at 10k to 1M, digest time,
+peak memory.
 
 Each scenario runs in its own process so that its peak RSS is its own. The
 synthetic history spreads N incidents over the 60 days around the target
@@ -52,7 +53,7 @@ def synthetic_lines(n: int, seed: int = 7, first: int = 0) -> list[bytes]:
 
 
 def scenario(n: int, queries: int) -> dict:
-    from app.contracts import CorrelateRequest, WeeklyDigestRequest, decode_event
+    from app.contracts import CorrelateRequest, WeeklyDigestRequest, decode_event, dump_json
     from app.intel.engine import IntelEngine
     from app.policy import load_policy
 
@@ -72,14 +73,19 @@ def scenario(n: int, queries: int) -> dict:
         del lines, events
     rng = random.Random(11)
     ids = list(engine.book.incidents)
-    latencies = []
+    latencies, serialised = [], []
     related = 0
     for _ in range(queries):
         req = CorrelateRequest(action="correlate", incident_id=ids[rng.randrange(len(ids))])
         q0 = time.perf_counter()
-        related += engine.correlate(req).related_count
-        latencies.append(time.perf_counter() - q0)
+        response = engine.correlate(req)
+        q1 = time.perf_counter()
+        dump_json(response)
+        latencies.append(q1 - q0)
+        serialised.append(time.perf_counter() - q0)
+        related += response.related_count
     latencies.sort()
+    serialised.sort()
     rank_ms = _rank_ms(engine, policy, rng)
     d0 = time.perf_counter()
     digest = engine.weekly_digest(WeeklyDigestRequest(action="weekly_digest", week="2026-W10"),
@@ -91,6 +97,8 @@ def scenario(n: int, queries: int) -> dict:
         "apply_per_s": n / applying,
         "correlate_p50_ms": 1000 * statistics.median(latencies),
         "correlate_p99_ms": 1000 * latencies[int(0.99 * (len(latencies) - 1))],
+        "serialised_p50_us": 1e6 * statistics.median(serialised),
+        "serialised_p99_us": 1e6 * serialised[int(0.99 * (len(serialised) - 1))],
         "mean_related": related / queries,
         "rank_ms": rank_ms,
         "digest_s": d1 - d0,
@@ -129,12 +137,13 @@ def run(sizes: list[int], queries: int = 2000) -> list[dict]:
 
 def report(results: list[dict]) -> str:
     head = (f"{'incidents':>10} {'decode/s':>10} {'apply/s':>10} {'corr p50 ms':>12} "
-            f"{'corr p99 ms':>12} {'related':>8} {'rank 10k ms':>12} {'digest s':>9} "
-            f"{'peak MB':>8}")
+            f"{'corr p99 ms':>12} {'+ser p50 us':>12} {'+ser p99 us':>12} {'related':>8} "
+            f"{'rank 10k ms':>12} {'digest s':>9} {'peak MB':>8}")
     rows = [head]
     for r in results:
         rows.append(f"{r['incidents']:>10} {r['decode_per_s']:>10.0f} {r['apply_per_s']:>10.0f} "
                     f"{r['correlate_p50_ms']:>12.3f} {r['correlate_p99_ms']:>12.3f} "
+                    f"{r['serialised_p50_us']:>12.0f} {r['serialised_p99_us']:>12.0f} "
                     f"{r['mean_related']:>8.1f} {r['rank_ms']:>12.2f} {r['digest_s']:>9.2f} "
                     f"{r['peak_rss_mb']:>8.0f}")
     if len(results) >= 2:
@@ -152,5 +161,5 @@ if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "--scenario":
         print(json.dumps(scenario(int(sys.argv[2]), int(sys.argv[3]))))
     else:
-        sizes = [int(s) for s in sys.argv[1:]] or [10_000, 1_000_000]
+        sizes = [int(s) for s in sys.argv[1:]] or [10_000, 100_000, 1_000_000]
         print(report(run(sizes)))

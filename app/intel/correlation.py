@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -74,17 +75,60 @@ def match(target: Record, candidate: Record, policy: IntelPolicy) -> Match:
 
 def related(candidate: Record, m: Match, score: int, policy: IntelPolicy) -> RelatedIncident:
     """The response row of a kept candidate, from its match and score."""
-    inc = candidate.incident
+    return _row(candidate, score, m.reasons(policy))
+
+
+def _row(candidate: Record, score: int, reasons: list[str]) -> RelatedIncident:
     return RelatedIncident(
-        incident_id=inc.incident_id,
-        score=score,
-        reasons=m.reasons(policy),
-        service=inc.service,
-        kind=candidate.kind,
-        severity=inc.severity,
-        status=inc.status,
-        started_at=inc.started_at,
+        incident_id=candidate.incident_id, score=score, reasons=reasons,
+        service=candidate.service, kind=candidate.kind, severity=candidate.severity,
+        status=candidate.status, started_at=candidate.started_at,
     )
+
+
+Conditions = tuple[bool, bool, bool, bool]
+"""Same signature, same service, same kind, started near: what a score depends on."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scoring:
+    """The correlation rule of one policy, with each outcome's score and reasons
+    worked out once (16 combinations of four conditions) instead of per candidate."""
+
+    lookback: int
+    within: int
+    min_score: int
+    max_related: int
+    outcomes: dict[Conditions, tuple[int, tuple[str, ...]]]
+
+    @classmethod
+    def of(cls, policy: IntelPolicy) -> Scoring:
+        weights = policy.rule_weights()
+        outcomes: dict[Conditions, tuple[int, tuple[str, ...]]] = {}
+        for conditions in itertools.product((False, True), repeat=4):
+            m = Match(*conditions)
+            outcomes[conditions] = (m.score(weights), tuple(m.reasons(policy)))
+        rules = policy.correlation
+        return cls(rules.lookback_days * DAY, rules.within_minutes * MINUTE, rules.min_score,
+                   rules.max_related, outcomes)
+
+    def rank(self, target: Record, candidates: Iterable[Record]) -> list[RelatedIncident]:
+        """:func:`rank` with this policy."""
+        lookback, within, min_score = self.lookback, self.within, self.min_score
+        outcomes = self.outcomes
+        t_id, t_started = target.incident_id, target.started
+        t_sig, t_service, t_kind = target.signature, target.service, target.kind
+        kept: list[tuple[int, int, str, Record, tuple[str, ...]]] = []
+        for c in candidates:
+            delta = abs(c.started - t_started)
+            if delta > lookback or c.incident_id == t_id:
+                continue
+            score, reasons = outcomes[(c.signature == t_sig, c.service == t_service,
+                                       c.kind == t_kind, delta <= within)]
+            if score >= min_score:
+                kept.append((-score, -c.started, c.incident_id, c, reasons))
+        top = heapq.nsmallest(self.max_related, kept, key=lambda item: item[:3])
+        return [_row(c, -negated, list(reasons)) for negated, _, _, c, reasons in top]
 
 
 def rank(
@@ -95,19 +139,7 @@ def rank(
     Scores every candidate but builds the response rows of the kept top
     ``max_related`` only: an index offers far more candidates than it keeps.
     """
-    weights = policy.rule_weights()
-    rules = policy.correlation
-    lookback = rules.lookback_days * DAY
-    kept: list[tuple[int, int, str, Record, Match]] = []
-    for c in candidates:
-        if c.incident_id == target.incident_id or abs(c.started - target.started) > lookback:
-            continue
-        m = match(target, c, policy)
-        score = m.score(weights)
-        if score >= rules.min_score:
-            kept.append((-score, -c.started, c.incident_id, c, m))
-    top = heapq.nsmallest(rules.max_related, kept, key=lambda item: item[:3])
-    return [related(c, m, -negated, policy) for negated, _, _, c, m in top]
+    return Scoring.of(policy).rank(target, candidates)
 
 
 def note_for(incident_id: str, related_list: list[RelatedIncident], policy: IntelPolicy) -> Note:
@@ -141,6 +173,10 @@ def note_for(incident_id: str, related_list: list[RelatedIncident], policy: Inte
 Lookup = Callable[[str], Record]
 
 
+Same = tuple[bool, bool, bool]
+"""Same signature, same service, same kind (of a candidate and the target)."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Class:
     """Candidates of one fixed score: which timeline, which time band, which filter."""
@@ -148,7 +184,7 @@ class _Class:
     score: int
     source: str
     near: bool
-    accepts: Callable[[Record, Record], bool]
+    accepts: frozenset[Same]
 
 
 def _classes(policy: IntelPolicy) -> list[_Class]:
@@ -156,21 +192,20 @@ def _classes(policy: IntelPolicy) -> list[_Class]:
     sig, vk = w["same_signature"], w["same_service_and_kind"]
     vn, kn = w["same_service_time_cluster"], w["same_kind_cross_service"]
 
-    def same(attr: str) -> Callable[[Record, Record], bool]:
-        return lambda t, c: getattr(t, attr) == getattr(c, attr)
+    def where(test: Callable[[bool, bool, bool], bool]) -> frozenset[Same]:
+        return frozenset(c for c in itertools.product((False, True), repeat=3) if test(*c))
 
-    s, v, k = same("signature"), same("service"), same("kind")
     classes = [
-        _Class(sig + vk + vn + kn, "signature", True, lambda t, c: v(t, c) and k(t, c)),
-        _Class(sig + vk, "signature", False, lambda t, c: v(t, c) and k(t, c)),
-        _Class(sig + vn, "signature", True, lambda t, c: v(t, c) and not k(t, c)),
-        _Class(sig + kn, "signature", True, lambda t, c: k(t, c) and not v(t, c)),
-        _Class(sig, "signature", True, lambda t, c: not v(t, c) and not k(t, c)),
-        _Class(sig, "signature", False, lambda t, c: not (v(t, c) and k(t, c))),
-        _Class(vk + vn + kn, "service_kind", True, lambda t, c: not s(t, c)),
-        _Class(vk, "service_kind", False, lambda t, c: not s(t, c)),
-        _Class(vn, "service", True, lambda t, c: not s(t, c) and not k(t, c)),
-        _Class(kn, "kind", True, lambda t, c: not s(t, c) and not v(t, c)),
+        _Class(sig + vk + vn + kn, "signature", True, where(lambda s, v, k: v and k)),
+        _Class(sig + vk, "signature", False, where(lambda s, v, k: v and k)),
+        _Class(sig + vn, "signature", True, where(lambda s, v, k: v and not k)),
+        _Class(sig + kn, "signature", True, where(lambda s, v, k: k and not v)),
+        _Class(sig, "signature", True, where(lambda s, v, k: not v and not k)),
+        _Class(sig, "signature", False, where(lambda s, v, k: not (v and k))),
+        _Class(vk + vn + kn, "service_kind", True, where(lambda s, v, k: not s)),
+        _Class(vk, "service_kind", False, where(lambda s, v, k: not s)),
+        _Class(vn, "service", True, where(lambda s, v, k: not s and not k)),
+        _Class(kn, "kind", True, where(lambda s, v, k: not s and not v)),
     ]
     classes.sort(key=lambda c: -c.score)
     return classes
@@ -181,7 +216,9 @@ class CorrelationIndex:
 
     def __init__(self, policy: IntelPolicy) -> None:
         self.policy = policy
-        self._classes = _classes(policy)
+        self.scoring = Scoring.of(policy)
+        self._all_rules = len(policy.correlation.rules) == len(CORRELATION_RULES)
+        self._classes = [c for c in _classes(policy) if c.score >= policy.correlation.min_score]
         self._index = {name: TimelineIndex() for name in
                        ("signature", "service_kind", "service", "kind")}
 
@@ -198,9 +235,9 @@ class CorrelationIndex:
         """The timeline of one key of one index (``signature``, ``service``, ``kind``…)."""
         return self._index[source].get(key)
 
-    def add(self, record: Record) -> None:
+    def add(self, record: Record, entry: tuple[int, str] | None = None) -> None:
         for name, key in self._keys(record).items():
-            self._index[name].add(key, record.started, record.incident_id)
+            self._index[name].add(key, record.started, record.incident_id, entry)
 
     def remove(self, record: Record) -> None:
         for name, key in self._keys(record).items():
@@ -208,8 +245,7 @@ class CorrelationIndex:
 
     def _band(self, timeline: Timeline, target: Record, near: bool) -> Iterator[tuple[int, str]]:
         t = target.started
-        w = self.policy.correlation.within_minutes * MINUTE
-        lookback = self.policy.correlation.lookback_days * DAY
+        w, lookback = self.scoring.within, self.scoring.lookback
         if near:
             yield from timeline.newest_first(t - w, t + w)
             return
@@ -219,15 +255,15 @@ class CorrelationIndex:
 
     def correlate(self, target: Record, lookup: Lookup) -> list[RelatedIncident]:
         """Equal to ``rank(target, every incident, policy)``, reading only what can matter."""
-        if len(self.policy.correlation.rules) < len(CORRELATION_RULES):
-            return rank(target, self._union(target, lookup), self.policy)
-        limit = self.policy.correlation.max_related
+        if not self._all_rules:
+            return self.scoring.rank(target, self._union(target, lookup))
+        limit = self.scoring.max_related
         keys = self._keys(target)
+        t_id, t_sig, t_service, t_kind = (target.incident_id, target.signature, target.service,
+                                          target.kind)
         found: dict[str, Record] = {}
         group_score: int | None = None
         for cls in self._classes:
-            if cls.score < self.policy.correlation.min_score:
-                break
             if cls.score != group_score:
                 if group_score is not None and len(found) >= limit:
                     break
@@ -235,21 +271,21 @@ class CorrelationIndex:
             timeline = self._index[cls.source].get(keys[cls.source])
             if timeline is None:
                 continue
+            accepts = cls.accepts
             taken = 0
             last_started: int | None = None
             for started, incident_id in self._band(timeline, target, cls.near):
                 if taken >= limit and started != last_started:
                     break
-                if incident_id == target.incident_id:
+                if incident_id == t_id:
                     continue
-                candidate = lookup(incident_id)
-                if not cls.accepts(target, candidate):
+                c = lookup(incident_id)
+                if (c.signature == t_sig, c.service == t_service, c.kind == t_kind) not in accepts:
                     continue
-                found[incident_id] = candidate
+                found[incident_id] = c
                 taken += 1
                 last_started = started
-        return rank(target, found.values(), self.policy)
-
+        return self.scoring.rank(target, found.values())
 
     def _union(self, target: Record, lookup: Lookup) -> list[Record]:
         """Every incident that matches at least one rule (used when a rule is switched off,

@@ -163,11 +163,12 @@ class IntelEngine:
         return gone
 
     def _index(self, r: Record) -> None:
-        self.timeline.add(r.started, r.incident_id)
-        self.correlation.add(r)
+        entry = (r.started, r.incident_id)  # one tuple shared by every index
+        self.timeline.add(r.started, r.incident_id, entry)
+        self.correlation.add(r, entry)
         self.by_bucket.add(bucket_rules.bucket_key(r, self.policy.intel), r.started,
-                           r.incident_id)
-        self.by_service.add(r.service, r.started, r.incident_id)
+                           r.incident_id, entry)
+        self.by_service.add(r.service, r.started, r.incident_id, entry)
         if r.status in OPEN_STATUSES:
             self.open_ids.add(r.incident_id)
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import TypeVar
+from datetime import datetime
+from sys import intern
+from typing import Any, TypeVar
 
 from app.contracts import (
     AlertTransition,
@@ -23,7 +25,7 @@ from app.contracts import (
     Severity,
     Status,
 )
-from app.intel.periods import micros
+from app.intel.periods import from_micros, micros
 from app.intel.signature import compute_signature, derive_kind
 from app.policy import KindDerivation
 
@@ -32,29 +34,50 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One incident as the engine sees it: kind and signature always present."""
+    """One incident as the engine sees it: kind and signature always present.
 
-    incident: Incident
+    A slotted record rather than the validated :class:`Incident` model: a
+    million of them must fit in memory, so repeated strings (service, kind,
+    severity, status, signature, title, env) are interned and the start time
+    is kept once, as microseconds. :attr:`incident` rebuilds the model.
+    """
+
+    incident_id: str
+    service: str
+    severity: Severity
+    status: Status
     kind: str
     signature: str
     started: int
     version: tuple[int, str]
+    title: str
+    root_cause: str | None
+    detected_at: datetime | None
+    resolved_at: datetime | None
+    env: str
+    labels: tuple[tuple[str, str], ...]
+    given_kind: str | None
+    given_signature: str | None
 
     @property
-    def incident_id(self) -> str:
-        return self.incident.incident_id
+    def started_at(self) -> datetime:
+        return from_micros(self.started)
+
+    def incident_fields(self) -> dict[str, Any]:
+        """The fields of the :class:`Incident` this record was made from."""
+        return {
+            "incident_id": self.incident_id, "service": self.service, "kind": self.given_kind,
+            "severity": self.severity, "status": self.status,
+            "signature": self.given_signature, "title": self.title, "env": self.env,
+            "started_at": self.started_at, "detected_at": self.detected_at,
+            "resolved_at": self.resolved_at, "root_cause": self.root_cause,
+            "labels": dict(self.labels),
+        }
 
     @property
-    def service(self) -> str:
-        return self.incident.service
-
-    @property
-    def severity(self) -> Severity:
-        return self.incident.severity
-
-    @property
-    def status(self) -> Status:
-        return self.incident.status
+    def incident(self) -> Incident:
+        """The incident as its newest event stated it."""
+        return Incident.model_construct(**self.incident_fields())
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,17 +88,32 @@ class Change:
     after: Record
 
 
+def _shared(value: str | None) -> str | None:
+    return None if value is None else intern(value)
+
+
 def to_record(event: IncidentEvent, rules: KindDerivation) -> Record:
     """Normalise an incident event: derive a missing kind and signature."""
     inc = event.incident
-    kind = inc.kind or derive_kind(inc.title, inc.labels, rules)
-    signature = inc.signature or compute_signature(inc.service, kind, inc.title)
+    kind = intern(inc.kind or derive_kind(inc.title, inc.labels, rules))
+    signature = intern(inc.signature or compute_signature(inc.service, kind, inc.title))
     return Record(
-        incident=inc,
+        incident_id=inc.incident_id,
+        service=intern(inc.service),
+        severity=intern(inc.severity),  # type: ignore[arg-type]
+        status=intern(inc.status),  # type: ignore[arg-type]
         kind=kind,
         signature=signature,
         started=micros(inc.started_at),
         version=(micros(event.occurred_at), event.event_id),
+        title=intern(inc.title),
+        root_cause=_shared(inc.root_cause),
+        detected_at=inc.detected_at,
+        resolved_at=inc.resolved_at,
+        env=intern(inc.env),
+        labels=tuple(inc.labels.items()),
+        given_kind=kind if inc.kind == kind else _shared(inc.kind),
+        given_signature=signature if inc.signature == signature else _shared(inc.signature),
     )
 
 
@@ -217,8 +255,8 @@ class IncidentBook:
         postmortem = self.postmortems.get(record.incident_id)
         if postmortem is not None:
             return f"cause:{postmortem[2]}"
-        if record.incident.root_cause:
-            return f"cause:{record.incident.root_cause}"
+        if record.root_cause:
+            return f"cause:{record.root_cause}"
         return f"signature:{record.signature}"
 
 
@@ -227,7 +265,7 @@ def _newer(event: IncidentEvent, record: Record, current: Record) -> bool:
     equal versions are ordered by content, so every arrival order ends the same."""
     if record.version != current.version:
         return record.version > current.version
-    return record.incident != current.incident and (
+    return record.incident_fields() != current.incident_fields() and (
         record.incident.model_dump_json() > current.incident.model_dump_json())
 
 

@@ -224,13 +224,12 @@ class IncidentFacts:
 
 def incident_facts(book: IncidentBook, record: Record) -> IncidentFacts:
     """Read one incident's facts out of the book (root cause, latency, time to resolve)."""
-    inc = record.incident
     detected = detection_moment(
-        micros(inc.detected_at) if inc.detected_at is not None else None,
+        micros(record.detected_at) if record.detected_at is not None else None,
         book.first_firing.get(record.incident_id),
         book.opened_at.get(record.incident_id),
     )
-    resolved = micros(inc.resolved_at) if inc.resolved_at is not None else None
+    resolved = micros(record.resolved_at) if record.resolved_at is not None else None
     return IncidentFacts(
         incident_id=record.incident_id,
         started=record.started,
