@@ -19,7 +19,9 @@ incidents, 4 partitions) and measures on those same events, side by side:
   is printed beside it (commits come every few seconds, so it runs later).
 
 Then latency: a fresh pipeline with H incidents of history (default 50,000)
-caught up, events paced at 1,000/s for 30 s; each event's latency is the time
+caught up, new incidents paced at 1,000/s for 30 s as live traffic (event
+times follow the sending clock from the end of the history, so the watermark
+moves with them); each event's latency is the time
 from just before its send to the arrival of its ``intel.correlations`` record
 at a reader with a 5 ms fetch wait. ``--quick`` makes it H = 10,000 for 10 s.
 
@@ -35,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,13 +45,14 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from bench.engine import synthetic_lines
+from bench.engine import CENTRE, synthetic_lines
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
@@ -61,6 +63,8 @@ PIPELINE_TIMEOUT = 900.0
 """Longest wait for a pipeline to emit every correlation record (seconds)."""
 DRAIN_TIMEOUT = 60.0
 """Longest wait, after the paced sends, for the last correlation records."""
+LIVE_FROM = CENTRE + timedelta(days=30)
+"""Where the synthetic history ends: live traffic starts here in event time."""
 STARTED_LINE = "replica reading"
 """The worker's log line when its replica starts consuming."""
 
@@ -69,9 +73,23 @@ Events = list[tuple[bytes, bytes]]
 
 
 def incident_events(n: int, first: int = 0) -> Events:
-    """``n`` (key, value) incident events, unique incidents from number ``first``."""
+    """``n`` (key, value) incident events, unique incidents from number ``first``, started
+    anywhere in the 60 days of the synthetic history (a backfill, in no time order)."""
     return [(f"inc{first + i:07d}".encode(), line)
             for i, line in enumerate(synthetic_lines(n, first=first))]
+
+
+def live_events(n: int, first: int, rate: float) -> Events:
+    """``n`` new incidents as live traffic: the synthetic mix of services, kinds and
+    severities, started (and sent) one after the other at ``rate`` per second of
+    event time, from the end of the synthetic history on."""
+    events = []
+    for i, (key, line) in enumerate(incident_events(n, first)):
+        event = orjson.loads(line)
+        at = (LIVE_FROM + timedelta(seconds=i / rate)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        event["occurred_at"] = event["incident"]["started_at"] = at
+        events.append((key, orjson.dumps(event)))
+    return events
 
 
 # ---------------------------------------------------------------------------- E
@@ -194,6 +212,7 @@ class Worker:
     prefix: str
     profile: Path | None = None
     lines: list[tuple[float, str]] = field(default_factory=list)
+    cpu_at_start: float = 0.0
 
     @property
     def app_id(self) -> str:
@@ -230,6 +249,8 @@ class Worker:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
+            if STARTED_LINE in line:
+                self.cpu_at_start = cpu_seconds(self.proc.pid)
             self.lines.append((time.monotonic(), line.rstrip()))
 
     def logged(self, needle: str) -> float | None:
@@ -245,6 +266,15 @@ class Worker:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds a process has used so far (0 where /proc is missing)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float, every: float = 0.02) -> bool:
@@ -286,21 +316,28 @@ class Size:
     naive_eps: float = 0.0
     pipeline_eps: float = 0.0
     pipeline_committed_eps: float = 0.0
+    worker_cpu_ms: float = 0.0
+    """Worker CPU per event (ms) from the replica's start to the last correlation record."""
+    broker_cpu_ms: float = 0.0
     replica_ready_s: float = 0.0
     first_correlation_s: float = 0.0
     last_correlation_s: float = 0.0
 
 
-async def pipeline(worker: Worker, n: int, input_topic: str) -> Size:
+async def pipeline(worker: Worker, n: int, input_topic: str, broker_pid: int | None) -> Size:
     """Run the worker over the pre-loaded topic; phases in seconds from the replica's start."""
     watcher = Correlations(worker.bootstrap, f"{worker.prefix}intel.correlations")
     stop = asyncio.Event()
     watching = asyncio.create_task(watcher.run(stop))
     worker.start()
     try:
+        await wait_for(lambda: worker.cpu_at_start > 0, 120)
+        broker_start = cpu_seconds(broker_pid)
         if not await wait_for(lambda: len(watcher.arrived) >= n, PIPELINE_TIMEOUT, 0.005):
             raise RuntimeError(f"pipeline emitted {len(watcher.arrived)} of {n} correlation "
                                f"records in {PIPELINE_TIMEOUT} s:\n{worker.tail()}")
+        worker_cpu = cpu_seconds(worker.proc.pid) - worker.cpu_at_start
+        broker_cpu = cpu_seconds(broker_pid) - broker_start
         committed = await committed_at(worker, input_topic, time.monotonic() + 120)
         started = worker.logged(STARTED_LINE)
         if started is None:
@@ -309,6 +346,7 @@ async def pipeline(worker: Worker, n: int, input_topic: str) -> Size:
         ready = worker.logged("replica ready") or started
         return Size(n=n, pipeline_eps=n / (arrivals[-1] - started),
                     pipeline_committed_eps=0.0 if committed is None else n / (committed - started),
+                    worker_cpu_ms=1000 * worker_cpu / n, broker_cpu_ms=1000 * broker_cpu / n,
                     replica_ready_s=ready - started, first_correlation_s=arrivals[0] - started,
                     last_correlation_s=arrivals[-1] - started)
     finally:
@@ -317,7 +355,8 @@ async def pipeline(worker: Worker, n: int, input_topic: str) -> Size:
         worker.stop()
 
 
-async def measure_size(bootstrap: str, n: int, profile: Path | None) -> Size:
+async def measure_size(bootstrap: str, n: int, profile: Path | None,
+                       broker_pid: int | None) -> Size:
     worker = Worker(bootstrap, f"bench{uuid.uuid4().hex[:6]}.", profile)
     await worker.create_topics()
     topic = f"{worker.prefix}incidents.events"
@@ -326,7 +365,7 @@ async def measure_size(bootstrap: str, n: int, profile: Path | None) -> Size:
     engine = engine_rate([value for _, value in events])
     raw = await raw_rate(bootstrap, topic, n)
     naive = await asyncio.to_thread(naive_rate, bootstrap, topic, n)
-    size = await pipeline(worker, n, topic)
+    size = await pipeline(worker, n, topic, broker_pid)
     size.engine_eps, size.raw_eps, size.naive_eps = engine, raw, naive
     return size
 
@@ -363,7 +402,8 @@ async def latency(bootstrap: str, history: int, rate: float, seconds: float) -> 
             raise RuntimeError(f"history: {len(watcher.arrived)} of {history} correlation "
                                f"records in {PIPELINE_TIMEOUT} s:\n{worker.tail()}")
         result.catch_up_s = time.monotonic() - t0
-        sent = await paced(bootstrap, topic, incident_events(int(rate * seconds), history), rate)
+        sent = await paced(bootstrap, topic, live_events(int(rate * seconds), history, rate),
+                           rate)
         await wait_for(lambda: all(k in watcher.arrived for k in sent), DRAIN_TIMEOUT, 0.1)
     finally:
         stop.set()
@@ -371,10 +411,16 @@ async def latency(bootstrap: str, history: int, rate: float, seconds: float) -> 
         worker.stop()
     found = sorted(watcher.arrived[k] - t for k, t in sent.items() if k in watcher.arrived)
     result.sent, result.received = len(sent), len(found)
-    if found and len(found) == len(sent):
-        result.p50_ms = 1000 * statistics.median(found)
-        result.p99_ms = 1000 * found[int(0.99 * (len(found) - 1))]
+    # An event without its record counts as slower than every one that has one.
+    result.p50_ms, result.p99_ms = (percentile(found, q, len(sent)) for q in (0.5, 0.99))
     return result
+
+
+def percentile(found: list[float], q: float, total: int) -> float | None:
+    """The ``q`` quantile in ms of ``total`` latencies of which ``found`` (sorted, in
+    seconds) arrived; ``None`` when it falls among those that never did."""
+    index = int(q * (total - 1))
+    return 1000 * found[index] if index < len(found) else None
 
 
 async def paced(bootstrap: str, topic: str, events: Events, rate: float) -> dict[bytes, float]:
@@ -405,14 +451,14 @@ def run(sizes: list[int], history: int = HISTORY, rate: float = RATE,
     worker's cProfile there."""
     from app.broker import EmbeddedBroker
 
-    async def measure(bootstrap: str) -> dict[str, Any]:
-        runs = [await measure_size(bootstrap, n, profile if i == 0 else None)
+    async def measure(bootstrap: str, pid: int | None) -> dict[str, Any]:
+        runs = [await measure_size(bootstrap, n, profile if i == 0 else None, pid)
                 for i, n in enumerate(sizes)]
         lat = await latency(bootstrap, history, rate, seconds) if history else None
         return {"runs": [asdict(r) for r in runs], "latency": lat and asdict(lat)}
 
     with EmbeddedBroker() as broker:
-        return asyncio.run(measure(broker.bootstrap_servers))
+        return asyncio.run(measure(broker.bootstrap_servers, broker.pid))
 
 
 def summary(result: dict[str, Any]) -> dict[str, Any]:
@@ -435,16 +481,18 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
 
 def report(result: dict[str, Any]) -> str:
     rows = [f"{'N':>8} {'E engine':>10} {'R raw':>10} {'F naive':>9} {'P pipeline':>11} "
-            f"{'P commit':>9} {'P/E':>6} {'P/F':>6}   P phases (s from replica start): "
-            "replica ready, first / last correlation"]
+            f"{'P commit':>9} {'P/E':>6} {'P/F':>6} {'cpu ms/ev':>10}   P phases (s from replica "
+            "start): replica ready, first / last correlation"]
     for r in result["runs"]:
         rows.append(
             f"{r['n']:>8} {r['engine_eps']:>10.0f} {r['raw_eps']:>10.0f} "
             f"{r['naive_eps']:>9.0f} {r['pipeline_eps']:>11.0f} "
             f"{r['pipeline_committed_eps']:>9.0f} {r['pipeline_eps'] / r['engine_eps']:>6.2f} "
-            f"{r['pipeline_eps'] / r['naive_eps']:>6.2f}   {r['replica_ready_s']:.1f}, "
+            f"{r['pipeline_eps'] / r['naive_eps']:>6.2f} "
+            f"{r['worker_cpu_ms']:>4.2f}+{r['broker_cpu_ms']:<5.2f}   {r['replica_ready_s']:.1f}, "
             f"{r['first_correlation_s']:.1f} / {r['last_correlation_s']:.1f}")
-    rows.append("(events/s; targets: P/E >= 0.5 at every N, P(largest N)/P(smallest N) >= 0.7)")
+    rows.append("(events/s; cpu ms/ev: worker + broker CPU per event during P; targets: "
+                "P/E >= 0.5 at every N, P(largest N)/P(smallest N) >= 0.7)")
     runs = result["runs"]
     if len(runs) >= 2:
         small, large = runs[0], runs[-1]
@@ -452,10 +500,12 @@ def report(result: dict[str, Any]) -> str:
                     f"{large['pipeline_eps'] / small['pipeline_eps']:.2f}")
     lat = result["latency"]
     if lat:
-        figures = (f"p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms"
-                   if lat["p99_ms"] is not None else
-                   f"{lat['sent'] - lat['received']} of {lat['sent']} events without a "
-                   f"correlation record {DRAIN_TIMEOUT:.0f} s after the last send")
+        figures = ", ".join(f"{name} " + (f"{lat[key]:.0f} ms" if lat[key] is not None
+                                          else "never (no record)")
+                            for name, key in (("p50", "p50_ms"), ("p99", "p99_ms")))
+        if lat["received"] < lat["sent"]:
+            figures += (f"; {lat['sent'] - lat['received']} of {lat['sent']} events without a "
+                        f"correlation record {DRAIN_TIMEOUT:.0f} s after the last send")
         rows.append(f"latency event -> intel.correlations, {lat['history']} incidents of "
                     f"history (caught up in {lat['catch_up_s']:.0f} s), {lat['rate']:.0f} "
                     f"events/s for {lat['seconds']:.0f} s: {figures} (target p99 < 250 ms)")
