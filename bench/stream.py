@@ -513,20 +513,31 @@ def report(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str]) -> None:
-    flags = {a for a in argv if a.startswith("--")}
-    known = {"--json", "--quick", "--no-latency"}
-    profile = next((a.split("=", 1)[1] for a in flags if a.startswith("--profile=")), None)
-    unknown = {f for f in flags if f not in known and not f.startswith("--profile=")}
-    sizes = [int(a) for a in argv if not a.startswith("--")] or SIZES
-    if unknown:
-        raise SystemExit(f"unknown option {sorted(unknown)[0]} (known: {', '.join(sorted(known))}"
-                         ", --profile=PATH)")
-    quick = "--quick" in flags
-    history = 0 if "--no-latency" in flags else QUICK_HISTORY if quick else HISTORY
-    result = run(sizes, history, RATE, QUICK_SECONDS if quick else SECONDS,
-                 Path(profile) if profile else None)
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.stream", description=__doc__.split(
+        "\n")[0])
+    parser.add_argument("sizes", nargs="*", type=int, default=SIZES, metavar="N",
+                        help="pre-loaded incident events per throughput run (default 10000)")
+    parser.add_argument("--json", action="store_true", help="last line: the figures as JSON")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"latency with {QUICK_HISTORY} incidents of history for "
+                             f"{QUICK_SECONDS:.0f} s")
+    parser.add_argument("--no-latency", action="store_true", help="skip the latency run")
+    parser.add_argument("--history", type=int, help=f"incidents of history (default {HISTORY})")
+    parser.add_argument("--rate", type=float, default=RATE, help="paced events per second")
+    parser.add_argument("--seconds", type=float, help=f"paced seconds (default {SECONDS:.0f})")
+    parser.add_argument("--profile", type=Path, metavar="PATH",
+                        help="write the first pipeline worker's cProfile here")
+    args = parser.parse_args(argv)
+    history = args.history if args.history is not None else (
+        QUICK_HISTORY if args.quick else HISTORY)
+    seconds = args.seconds if args.seconds is not None else (
+        QUICK_SECONDS if args.quick else SECONDS)
+    result = run(args.sizes, 0 if args.no_latency else history, args.rate, seconds,
+                 args.profile)
     print(report(result), flush=True)
-    if "--json" in flags:
+    if args.json:
         print(json.dumps(summary(result)))
 
 
