@@ -105,9 +105,9 @@ class Scoring:
     def of(cls, policy: IntelPolicy) -> Scoring:
         weights = policy.rule_weights()
         outcomes: dict[Conditions, tuple[int, tuple[str, ...]]] = {}
-        for conditions in itertools.product((False, True), repeat=4):
-            m = Match(*conditions)
-            outcomes[conditions] = (m.score(weights), tuple(m.reasons(policy)))
+        for s, v, k, n in itertools.product((False, True), repeat=4):
+            m = Match(s, v, k, n)
+            outcomes[(s, v, k, n)] = (m.score(weights), tuple(m.reasons(policy)))
         rules = policy.correlation
         return cls(rules.lookback_days * DAY, rules.within_minutes * MINUTE, rules.min_score,
                    rules.max_related, outcomes)
@@ -193,7 +193,8 @@ def _classes(policy: IntelPolicy) -> list[_Class]:
     vn, kn = w["same_service_time_cluster"], w["same_kind_cross_service"]
 
     def where(test: Callable[[bool, bool, bool], bool]) -> frozenset[Same]:
-        return frozenset(c for c in itertools.product((False, True), repeat=3) if test(*c))
+        return frozenset((s, v, k) for s, v, k in itertools.product((False, True), repeat=3)
+                         if test(s, v, k))
 
     classes = [
         _Class(sig + vk + vn + kn, "signature", True, where(lambda s, v, k: v and k)),
