@@ -86,7 +86,7 @@ def _dashboard_reads(windows: Sequence[int], stop: StopRequested, engine: IntelE
     recurrence = [engine.recurrence(RecurrenceRequest(action="recurrence", window_days=days),
                                     as_of) for days in windows]
     buckets = engine.buckets(BucketsRequest(action="buckets"), as_of, stop)
-    titles = {i: engine.record(i).incident.title
+    titles = {i: engine.record(i).title
               for b in buckets.buckets for i in b.sample_incidents}
     alerts = engine.alert_report(AlertsRequest(action="alerts"), as_of, stop)
     return as_of, recurrence, buckets, titles, alerts
