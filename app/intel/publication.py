@@ -102,8 +102,9 @@ def row(engine: IntelEngine, key: OutputKey, as_of: datetime) -> Row:
     """The record of ``key`` at ``as_of`` (a bucket no longer listed is a tombstone)."""
     if key.topic == RECURRENCE:
         update = engine.recurrence_update(key.key, as_of)
-        value = dump_json(update)
-        return Row(key, value, content(key.topic, value), update.update_id)
+        return Row(key, dump_json(update),
+                   recurrence_content(update.count_7d, update.count_30d, update.level),
+                   update.update_id)
     if key.topic == ALERTS:
         summary: BaseModel | None = engine.alerts.published_row(
             key.key, micros(as_of), engine.policy.intel.alerts)
@@ -125,9 +126,14 @@ def content(topic: str, value: bytes | None) -> bytes | None:
     if value is None or topic != RECURRENCE:
         return value
     fields = orjson.loads(value)
-    if not (fields["count_7d"] or fields["count_30d"]):
+    return recurrence_content(fields["count_7d"], fields["count_30d"], fields["level"])
+
+
+def recurrence_content(count_7d: int, count_30d: int, level: str) -> bytes | None:
+    """What a recurrence record says: its counts and level (``None`` when both are zero)."""
+    if not (count_7d or count_30d):
         return None
-    return f"{fields['count_7d']}|{fields['count_30d']}|{fields['level']}".encode()
+    return f"{count_7d}|{count_30d}|{level}".encode()
 
 
 def weeks_completed(before: int | None, after: int) -> list[str]:
@@ -148,7 +154,9 @@ def weeks_of(started: Iterable[int], watermark: int) -> set[str]:
     """Completed digest weeks (end at or before ``watermark``) whose 30-day window
     holds one of the ``started`` times: the weeks those incidents can change."""
     weeks: set[str] = set()
-    for start in started:
+    # Week ends fall on midnights, so an incident's day start gives the same weeks as
+    # its start time: one calendar walk per distinct day, not per incident.
+    for start in {value // DAY * DAY for value in started}:
         label = week_label(from_micros(start))
         # A week's window is [end - 30 days, end): the incident counts for weeks
         # ending after it started and at most 30 days later.

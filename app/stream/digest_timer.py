@@ -107,11 +107,8 @@ async def _produce_locked(app: IntelApp, request: WeeklyDigestRequest, *,
     # follow-ups (app.stream.publisher); before that (a quiet stream), the digest does.
     watermark = replica.engine.watermark
     if watermark is None or watermark < micros(week_end(response.week)):
-        for followup in answer.followups:
-            if followup.meta.dedupe_key not in replica.emitted:
-                await app.outbox.send("intel.followups", followup.incident_id,
-                                      dump_json(followup), followup.meta.dedupe_key)
-                replica.emitted.add(followup.meta.dedupe_key)
+        await app.outbox.send_all(replica.publisher.followups(answer.followups,
+                                                              owned_only=False))
     if publish:
         await app.outbox.send("intel.digests", response.week,
                               dump_json(response.json_summary), f"digest:{response.week}")

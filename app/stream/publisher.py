@@ -19,6 +19,7 @@ dedupe table.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -53,6 +54,13 @@ def partition_of(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _partition_of_key(key: str, partitions: int) -> int:
+    """:func:`partition_of` of an output key, remembered: the same keys are asked
+    about after every fetch, and murmur2 here is pure Python."""
+    return partition_of(key.encode(), partitions)
+
+
 @dataclass
 class Seen:
     """What a keyed record on the topic says, and the watermark it was computed at."""
@@ -75,7 +83,7 @@ class Publisher:
     owned: frozenset[int] = frozenset()
 
     def owns(self, key: str) -> bool:
-        return partition_of(key.encode(), self.partitions) in self.owned
+        return _partition_of_key(key, self.partitions) in self.owned
 
     def reassign(self, owned: Iterable[int]) -> frozenset[int]:
         """Take the new assignment; returns the partitions gained."""
@@ -84,7 +92,7 @@ class Publisher:
         if new != self.owned:
             lost = self.owned - new
             self.mine = {k: v for k, v in self.mine.items()
-                         if partition_of(k.key.encode(), self.partitions) not in lost}
+                         if _partition_of_key(k.key, self.partitions) not in lost}
             self.owned = new
         return gained
 
@@ -93,7 +101,7 @@ class Publisher:
         """Every key of ``partitions`` that has a record or should have one."""
         candidates = publication.live_keys(engine, as_of) | set(self.seen) | set(self.mine)
         return {k for k in candidates
-                if partition_of(k.key.encode(), self.partitions) in partitions}
+                if _partition_of_key(k.key, self.partitions) in partitions}
 
     def read_back(self, topic: str, key: bytes, value: bytes | None, as_of: str | None) -> None:
         """A record of a keyed output topic, as the replica reads it."""
@@ -130,12 +138,15 @@ class Publisher:
             self.mine[key] = Seen(row.content, at)
         return out
 
-    def followups(self, followups: Iterable[FollowUp]) -> list[Outgoing]:
-        """The owned follow-ups not emitted yet (now counted as emitted)."""
+    def followups(self, followups: Iterable[FollowUp], *,
+                  owned_only: bool = True) -> list[Outgoing]:
+        """The follow-ups not emitted yet (now counted as emitted); with ``owned_only``,
+        only those of buckets this worker owns."""
         out: list[Outgoing] = []
         for followup in followups:
             meta = followup.meta
-            if meta.dedupe_key in self.emitted or not self.owns(meta.bucket_key):
+            if meta.dedupe_key in self.emitted or (owned_only
+                                                   and not self.owns(meta.bucket_key)):
                 continue
             out.append(Outgoing("intel.followups", followup.incident_id.encode(),
                                 dump_json(followup), meta.dedupe_key))
