@@ -1,6 +1,7 @@
 """Every output the engine serialises, for one fixed simulated stream: the golden file.
 
-``python -m tests.support.golden`` writes ``tests/engine/golden/outputs.json``;
+``python -m tests.support.golden`` writes ``tests/engine/golden/outputs.json`` from the
+events of ``stream.jsonl`` beside it;
 ``tests/engine/test_golden_outputs.py`` recomputes the same outputs and
 compares them byte for byte, so a change to how payloads are serialised (the
 JSON of every topic record, tool answer and artifact) cannot pass unnoticed.
@@ -40,12 +41,19 @@ from app.simulation.feed import first_run_feed, to_jsonl
 from tests.support.repository import POLICY_DIR, ROOT
 
 GOLDEN = ROOT / "tests" / "engine" / "golden" / "outputs.json"
+STREAM = GOLDEN.with_name("stream.jsonl")
 NOW = datetime(2026, 3, 25, 10, 30, tzinfo=UTC)
 """Where the stream ends: two complete weeks and part of a third."""
 
 
 def stream_lines() -> list[bytes]:
-    """The fixed input: a simulated stream of incidents, alerts and learning events."""
+    """The fixed input, kept as a file so that a change of the simulator does not
+    change it: incidents, alerts and learning events of two and a half weeks."""
+    return [line for line in STREAM.read_bytes().split(b"\n") if line.strip()]
+
+
+def simulated_lines() -> list[bytes]:
+    """How ``stream.jsonl`` was made: the first-run feed of seed 5 ending at :data:`NOW`."""
     records, _ = first_run_feed(5, NOW, rate_per_s=2.0, duration_s=300.0)
     return [line for line in to_jsonl(records).split(b"\n") if line.strip()]
 
