@@ -169,6 +169,9 @@ class AlertsPolicy(_Strict):
     promote: PromoteRule = PromoteRule()
     published_window_days: Annotated[int, Field(gt=0, le=3660)] = 30
     """Window of the flapping and linked-incident fields of each ``intel.alerts`` record."""
+    retention_days: Annotated[int, Field(gt=0, le=3660)] = 35
+    """How long alert transitions are kept after they occurred: every window of the alert
+    answers fits in it, and ``alerts`` asks for no longer window."""
 
 
 class IntelPolicy(_Strict):
@@ -237,9 +240,11 @@ class IntelPolicy(_Strict):
         if self.retention_days < least:
             raise ValueError(f"retention_days: {self.retention_days} is less than "
                              f"correlation.lookback_days + the largest window ({least})")
-        if self.alerts.published_window_days > self.retention_days:
-            raise ValueError(f"alerts.published_window_days: {self.alerts.published_window_days}"
-                             f" is more than retention_days ({self.retention_days})")
+        widest = max(30, self.alerts.published_window_days) + self.recurrence.grace_days
+        if self.alerts.retention_days < widest:
+            raise ValueError(f"alerts.retention_days: {self.alerts.retention_days} is less than "
+                             "the widest alert window (30 days, or published_window_days) plus "
+                             f"recurrence.grace_days ({widest})")
         return self
 
     @property

@@ -32,7 +32,7 @@ from app.contracts import (
     RecurrenceResponse,
     format_timestamp,
 )
-from app.intel.recurrence import level
+from app.intel.levels import level
 from app.intel.velocity import two_decimals
 from app.policy import IntelPolicy
 

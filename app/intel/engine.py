@@ -21,7 +21,6 @@ from app.contracts import (
     OPEN_STATUSES,
     AlertsRequest,
     AlertsResponse,
-    AlertTransition,
     Bucket,
     BucketsRequest,
     BucketsResponse,
@@ -110,35 +109,39 @@ class IntelEngine:
 
     def __init__(self, policy: Policy, learning: LearningSection | None = None) -> None:
         self.policy = policy
-        self.book = IncidentBook(policy.intel.kind_derivation)
+        self.alerts = alert_rules.AlertBook()
+        self.book = IncidentBook(policy.intel.kind_derivation, self.alerts)
         self.timeline = Timeline()
         self.correlation = correlation.CorrelationIndex(policy.intel)
         self.by_bucket = TimelineIndex()
         self.by_service = TimelineIndex()
         self.open_ids: set[str] = set()
-        self.alerts = alert_rules.AlertBook()
         self.learning: LearningSection = (
             learning if learning is not None else _learning_hook(policy))
         self.watermark: int | None = None
         """Newest ``occurred_at`` applied (microseconds): the live ``as_of``."""
         self.retained_from = retention_cutoff(0, policy.intel)
+        self.alerts_from = alert_rules.alert_cutoff(0, policy.intel.alerts)
 
     # ----------------------------------------------------------------- folding
 
     def apply(self, event: Event) -> Change | None:
         """Fold one event in. An incident started before the retention cutoff is
-        ignored, and the cutoff follows the watermark (:mod:`app.intel.watermark`)."""
+        ignored, and the cutoff follows the watermark (:mod:`app.intel.watermark`);
+        alert transitions are kept for ``alerts.retention_days`` likewise."""
         at = micros(event.occurred_at)
         if self.watermark is None or at > self.watermark:
             self.watermark = at
             cutoff = retention_cutoff(at, self.policy.intel)
             if cutoff > self.retained_from:
                 self.forget_before(cutoff)
+            alert_cut = alert_rules.alert_cutoff(at, self.policy.intel.alerts)
+            if alert_cut > self.alerts_from:
+                self.alerts_from = alert_cut
+                self.alerts.prune(alert_cut)
         if isinstance(event, IncidentEvent) and \
                 micros(event.incident.started_at) < self.retained_from:
             return None
-        if isinstance(event, AlertTransition):
-            self.alerts.add(event)
         change = self.book.apply(event)
         if change is not None:
             if change.before is not None:
@@ -151,15 +154,14 @@ class IntelEngine:
             self.apply(event)
 
     def forget_before(self, cutoff: int) -> list[Record]:
-        """Forget incidents started before ``cutoff``, and facts (alert transitions
-        too) that occurred before it."""
+        """Forget incidents started before ``cutoff``, and their facts that occurred
+        before it."""
         self.retained_from = cutoff
         gone = [self.record(i) for _, i in self.timeline.window(-1 << 62, cutoff - 1)]
         for record in gone:
             self._unindex(record)
             self.book.forget(record.incident_id)
         self.book.forget_facts_before(cutoff)
-        self.alerts.prune(cutoff)
         return gone
 
     def _index(self, r: Record) -> None:
@@ -222,6 +224,20 @@ class IntelEngine:
                 if request.append_note else None)
         return CorrelateResponse(incident_id=target.incident_id, related_count=len(related),
                                  related=related, note=note)
+
+    def recent_correlations(self, limit: int, scan: int) -> list[CorrelateResponse]:
+        """Current ``correlate`` answers of the newest incidents (by start, ids descending
+        on ties) that have related incidents: at most ``limit`` of them, from no more
+        than the ``scan`` newest incidents, so the cost is bounded whatever the history."""
+        out: list[CorrelateResponse] = []
+        for seen, (_, incident_id) in enumerate(self.timeline.newest_first(-(1 << 62), 1 << 62)):
+            if seen >= scan or len(out) >= limit:
+                break
+            response = self.correlate(CorrelateRequest(action="correlate",
+                                                       incident_id=incident_id))
+            if response.related_count:
+                out.append(response)
+        return out
 
     def recurrence(self, request: RecurrenceRequest, as_of: datetime) -> RecurrenceResponse:
         records = self.window(micros(as_of), request.window_days)
@@ -333,7 +349,14 @@ class IntelEngine:
 
     def alert_report(self, request: AlertsRequest, as_of: datetime,
                      stop: StopRequested = _never) -> AlertsResponse:
-        """The ``alerts`` action: recurring, flapping and unanswered alert fingerprints."""
+        """The ``alerts`` action: recurring, flapping and unanswered alert fingerprints.
+
+        Transitions are kept ``alerts.retention_days``, so no longer window is answered."""
+        kept = self.policy.intel.alerts.retention_days
+        if request.window_days > kept:
+            raise ActionError("invalid_argument",
+                              f"window_days: {request.window_days} is more than the "
+                              f"{kept} days of alert transitions kept (alerts.retention_days)")
         return alert_rules.report(self.alerts, as_of, request.window_days, request.service,
                                   self.policy.intel.alerts,
                                   self.policy.intel.kind_derivation.default,
@@ -362,12 +385,5 @@ def _learning_hook(policy: Policy) -> LearningSection:
     return functools.partial(velocity.digest_section, target=policy.recurrence_target)
 
 
-def horizon_days(policy: Policy) -> int:
-    """Days of history a live worker must keep for every window and lookback."""
-    intel = policy.intel
-    return max(intel.largest_window_days, intel.correlation.lookback_days) + \
-        intel.recurrence.grace_days
-
-
 __all__ = ["DAY", "ActionError", "Answer", "Artifact", "IntelEngine", "ReadCancelled",
-           "StopRequested", "checkpoint", "horizon_days"]
+           "StopRequested", "checkpoint"]

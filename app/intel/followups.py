@@ -24,8 +24,8 @@ from app.contracts import (
 )
 from app.intel.buckets import newest_first
 from app.intel.incidents import Record
+from app.intel.levels import level
 from app.intel.periods import in_window, micros
-from app.intel.recurrence import level
 from app.policy import IntelPolicy
 
 _LEVELS = ("none", "warn", "high")

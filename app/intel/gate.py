@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 from app.contracts import SEVERITIES, GateMode, GateRequest, GateResponse
 from app.intel.incidents import Record
+from app.intel.levels import level
 from app.intel.periods import in_window
-from app.intel.recurrence import level
 from app.policy import GatePolicy, IntelPolicy
 
 

@@ -2,15 +2,20 @@
 
 Incident events carry the whole incident, so folding is an upsert by
 ``incident_id`` where the event with the newest ``(occurred_at, event_id)``
-wins (content breaks a tie), so arrival order and repeats never matter. Alert
-transitions and learning events are kept as the facts the metrics need: the
-first ``firing`` of an alert linked to an incident, post-mortem root causes and
-added regression tests; their event ids are scoped to their topic.
+wins (content breaks a tie), so arrival order and repeats never matter.
+Learning events are kept as the facts the metrics need (post-mortem root
+causes, added regression tests; their event ids are scoped to their topic);
+of the alert transitions the book keeps only the firing times of those that
+name an incident, as the alert book reports them kept or replaced
+(:meth:`IncidentBook.relink`): the first of them is the incident's detection
+moment when it has no ``detected_at``.
 """
 
 from __future__ import annotations
 
 import hashlib
+from array import array
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from datetime import datetime
 from sys import intern
@@ -25,6 +30,7 @@ from app.contracts import (
     Severity,
     Status,
 )
+from app.intel.alerts import AlertBook, AlertChange
 from app.intel.periods import from_micros, micros
 from app.intel.signature import compute_signature, derive_kind
 from app.policy import KindDerivation
@@ -127,7 +133,7 @@ class RegressionTest:
 
 @dataclass(frozen=True, slots=True)
 class Fact:
-    """One alert transition or learning event, as the book keeps it.
+    """One learning event, as the book keeps it.
 
     An ``event_id`` names one fact within its topic. When the same id arrives
     again the version with the newest ``(occurred_at, content)`` wins, so the
@@ -136,7 +142,7 @@ class Fact:
 
     version: tuple[int, str]
     incident_id: str | None
-    event: AlertTransition | LearningEvent
+    event: LearningEvent
 
 
 def _content(event: Event) -> str:
@@ -151,21 +157,25 @@ class IncidentBook:
     The input rule, the same for every shell: an incident event is a version
     of its incident and the newest ``(occurred_at, event_id)`` wins (content
     breaks a tie), so a repeated or re-used event id needs no bookkeeping;
-    alert transitions and learning events are facts named by their event id
-    within their own topic (see :class:`Fact`). Ids of different topics never
-    collide.
+    learning events are facts named by their event id within their topic (see
+    :class:`Fact`), alert transitions likewise in the alert book, which reports
+    what it kept (:meth:`relink`). Ids of different topics never collide.
     """
 
     rules: KindDerivation
+    alerts: AlertBook = field(default_factory=AlertBook)
+    """Where alert transitions are kept; the book keeps what the metrics need of them."""
     incidents: dict[str, Record] = field(default_factory=dict)
     opened_at: dict[str, int] = field(default_factory=dict)
     first_firing: dict[str, int] = field(default_factory=dict)
     postmortems: dict[str, tuple[int, str, str]] = field(default_factory=dict)
     regression_tests: dict[str, RegressionTest] = field(default_factory=dict)
-    alert_facts: dict[str, Fact] = field(default_factory=dict)
     learning_facts: dict[str, Fact] = field(default_factory=dict)
+    firing_times: dict[str, array[int]] = field(default_factory=dict)
+    """Per incident, the sorted firing times of the kept alert transitions naming it."""
     affected: tuple[str, ...] = ()
-    """Incidents whose alert or learning facts the last :meth:`apply` changed."""
+    """Incidents whose alert or learning facts the last :meth:`apply` or :meth:`relink`
+    changed."""
     _facts_of: dict[str, set[str]] = field(default_factory=dict)
 
     def apply(self, event: Event) -> Change | None:
@@ -173,7 +183,10 @@ class IncidentBook:
         self.affected = ()
         if isinstance(event, IncidentEvent):
             return self._upsert(event)
-        facts = self.alert_facts if isinstance(event, AlertTransition) else self.learning_facts
+        if isinstance(event, AlertTransition):
+            self.relink(self.alerts.add(event))
+            return None
+        facts = self.learning_facts
         fact = Fact((micros(event.occurred_at), _content(event)), event.incident_id, event)
         old = facts.get(event.event_id)
         if old is not None and old.version >= fact.version:
@@ -184,10 +197,10 @@ class IncidentBook:
             self._facts_of[old.incident_id].discard(event.event_id)
         if fact.incident_id:
             self._facts_of.setdefault(fact.incident_id, set()).add(event.event_id)
-        if isinstance(event, LearningEvent) and event.type == "regression_test.added":
+        if event.type == "regression_test.added":
             self.regression_tests[event.event_id] = RegressionTest(
                 event.event_id, fact.version[0], event.incident_id, event.test_id)
-        elif old is not None and isinstance(old.event, LearningEvent):
+        elif old is not None:
             self.regression_tests.pop(event.event_id, None)
         for incident_id in touched:
             self._refresh(incident_id)
@@ -206,20 +219,43 @@ class IncidentBook:
         self.incidents[incident_id] = record
         return Change(before=before, after=record)
 
+    def relink(self, change: AlertChange | None) -> None:
+        """Follow what the alert book kept: the firing times of transitions naming an
+        incident (a replaced version's time goes, the kept one's comes)."""
+        self.affected = ()
+        if change is None:
+            return
+        touched: set[str] = set()
+        for kept, adding in ((change.replaced, False), (change.kept, True)):
+            if kept is None or not kept.firing or not kept.shape.incident_id:
+                continue
+            incident_id = kept.shape.incident_id
+            times = self.firing_times.setdefault(incident_id, array("q"))
+            if adding:
+                times.insert(bisect_right(times, kept.at), kept.at)
+            else:
+                del times[bisect_left(times, kept.at)]
+            touched.add(incident_id)
+        for incident_id in touched:
+            self._refresh_firing(incident_id)
+        self.affected = tuple(sorted(touched))
+
+    def _refresh_firing(self, incident_id: str) -> None:
+        times = self.firing_times.get(incident_id)
+        if times is not None and not times:
+            del self.firing_times[incident_id]
+            times = None
+        _set(self.first_firing, incident_id, times[0] if times else None)
+
     def _refresh(self, incident_id: str) -> None:
-        """Recompute an incident's first firing and post-mortem from its current facts."""
-        firing: list[int] = []
+        """Recompute an incident's post-mortem from its current learning facts."""
         postmortem: tuple[int, str, str] | None = None
         for event_id in self._facts_of.get(incident_id, ()):
-            fact = self.alert_facts.get(event_id) or self.learning_facts[event_id]
+            fact = self.learning_facts[event_id]
             event = fact.event
-            if isinstance(event, AlertTransition):
-                if event.to_state == "firing":
-                    firing.append(fact.version[0])
-            elif event.type == "postmortem.published" and event.root_cause:
+            if event.type == "postmortem.published" and event.root_cause:
                 key = (fact.version[0], event.event_id, event.root_cause)
                 postmortem = key if postmortem is None or key > postmortem else postmortem
-        _set(self.first_firing, incident_id, min(firing) if firing else None)
         _set(self.postmortems, incident_id, postmortem)
 
     def forget(self, incident_id: str) -> None:
@@ -227,24 +263,28 @@ class IncidentBook:
         self.incidents.pop(incident_id, None)
         self.opened_at.pop(incident_id, None)
         self.first_firing.pop(incident_id, None)
+        self.firing_times.pop(incident_id, None)
         self.postmortems.pop(incident_id, None)
         for event_id in self._facts_of.pop(incident_id, ()):
-            fact = self.alert_facts.pop(event_id, None) or self.learning_facts.pop(event_id)
-            if isinstance(fact.event, LearningEvent):
-                self.regression_tests.pop(event_id, None)
+            self.learning_facts.pop(event_id)
+            self.regression_tests.pop(event_id, None)
 
     def forget_facts_before(self, cutoff: int) -> None:
-        """Drop alert and learning facts that occurred before ``cutoff`` (retention)."""
+        """Drop learning facts and firing times from before ``cutoff`` (retention)."""
         touched: set[str] = set()
-        for facts in (self.alert_facts, self.learning_facts):
-            for event_id in [e for e, f in facts.items() if f.version[0] < cutoff]:
-                fact = facts.pop(event_id)
-                self.regression_tests.pop(event_id, None)
-                if fact.incident_id:
-                    self._facts_of.get(fact.incident_id, set()).discard(event_id)
-                    touched.add(fact.incident_id)
+        facts = self.learning_facts
+        for event_id in [e for e, f in facts.items() if f.version[0] < cutoff]:
+            fact = facts.pop(event_id)
+            self.regression_tests.pop(event_id, None)
+            if fact.incident_id:
+                self._facts_of.get(fact.incident_id, set()).discard(event_id)
+                touched.add(fact.incident_id)
         for incident_id in touched:
             self._refresh(incident_id)
+        for incident_id, times in list(self.firing_times.items()):
+            if times[0] < cutoff:
+                del times[:bisect_left(times, cutoff)]
+                self._refresh_firing(incident_id)
 
     def root_cause_key(self, record: Record) -> str:
         """The incident's root cause when known, else its signature.

@@ -23,19 +23,12 @@ from app.contracts import (
     RecurrenceUpdate,
 )
 from app.intel.incidents import Record
+from app.intel.levels import level
 from app.intel.periods import in_window
-from app.policy import IntelPolicy, Threshold
+from app.policy import IntelPolicy
 
 KEY_TYPES: tuple[KeyType, ...] = get_args(KeyType)
 FINDING_KEY_TYPES: tuple[FindingKeyType, ...] = get_args(FindingKeyType)
-
-
-def level(count: int, threshold: Threshold) -> Level:
-    if count >= threshold.high:
-        return "high"
-    if count >= threshold.warn:
-        return "warn"
-    return "none"
 
 
 def split_key(key: str) -> tuple[KeyType, str]:

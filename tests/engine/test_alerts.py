@@ -8,22 +8,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.contracts import AlertsRequest, WeeklyDigestRequest, event_from_obj
-from app.intel.alerts import (
-    AlertBook,
-    History,
-    fingerprint_row,
-    horizon_days,
-    max_in_flap_window,
-)
-from app.intel.engine import IntelEngine
-from app.intel.periods import from_micros, micros, window_start
+from app.intel.alerts import AlertBook, alert_cutoff, max_in_flap_window
+from app.intel.engine import ActionError, IntelEngine
+from app.intel.event_ids import id_key
+from app.intel.periods import from_micros, micros
 from app.policy import Policy, PolicyError, load_policy
 from tests.builders import at, stamp
 from tests.support.repository import POLICY_DIR
@@ -98,7 +92,8 @@ def oracle(unique: list[dict[str, Any]], as_of: int, days: int, service: str | N
         fired = [t_of(r) for r in mine if r["to_state"] == "firing"]
         if not any(inside(t, as_of, days) for t in fired):
             continue
-        latest = max(mine, key=lambda r: (t_of(r), r["event_id"]))
+        # The newest transition; two at one instant are ordered by their id keys.
+        latest = max(mine, key=lambda r: (t_of(r), id_key(r["event_id"])))
         if service is not None and latest["alert"]["service"] != service:
             continue
         f7 = sum(1 for t in fired if inside(t, as_of, 7))
@@ -150,7 +145,7 @@ def observed(engine: IntelEngine, as_of: int, days: int, service: str | None) ->
     seed=st.integers(min_value=0, max_value=2**16),
     as_of_pick=st.integers(min_value=0, max_value=39),
     as_of_shift=st.sampled_from([0, 1, 7, 30, 31]),
-    days=st.sampled_from([1, 7, 30, 90]),
+    days=st.sampled_from([1, 7, 30, 35]),  # alerts.retention_days bounds the window
     service=st.sampled_from([None, "gateway"]),
     flap=st.tuples(st.sampled_from([2, 3, 4, 5]), st.sampled_from([10, 30, 60, 90])),
 )
@@ -233,7 +228,7 @@ def test_prune_keeps_every_answer_whose_window_starts_after_the_cut(policy):
            for n in range(300)]
     full, pruned = book_of(raw), book_of(raw)
     as_of = max(t_of(r) for r in raw)
-    cut = window_start(as_of, horizon_days(policy.intel))
+    cut = alert_cutoff(as_of, policy.intel.alerts)
     forgotten = pruned.prune(cut)
     assert forgotten == sum(1 for r in raw if t_of(r) < cut) > 0
     assert len(pruned) == len(raw) - forgotten
@@ -289,8 +284,10 @@ def policy_copy(tmp_path: Path, **changes: Any) -> Path:
     ({"promote": {"template": "{nope} fired"}},
      "alerts.promote.template: unknown placeholder {nope}"),
     ({"published_window_days": 0}, "alerts.published_window_days: "),
-    ({"published_window_days": 401}, "alerts.published_window_days: 401 is more than "
-                                     "retention_days (400)"),
+    ({"published_window_days": 40}, "alerts.retention_days: 35 is less than the widest "
+                                    "alert window (30 days, or published_window_days) plus "
+                                    "recurrence.grace_days (42)"),
+    ({"retention_days": 31}, "alerts.retention_days: 31 is less than"),
     ({"colour": "red"}, "alerts.colour: unknown key"),
 ])
 def test_bad_alert_policy_gives_one_line(tmp_path, changes, message):
@@ -328,23 +325,6 @@ def test_digest_has_an_escaped_alert_noise_section_for_its_week(policy):
         assert table in section
 
 
-def test_a_fingerprints_history_round_trips_through_json_and_answers_alone(policy):
-    rng = random.Random(11)
-    raw = [transition(f"r{n}", "fp-a", at(minutes=GRID * rng.randint(0, 2000)),
-                      rng.choice(STATES), incident_id=rng.choice([None, "inc_9"]))
-           for n in range(80)]
-    book = book_of(raw + raw[:10])
-    history = book.histories["fp-a"]
-    copy = History.load(orjson.loads(orjson.dumps(history.dump())))
-    as_of = max(t_of(r) for r in raw)
-    for days in (1, 7, 30):
-        alone = fingerprint_row("fp-a", copy, as_of, days, policy.intel.alerts)
-        assert alone == book.row("fp-a", as_of, days, policy.intel.alerts)
-    assert book.published_fingerprints(as_of, policy.intel.alerts) == ["fp-a"]
-    assert book.published_row("fp-a", as_of, policy.intel.alerts) == book.row(
-        "fp-a", as_of, policy.intel.alerts.published_window_days, policy.intel.alerts)
-
-
 @settings(max_examples=150, deadline=None)
 @given(specs=st.lists(transitions, min_size=1, max_size=25),
        moves=st.lists(st.integers(min_value=0, max_value=36), min_size=2, max_size=6),
@@ -367,12 +347,57 @@ def test_only_aged_fingerprints_change_when_the_watermark_moves(policy, specs, m
 
 
 def test_engine_retention_forgets_old_alert_transitions(policy):
-    """The engine's retention cutoff bounds the alert book as it bounds incidents."""
+    """``alerts.retention_days`` bounds the alert book, well before incidents' retention."""
+    kept = policy.intel.alerts.retention_days
+    assert kept < policy.intel.retention_days
     old = [transition(f"o{i}", "fp-old", at(days=i), "firing") for i in range(5)]
-    late = transition("new", "fp-new", at(days=policy.intel.retention_days + 10), "firing")
+    late = transition("new", "fp-new", at(days=kept + 6), "firing")
     engine = IntelEngine(policy)
     engine.apply_all(event_from_obj(r) for r in [*old, late])
     assert set(engine.alerts.histories) == {"fp-new"} and len(engine.alerts) == 1
     # A re-sent old transition after the cutoff stays forgotten, as a first arrival would.
     engine.apply(event_from_obj({**old[0], "event_id": "o-again"}))
     assert len(engine.alerts) == 1
+
+
+def test_the_alerts_action_answers_no_window_longer_than_the_transitions_kept(policy):
+    engine = IntelEngine(policy)
+    engine.apply(event_from_obj(transition("a", "fp-a", at(), "firing")))
+    kept = policy.intel.alerts.retention_days
+    assert engine.alert_report(AlertsRequest(action="alerts", window_days=kept), at()).alerts
+    with pytest.raises(ActionError, match=r"window_days: \d+ is more than the \d+ days"):
+        engine.alert_report(AlertsRequest(action="alerts", window_days=kept + 1), at())
+
+
+def test_an_incidents_first_firing_outlives_the_transitions_in_the_alert_book(policy):
+    """Detection latency is a fact of the incident: it is kept as long as the incident,
+    while the transition itself leaves the alert book after ``alerts.retention_days``."""
+    engine = IntelEngine(policy)
+    engine.apply(event_from_obj(transition("f1", "fp-a", at(hours=1), "firing",
+                                           incident_id="inc_1")))
+    engine.apply(event_from_obj(transition("f2", "fp-a", at(hours=3), "firing",
+                                           incident_id="inc_1")))
+    assert engine.book.first_firing["inc_1"] == micros(at(hours=1))
+    # A corrected version of f1 that names no incident: the next firing is the first.
+    engine.apply(event_from_obj(transition("f1", "fp-a", at(hours=2), "firing")))
+    assert engine.book.first_firing["inc_1"] == micros(at(hours=3))
+    later = policy.intel.alerts.retention_days + 5
+    engine.apply(event_from_obj(transition("z", "fp-z", at(days=later), "resolved")))
+    assert "fp-a" not in engine.alerts.histories
+    assert engine.book.first_firing["inc_1"] == micros(at(hours=3))
+
+
+def test_a_jump_of_the_watermark_past_the_retention_still_names_what_it_changed(policy):
+    """Transitions pruned by one long move of the watermark were inside a window
+    before it: their fingerprint's record changes (to a tombstone) and must be named."""
+    engine = IntelEngine(policy)
+    engine.apply(event_from_obj(transition("a", "fp-quiet", at(), "firing")))
+    before = engine.watermark
+    assert before is not None
+    rules = policy.intel.alerts
+    assert engine.alerts.published_row("fp-quiet", before, rules) is not None
+    engine.apply(event_from_obj(transition("b", "fp-next", at(days=40), "firing")))
+    after = engine.watermark
+    assert after is not None and "fp-quiet" not in engine.alerts.histories
+    assert "fp-quiet" in engine.alerts.aged(before, after, rules)
+    assert engine.alerts.published_row("fp-quiet", after, rules) is None

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
+from app.policy import load_policy
 from tests.builders import at, incident_event, jsonl
 from tests.engine.test_alerts import transition
 from tests.engine.test_tool_cli import run
+from tests.support.repository import POLICY_DIR
 
 
 @pytest.fixture()
@@ -82,6 +84,10 @@ def test_bad_arguments_exit_2_naming_the_field(alert_events, tmp_path, action, f
     assert answer["error"]["message"].startswith(f"{field}: ")
 
 
-def test_widest_window_is_accepted(alert_events, tmp_path):
-    code, answer = call(alert_events, tmp_path, {"action": "alerts", "window_days": 3660})
-    assert code == 0 and answer["window_days"] == 3660
+def test_the_widest_window_is_the_alert_retention(alert_events, tmp_path):
+    kept = load_policy(POLICY_DIR).intel.alerts.retention_days
+    code, answer = call(alert_events, tmp_path, {"action": "alerts", "window_days": kept})
+    assert code == 0 and answer["window_days"] == kept
+    code, answer = call(alert_events, tmp_path, {"action": "alerts", "window_days": kept + 1})
+    assert code == 2 and answer["error"]["code"] == "invalid_argument"
+    assert answer["error"]["message"].startswith("window_days: ")

@@ -399,10 +399,12 @@ def check_buckets(engine: IntelEngine, final: dict[bytes, Any], as_of: datetime)
 
 
 def check_alerts(engine: IntelEngine, final: dict[bytes, Any], as_of: datetime) -> None:
-    """Every fingerprint's latest record is its row at the watermark, or gone."""
+    """Every fingerprint's latest record is its row at the watermark, or gone; one whose
+    transitions all left ``alerts.retention_days`` is gone."""
     policy = engine.policy.intel.alerts
     fingerprints = set(engine.alerts.histories)
-    assert {k.decode() for k in final} <= fingerprints
+    forgotten = {k for k in final if k.decode() not in fingerprints}
+    assert all(final[k].value is None for k in forgotten), sorted(forgotten)
     for fingerprint in sorted(fingerprints):
         want = engine.alerts.published_row(fingerprint, micros(as_of), policy)
         record = final.get(fingerprint.encode())
