@@ -149,8 +149,21 @@ _EVENT_MODELS: dict[str, type[BaseModel]] = {
 }
 
 
+DeadLetterReason = Literal["empty", "too_large", "not_json", "invalid", "future_skew",
+                           "internal"]
+"""Reason classes of a dead letter (the ``intel-error-class`` header and the metric's
+``reason``): no value, over the size limit, not JSON, JSON that breaks the contract, an
+event time too far ahead of the record's timestamp, a decoder bug."""
+DEAD_LETTER_REASONS: tuple[DeadLetterReason, ...] = get_args(DeadLetterReason)
+
+
 class InvalidEvent(ValueError):
-    """A record that cannot become an event; ``str()`` is the reason."""
+    """A record that cannot become an event; ``str()`` is the reason and ``reason``
+    its class, decided where the check failed (never parsed back from the text)."""
+
+    def __init__(self, message: str, reason: DeadLetterReason = "invalid") -> None:
+        super().__init__(message)
+        self.reason: DeadLetterReason = reason
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -178,11 +191,12 @@ def event_from_obj(obj: Any) -> Event:
 def decode_event(raw: bytes) -> Event:
     """Parse one record's bytes into an event, or raise :class:`InvalidEvent`."""
     if len(raw) > MAX_EVENT_BYTES:
-        raise InvalidEvent(f"record too large: {len(raw)} bytes > {MAX_EVENT_BYTES}")
+        raise InvalidEvent(f"record too large: {len(raw)} bytes > {MAX_EVENT_BYTES}",
+                           "too_large")
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise InvalidEvent(f"not JSON: {exc}") from None
+        raise InvalidEvent(f"not JSON: {exc}", "not_json") from None
     return event_from_obj(obj)
 
 

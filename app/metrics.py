@@ -21,6 +21,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
+from app.contracts import DEAD_LETTER_REASONS as _DEAD_LETTER_REASONS
+from app.contracts import DeadLetterReason
+
 __all__ = [
     "CONTENT_TYPE",
     "DEAD_LETTER_REASONS",
@@ -41,14 +44,9 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 InputOutcome = Literal["applied", "duplicate", "dead_lettered"]
 INPUT_OUTCOMES: frozenset[str] = frozenset({"applied", "duplicate", "dead_lettered"})
 
-DeadLetterReason = Literal["empty", "too_large", "not_json", "invalid", "future_skew",
-                           "internal"]
-DEAD_LETTER_REASONS: frozenset[str] = frozenset({"empty", "too_large", "not_json", "invalid",
-                                                 "future_skew", "internal"})
-"""Reason classes of a dead letter: no value, over the size limit, not JSON,
-JSON that breaks the contract, an event time too far ahead of the record's
-timestamp, a decoder bug. ``"none"`` is the reason label of every record
-that was not dead-lettered."""
+DEAD_LETTER_REASONS: frozenset[str] = frozenset(_DEAD_LETTER_REASONS)
+"""The ``reason`` label of a dead-lettered input (:data:`app.contracts.DeadLetterReason`);
+``"none"`` is the reason label of every record that was not dead-lettered."""
 
 LATENCY_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                                       10.0, 30.0, 60.0, 300.0)

@@ -46,6 +46,13 @@ def default_catalog() -> Catalog:
     return load_catalog(catalog_path())
 
 
+def input_topics(catalog: Catalog | None = None) -> tuple[str, ...]:
+    """The catalog's input topics (``direction: in``), in catalog order: what the
+    worker consumes and what ``incident-intel tool`` reads from files."""
+    catalog = catalog or default_catalog()
+    return tuple(name for name, spec in catalog.topics.items() if spec.direction == "in")
+
+
 def load_catalog(path: str | Path) -> Catalog:
     """Read the catalog; every ``value`` must name a model in ``app.contracts``."""
     path = Path(path)

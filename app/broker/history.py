@@ -1,10 +1,11 @@
 """History that survives a restart of the embedded broker, which keeps nothing on disk.
 
 ``INTEL_HISTORY=durable`` (the default with the embedded broker): the worker's
-replica writes every record it reads from the topics a restart cannot
-recompute into the journal (:mod:`app.broker.journal`), fsynced before it
-folds them, so whatever the worker has applied (answered from, counted,
-committed) is on disk, even if the process is then killed outright. At the
+data path writes every record it reads from the topics a restart cannot
+recompute into the journal (:mod:`app.broker.journal`; ``journal.keep`` is
+handed to :func:`app.stream.worker.build_worker`), fsynced before it applies
+them, so whatever the worker has applied (answered from, counted, committed)
+is on disk, even if the process is then killed outright. At the
 next start, before the worker starts, :meth:`DurableHistory.restore`
 re-publishes the journal into the fresh broker, partition by partition in
 offset order, with the same keys, values, headers and timestamps, so the
@@ -27,9 +28,9 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-from app.broker.journal import JOURNALED_TOPICS, TP, Journal
+from app.broker.journal import TP, Journal, journaled_topics
 from app.errors import UserError
 
 if TYPE_CHECKING:
@@ -61,7 +62,7 @@ class DurableHistory:
     def __init__(self, settings: WorkerSettings) -> None:
         self.directory: Path = settings.data_dir / "history"
         self.journal = Journal(self.directory,
-                               {settings.topic(name): name for name in JOURNALED_TOPICS})
+                               {settings.topic(name): name for name in journaled_topics()})
         self._lock_fd = -1
         self.restored: int | None = None
         """Records re-published at start; ``None`` until :meth:`restore` finished."""
@@ -123,10 +124,6 @@ class DurableHistory:
                             "`incident-intel run`; stop it, or set INTEL_DATA_DIR to another "
                             "directory") from None
         self._lock_fd = fd
-
-    def attach(self, replica: Any) -> None:
-        """Make the worker's replica journal every fetch before it folds it."""
-        replica.journal = self.journal.keep
 
     def drain(self, settings: WorkerSettings) -> int:
         """Journal what the broker holds beyond the journal (a clean stop, before the

@@ -38,12 +38,13 @@ import orjson
 
 from app.errors import UserError
 from app.linefile import append_durably, fsync_dir, open_append
+from app.topics import input_topics
 
-__all__ = ["JOURNALED_TOPICS", "Entry", "Journal", "decode_entry", "encode_entry"]
+__all__ = ["Entry", "Journal", "decode_entry", "encode_entry", "journaled_topics"]
 
-JOURNALED_TOPICS = ("incidents.events", "alerts.state", "learning.events", "intel.followups",
-                    "intel.digests")
-"""The inputs, and the outputs that say what was already emitted."""
+def journaled_topics() -> tuple[str, ...]:
+    """The inputs (from the catalog), and the outputs that say what was already emitted."""
+    return (*input_topics(), "intel.followups", "intel.digests")
 _FILE = re.compile(r"^(0|[1-9][0-9]{0,5})\.jsonl$")
 TP = tuple[str, int]
 
@@ -116,8 +117,9 @@ class Journal:
 
     def __init__(self, directory: Path, topic_names: Mapping[str, str]) -> None:
         self.directory = directory
+        journaled = journaled_topics()
         self.names = {real: name for real, name in topic_names.items()
-                      if name in JOURNALED_TOPICS}
+                      if name in journaled}
         self.reals = {name: real for real, name in self.names.items()}
         self.held: dict[TP, int] = {}
         """(real topic, partition) → the next offset not yet in the journal."""

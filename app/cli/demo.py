@@ -49,7 +49,7 @@ from app.stream.settings import WorkerSettings, load_settings
 
 if TYPE_CHECKING:
     from app.broker import EmbeddedBroker
-    from app.stream.app import IntelApp
+    from app.stream.worker import Worker
 
 __all__ = ["DEMO_START", "DemoHistory", "command", "demo_history", "run_demo"]
 
@@ -165,19 +165,19 @@ def _demo_settings(base: WorkerSettings, out: Path) -> WorkerSettings:
     return base.model_copy(update=update)
 
 
-async def _processed(app: IntelApp, deadline: float) -> None:
+async def _processed(worker: Worker, deadline: float) -> None:
     """Wait until the consumer group committed every record, stage by stage, then
     until the replica has read every follow-up sent."""
     from app.stream.progress import pipeline_stages, record_ends, wait_committed
 
-    settings = app.intel_settings
+    settings = worker.settings
     options = settings.kafka_client_options()
     if not await wait_committed(settings.bootstrap_servers, settings.app_id,
                                 pipeline_stages(settings), deadline, options):
         _check_deadline(-1.0, "the worker to process the history")
     ends = await record_ends(settings.bootstrap_servers, [settings.topic("intel.followups")],
                              options)
-    while any(app.replica.offsets.get((tp.topic, tp.partition), 0) < end
+    while any(worker.cycle.applied_to.get((tp.topic, tp.partition), 0) < end
               for tp, end in ends.items()):
         _check_deadline(deadline, "the replica to read the follow-ups")
         await asyncio.sleep(0.1)
@@ -188,33 +188,32 @@ def _check_deadline(deadline: float, what: str) -> None:
         raise UserError(f"timed out waiting for {what}; rerun with --verbose to see the worker")
 
 
-async def _drive(app: IntelApp, history: DemoHistory, outcome: _Outcome, deadline: float,
+async def _drive(worker: Worker, history: DemoHistory, outcome: _Outcome, deadline: float,
                  stop: Any) -> None:
     """The demo's script inside the running worker; always ends by stopping the worker."""
-    from app.stream.digest_timer import catch_up, next_run
+    from app.stream.digest_timer import next_run
 
-    replica = app.replica
+    replica = worker.replica
     try:
         await asyncio.wait_for(replica.wait_ready(), max(1.0, deadline - time.monotonic()))
         _say(f"demo: replica caught up: {replica.applied} events applied, "
              f"event time as of {replica.as_of().isoformat()}")
-        while not app.is_leader():
+        while not worker.group.leader():
             _check_deadline(deadline, "the worker to lead its consumer group")
             await asyncio.sleep(0.2)
-        await _processed(app, deadline)
+        await _processed(worker, deadline)
         _say("demo: every stage of the pipeline processed (the consumer group committed "
-             f"all records); {len(replica.emitted)} follow-up(s) raised live")
+             f"all records); {len(worker.publisher.emitted)} follow-up(s) raised live")
         for row in replica.velocity():
             rate = "–" if row.recurrence_rate is None else f"{row.recurrence_rate:.1%}"
             _say(f"demo: learning.velocity {row.quarter}: {row.incidents} incidents, "
                  f"recurrence {rate} (target {row.recurrence_target:.0%}), "
                  f"{row.regression_tests_added} regression test(s) added")
-        schedule = app.policy.intel.digest
+        schedule = worker.policy.intel.digest
         now = next_run(schedule.schedule, schedule.timezone, history.end)
         _say(f"demo: the schedule's clock jumps to {now.isoformat()} "
              f"(cron {schedule.schedule!r}); running the digest timer's catch-up")
-        replica.clock = lambda: now
-        outcome.response = await catch_up(app)
+        outcome.response = await worker.digests.catch_up(now)
         if outcome.response is None:
             raise UserError(f"the digest of {history.last_week} was not produced "
                             "(already on intel.digests?)")
@@ -234,7 +233,7 @@ def run_demo(seed: int = DEFAULT_SEED, weeks: int = DEFAULT_WEEKS,
     """Run the whole scenario; returns the digest. Raises :class:`UserError` on failure."""
     from app.policy import load_policy
     from app.simulation.publish import publish
-    from app.stream.app import create_app
+    from app.stream.worker import build_worker
 
     base = load_settings()
     policy = load_policy(base.policy_dir)
@@ -278,12 +277,13 @@ def run_demo(seed: int = DEFAULT_SEED, weeks: int = DEFAULT_WEEKS,
                 client_id="incident-intel-demo"))
             _say(f"demo: published {sum(sent.values())} records; starting the worker "
                  f"(consumer group {settings.app_id!r})")
-            app = create_app(settings, policy)
-            app.replica.clock = lambda: None  # the demo moves the schedule's clock itself
-        worker = _make_worker(app, verbose=verbose, loop=loop, loglevel="info", quiet=True,
-                              redirect_stdouts=False)
+            # The demo moves the schedule's clock itself: the timer's own clock is held.
+            parts = build_worker(settings, policy, clock=lambda: None)
+        worker = _make_worker(parts.app, verbose=verbose,
+                              source=settings.topic("incidents.events"), loop=loop,
+                              loglevel="info", quiet=True, redirect_stdouts=False)
         stop = _stopper(worker)
-        app.task(lambda: _drive(app, history, outcome, deadline, stop))
+        parts.app.task(lambda: _drive(parts, history, outcome, deadline, stop))
         with contextlib.suppress(SystemExit):
             worker.execute_from_commandline()
         _say("demo: worker stopped")

@@ -44,12 +44,15 @@ if TYPE_CHECKING:  # Faust and aiokafka are imported on use: `--help` stays fast
     from app.policy import Policy
     from app.simulation.feed import FeedRecord, StreamTruth
     from app.stream.app import IntelApp
+    from app.stream.worker import Worker
 
 __all__ = ["command", "run_worker"]
 
 _PREFIX = "incident-intel:"
-# "app.stream.app" is where IntelApp lives: Faust logs "Starting..." lines under it.
-_QUIET_LIBRARIES = ("faust", "mode", "aiokafka", "aiohttp", "app.stream.app")
+# Faust's services log "Starting..."/"Stopping..." under the module of their class:
+# the app (app.stream.app), the group member (app.stream.group), the web server.
+_QUIET_LIBRARIES = ("faust", "mode", "aiokafka", "aiohttp", "app.stream.app", "app.stream.group",
+                     "app.api.worker_web")
 _KAFKA_WAIT = 30.0
 STOP_DEADLINE = 13.0
 """Seconds a stopping worker gets before the process exits anyway (SIGTERM → exit < 15 s)."""
@@ -65,8 +68,9 @@ def _say(message: str) -> None:
     click.echo(f"{_PREFIX} {message}")
 
 
-def _make_worker(app: IntelApp, *, verbose: bool, **kwargs: Any) -> faust.Worker:
-    """A Faust worker that reports readiness in one line and keeps library logs quiet."""
+def _make_worker(app: IntelApp, *, verbose: bool, source: str, **kwargs: Any) -> faust.Worker:
+    """A Faust worker that reports readiness in one line and keeps library logs quiet;
+    ``source`` is the incident topic it names."""
     import faust
 
     class Worker(faust.Worker):
@@ -88,7 +92,6 @@ def _make_worker(app: IntelApp, *, verbose: bool, **kwargs: Any) -> faust.Worker
 
         async def on_startup_finished(self) -> None:
             await super().on_startup_finished()
-            source = app.intel_topic("incidents.events").get_topic_name()
             _say(
                 f"worker ready: joined consumer group {self.app.conf.id!r}, consuming "
                 f"{source}; Ctrl-C or SIGTERM stops it"
@@ -266,7 +269,7 @@ def curl_lines(settings: WorkerSettings, tokens: dict[str, str],
     return lines
 
 
-def _serve_api(app: Any, settings: WorkerSettings, example: FeedExample | None) -> None:
+def _serve_api(worker: Worker, settings: WorkerSettings, example: FeedExample | None) -> None:
     """Mount the HTTP API on the worker's web server and print how to call it."""
     import os
 
@@ -276,11 +279,9 @@ def _serve_api(app: Any, settings: WorkerSettings, example: FeedExample | None) 
     local = not (os.environ.get(TOKENS_FILE_ENV, "").strip()
                  or os.environ.get(TOKENS_ENV, "").strip())
     token_file = settings.data_dir / "api-tokens.yml"
-    tokens = load_tokens(os.environ, app.policy.rbac, token_file if local else None)
-    from app.stream.health import readiness_of
-
-    register_routes(app, app.replica, app.policy, tokens, readiness=lambda: readiness_of(app),
-                    metrics=app.metrics)
+    tokens = load_tokens(os.environ, worker.policy.rbac, token_file if local else None)
+    register_routes(worker.app, worker.view, worker.policy, tokens, readiness=worker.readiness,
+                    metrics=worker.metrics)
     _say("web: the dashboard, health, metrics and the API:")
     for line in web_lines(settings):
         _say(line)
@@ -372,7 +373,7 @@ def run_worker(settings: WorkerSettings, *, verbose: bool = False,
     no history yet, which otherwise would have nothing to show).
     """
     from app.policy import load_policy
-    from app.stream.app import create_app
+    from app.stream.worker import build_worker
 
     policy = load_policy(settings.policy_dir)
     durable = history_mode() == "durable" and settings.embedded
@@ -403,14 +404,15 @@ def run_worker(settings: WorkerSettings, *, verbose: bool = False,
             if feed is None:  # a history already shows every feature
                 feed = broker is not None and not restored
             example = _publish_feed(loop, settings, policy) if feed else None
-            app = create_app(settings, policy)
-            if history is not None:
-                history.attach(app.replica)
+            parts = build_worker(settings, policy,
+                                 journal=history.journal.keep if history is not None else None)
+            app = parts.app
             _banner(settings, created, policy.intel.digest.schedule, broker, history)
-            _serve_api(app, settings, example)
+            _serve_api(parts, settings, example)
         worker = _make_worker(
             app,
             verbose=verbose,
+            source=settings.topic("incidents.events"),
             loop=loop,
             loglevel="info",
             quiet=True,

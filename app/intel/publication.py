@@ -16,6 +16,7 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 import orjson
 from pydantic import BaseModel
@@ -44,14 +45,28 @@ class OutputKey:
     key: str
 
 
+class RecurrenceContent(NamedTuple):
+    """What an ``intel.recurrence`` record says apart from when it was computed."""
+
+    count_7d: int
+    count_30d: int
+    level: str
+
+
+Content = RecurrenceContent | bytes | None
+"""What a keyed record says apart from when it was computed: the counts and level of a
+recurrence record, the bytes of a bucket or alert record, ``None`` for nothing (a
+tombstone, or a recurrence key at zero)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Row:
-    """A keyed record at a watermark. ``content`` is what the record says apart from
-    when it was computed: two rows with the same content need not both be sent."""
+    """A keyed record at a watermark. Two rows with the same ``content`` need not both
+    be sent."""
 
     key: OutputKey
     value: bytes | None
-    content: bytes | None
+    content: Content
     record_id: str
 
 
@@ -117,8 +132,8 @@ def row(engine: IntelEngine, key: OutputKey, as_of: datetime) -> Row:
     return Row(key, value, value, f"{name}:{hashlib.sha256(value).hexdigest()[:20]}")
 
 
-def content(topic: str, value: bytes | None) -> bytes | None:
-    """What a record of ``topic`` says, without when it was computed.
+def content(topic: str, value: bytes | None) -> Content:
+    """What a record of ``topic`` read from the topic says, without when it was computed.
 
     A recurrence record of zero counts says the same as no record at all: a
     key that never had a record needs none to say it is quiet.
@@ -129,11 +144,11 @@ def content(topic: str, value: bytes | None) -> bytes | None:
     return recurrence_content(fields["count_7d"], fields["count_30d"], fields["level"])
 
 
-def recurrence_content(count_7d: int, count_30d: int, level: str) -> bytes | None:
+def recurrence_content(count_7d: int, count_30d: int, level: str) -> RecurrenceContent | None:
     """What a recurrence record says: its counts and level (``None`` when both are zero)."""
     if not (count_7d or count_30d):
         return None
-    return f"{count_7d}|{count_30d}|{level}".encode()
+    return RecurrenceContent(count_7d, count_30d, level)
 
 
 def weeks_completed(before: int | None, after: int) -> list[str]:

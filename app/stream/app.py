@@ -1,7 +1,11 @@
-"""The Faust application: one factory, topics named as in the topic catalog.
+"""The Faust application: membership, leader, timers and web server; topics from the catalog.
 
-The stream shell owns Kafka plumbing only (topics, agents, web views); business
-rules live in ``app.intel``. Everything about the app comes from
+Faust is the worker's frame (:mod:`app.stream.worker` builds everything else
+around it): its consumer is the member of the consumer group
+(:mod:`app.stream.group`), its assignor elects the leader, its timers run the
+weekly digest and the health probe, and its web server serves the API. The
+data path does not use Faust's streams, agents or tables
+(docs/architecture.md §7). Everything about the app comes from
 :class:`~app.stream.settings.WorkerSettings`, so tests can build as many
 isolated apps (own app id, own topic prefix) as they need.
 """
@@ -10,27 +14,25 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import faust
-from faust.types import TopicT
+from faust.transport import drivers
 
 from app.api.worker_web import guarded_web_driver
 from app.broker import BrokerError
-from app.policy import Policy, load_policy
+from app.stream.group import MEMBER_FETCH_BYTES
 from app.stream.settings import WorkerSettings
 from app.topics import default_catalog
 
-if TYPE_CHECKING:
-    from app.metrics import MetricsRegistry
-    from app.stream.health import WorkerHealth
-    from app.stream.ingest import IngestStats
-    from app.stream.outbox import Outbox
-    from app.stream.replica import LiveReplica
-
 __all__ = ["IntelApp", "TopicSpec", "catalog_topics", "create_app", "ensure_topics",
            "faust_credentials"]
+
+TRANSPORT = "intel-kafka"
+"""Broker URL scheme of :class:`app.stream.group.KafkaTransport` (Faust's Kafka
+transport whose consumer only takes part in the group)."""
 
 
 @dataclass(frozen=True)
@@ -60,35 +62,24 @@ def catalog_topics() -> tuple[TopicSpec, ...]:
 
 
 class IntelApp(faust.App):
-    """A :class:`faust.App` that carries its settings and declared topics.
+    """A :class:`faust.App` that runs the data path's stop before its consumer leaves.
 
-    ``topics_by_name`` maps the contract name (``"intel.dlq"``) to the Faust
-    topic, whose real name includes ``INTEL_TOPIC_PREFIX``. The worker has no
-    tables: its state is the replica (:mod:`app.stream.replica`).
+    Faust stops its consumer first thing in ``on_stop``; the data path must
+    finish its cycle and commit while this worker is still a member, so the
+    coroutines of :attr:`before_stop` run before that, in order.
     """
 
-    intel_settings: WorkerSettings
-    policy: Policy
-    topics_by_name: dict[str, TopicT]
-    ingest_stats: IngestStats
-    outbox: Outbox
-    replica: LiveReplica
-    metrics: MetricsRegistry
-    health: WorkerHealth
     exit_code: int | None = None
     """Set when the worker stops itself (see :mod:`app.stream.health`)."""
 
-    def intel_topic(self, name: str) -> TopicT:
-        """The Faust topic declared for a contract topic name."""
-        return self.topics_by_name[name]
+    def __init__(self, id: str, **options: Any) -> None:
+        super().__init__(id, **options)
+        self.before_stop: list[Callable[[], Awaitable[None]]] = []
 
-    def _new_transport(self) -> Any:
-        """Kafka with a short fetch wait and a commit guard (see :mod:`app.stream.consumer`)."""
-        from app.stream.consumer import KafkaTransport
-
-        if str(self.conf.broker_consumer[0]).startswith("kafka:"):
-            return KafkaTransport(self.conf.broker_consumer, self)
-        return super()._new_transport()
+    async def on_stop(self) -> None:
+        for stop in self.before_stop:
+            await stop()
+        await super().on_stop()
 
 
 def faust_credentials(
@@ -110,18 +101,16 @@ def faust_credentials(
     )
 
 
-def create_app(settings: WorkerSettings, policy: Policy | None = None) -> IntelApp:
-    """Build the Faust app, declare every topic and register the agents.
+def create_app(settings: WorkerSettings) -> IntelApp:
+    """The Faust app of a worker, subscribed to the input topics for group membership.
 
     ``settings.bootstrap_servers`` must be set before the app runs (the CLI
     fills it in after starting the embedded broker); an app built without one
     points at ``localhost:9092`` and is only good for ``test_context()``.
-    ``policy`` defaults to the policy of ``INTEL_POLICY_DIR``.
     """
-    if policy is None:
-        policy = load_policy(settings.policy_dir)
+    drivers.TRANSPORTS.aliases.setdefault(TRANSPORT, "app.stream.group:KafkaTransport")
     servers = settings.bootstrap_servers.split(",") if settings.bootstrap_servers else []
-    broker = [f"kafka://{server}" for server in servers] or "kafka://localhost:9092"
+    broker = [f"{TRANSPORT}://{server}" for server in servers] or f"{TRANSPORT}://localhost:9092"
     heartbeat = min(3.0, settings.session_timeout / 3)
     options: dict[str, Any] = {
         "broker": broker,
@@ -138,6 +127,7 @@ def create_app(settings: WorkerSettings, policy: Policy | None = None) -> IntelA
         "broker_session_timeout": settings.session_timeout,
         "broker_heartbeat_interval": heartbeat,
         "consumer_auto_offset_reset": "earliest",
+        "consumer_max_fetch_size": MEMBER_FETCH_BYTES,
         "autodiscover": False,
         # Faust's aiohttp server behind the API's connection guard (app.api.worker_web).
         "web": guarded_web_driver(),
@@ -148,39 +138,13 @@ def create_app(settings: WorkerSettings, policy: Policy | None = None) -> IntelA
     if credentials is not None:
         options["broker_credentials"] = credentials
     app = IntelApp(settings.app_id, **options)
-    app.intel_settings = settings
-    app.policy = policy
-    app.topics_by_name = {
-        spec.name: app.topic(
-            settings.topic(spec.name),
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=settings.partitions,
-            compacting=spec.compacted or None,
-            # Input topics are subscribed: let Faust create them if missing so a
-            # fresh broker works; on a real cluster existing topics are left alone.
-            internal=spec.direction == "in",
-        )
-        for spec in catalog_topics()
-    }
-
-    @app.page("/health/")
-    async def health_page(web: Any, request: Any) -> Any:
-        """Liveness for container health checks; answers once the worker is ready."""
-        return web.json({"status": "ok", "app_id": settings.app_id})
-
-    from app.metrics import MetricsRegistry
-    from app.stream import consumer, digest_timer, health, ingest  # noqa: F811
-    from app.stream.outbox import Outbox
-    from app.stream.replica import LiveReplica
-
-    app.metrics = MetricsRegistry()
-    app.outbox = Outbox(app)
-    app.replica = LiveReplica(app)
-    ingest.register_ingest(app)
-    digest_timer.register(app)
-    health.register(app)
-    consumer.register_rereader(app)
+    for spec in catalog_topics():
+        if spec.direction == "in":
+            # Subscribed for membership only: the group assigns these partitions; the
+            # data path reads them itself. Faust may create them on a fresh broker.
+            app.topics.add(app.topic(settings.topic(spec.name), key_serializer="raw",
+                                     value_serializer="raw", partitions=settings.partitions,
+                                     internal=True, acks=False))
     return app
 
 

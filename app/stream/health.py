@@ -9,11 +9,11 @@ longer than ``INTEL_STUCK_PARTITION_SECONDS``. After
 ``INTEL_BROKER_LOSS_EXIT_SECONDS`` without a broker the worker exits non-zero
 so its supervisor restarts it.
 
-:func:`register` adds the probe: every :data:`PROBE_SECONDS` an admin client
-reads the consumer group's committed offsets (a metadata round trip that
-fails fast when the broker is gone), the replica's consumer gives the end
-offsets, and the metrics registry gets lag, committed offsets, the watermark
-and the replica's size.
+:func:`register` adds the probe (:class:`HealthProbe`): every
+:data:`PROBE_SECONDS` an admin client reads the consumer group's committed
+offsets (a metadata round trip that fails fast when the broker is gone), the
+data path's reader gives the end offsets, and the metrics registry gets lag,
+committed offsets, the watermark and the replica's size.
 """
 
 from __future__ import annotations
@@ -23,10 +23,15 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app.api.readiness import Readiness
+from app.metrics import MetricsRegistry
+from app.stream.group import GroupMember
+from app.stream.replica import Replica
+from app.stream.settings import WorkerSettings
 
 if TYPE_CHECKING:
     from app.stream.app import IntelApp
@@ -105,59 +110,57 @@ class WorkerHealth:
         return Readiness(ready=not waiting, waiting_for=waiting)
 
 
-def _assigned(app: IntelApp) -> set[tuple[str, int]]:
-    try:
-        return {(tp.topic, tp.partition) for tp in app.consumer.assignment()}
-    except Exception:  # noqa: BLE001 - the consumer is not started yet: nothing assigned
-        return set()
+@dataclass
+class HealthProbe:
+    """What the probe reads: the group's committed offsets, the reader's end offsets,
+    the replica; and where it writes: the health state and the metrics."""
 
+    settings: WorkerSettings
+    health: WorkerHealth
+    group: GroupMember
+    replica: Replica
+    ends: Callable[[], dict[tuple[str, int], int]]
+    metrics: MetricsRegistry
+    _admin: Any = None
 
-def readiness_of(app: IntelApp) -> Readiness:
-    """``/readyz`` of the worker."""
-    return app.health.readiness(replica_ready=app.replica.ready, assigned=bool(_assigned(app)),
-                                now=time.monotonic())
+    def readiness(self) -> Readiness:
+        """``/readyz`` of the worker."""
+        return self.health.readiness(replica_ready=self.replica.ready,
+                                     assigned=self.group.assigned.is_set(),
+                                     now=time.monotonic())
 
+    async def committed(self, assigned: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        from aiokafka import TopicPartition
+        from aiokafka.admin import AIOKafkaAdminClient
 
-def register(app: IntelApp) -> None:
-    """Add the broker probe and the progress metrics to ``app``."""
-    from aiokafka import TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    settings = app.intel_settings
-    app.health = WorkerHealth(stuck_after=settings.stuck_partition_seconds,
-                              exit_after=settings.broker_loss_exit_seconds)
-    admin: list[AIOKafkaAdminClient] = []
-
-    async def committed(assigned: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        if not admin:
+        settings = self.settings
+        if self._admin is None:
             client = AIOKafkaAdminClient(
                 bootstrap_servers=settings.bootstrap_servers,
                 request_timeout_ms=int(PROBE_TIMEOUT_SECONDS * 1000),
                 **settings.kafka_client_options())
             await client.start()
-            admin.append(client)
+            self._admin = client
         if not assigned:
-            await admin[0].list_topics()  # still a round trip: is the broker there?
+            await self._admin.list_topics()  # still a round trip: is the broker there?
             return {}
-        offsets = await admin[0].list_consumer_group_offsets(
+        offsets = await self._admin.list_consumer_group_offsets(
             settings.app_id, partitions=[TopicPartition(t, p) for t, p in sorted(assigned)])
         return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items()}
 
-    @app.timer(PROBE_SECONDS)
-    async def probe() -> None:
-        health, metrics = app.health, app.metrics
+    async def probe(self) -> bool:
+        """One probe; False when the broker stayed away long enough to exit."""
+        health, metrics, settings = self.health, self.metrics, self.settings
         now = time.monotonic()
-        assigned = _assigned(app)
+        assigned = set(self.group.owned)
         try:
-            done = await asyncio.wait_for(committed(assigned), PROBE_TIMEOUT_SECONDS * 2)
+            done = await asyncio.wait_for(self.committed(assigned), PROBE_TIMEOUT_SECONDS * 2)
         except Exception:  # noqa: BLE001 - any failure to answer is a lost broker
             health.broker_failed(now)
-            if health.must_exit(now):
-                _exit_for_broker_loss(app)
-            return
+            return not health.must_exit(now)
         health.broker_answered(now)
         health.forget_except(assigned)
-        ends = app.replica.end_offsets()
+        ends = self.ends()
         for topic, partition in sorted(assigned):
             end = ends.get((topic, partition))
             if end is None:
@@ -166,27 +169,35 @@ def register(app: IntelApp) -> None:
             health.observe(topic, partition, position, end, now)
             metrics.set_partition(settings.unprefixed(topic), partition, committed=position,
                                   end=max(end, position))
-        metrics.replica_ready.set(int(app.replica.ready))
-        metrics.replica_incidents.set(len(app.replica.engine.book.incidents))
-        watermark = app.replica.engine.watermark
+        replica = self.replica
+        metrics.replica_ready.set(int(replica.ready))
+        metrics.replica_incidents.set(len(replica.engine.book.incidents))
+        watermark = replica.engine.watermark
         if watermark is not None:
             metrics.set_watermark(watermark / 1_000_000)
+        return True
 
-    @app.task
-    async def close_admin() -> None:
-        try:
-            await asyncio.Event().wait()
-        finally:
-            for client in admin:
-                await client.close()
+    async def close(self) -> None:
+        if self._admin is not None:
+            admin, self._admin = self._admin, None
+            await admin.close()
 
 
-def _exit_for_broker_loss(app: IntelApp) -> None:
+def register(app: IntelApp, probe: HealthProbe) -> None:
+    """Add the broker probe and the progress metrics to ``app``."""
+
+    @app.timer(PROBE_SECONDS)
+    async def probe_broker() -> None:
+        if not await probe.probe():
+            _exit_for_broker_loss(app, probe)
+
+
+def _exit_for_broker_loss(app: IntelApp, probe: HealthProbe) -> None:
     """Stop the worker with :data:`BROKER_LOST_EXIT_CODE` (once)."""
     if app.exit_code is not None:
         return
     app.exit_code = BROKER_LOST_EXIT_CODE
     log.error("no broker at %s for %.0f s (INTEL_BROKER_LOSS_EXIT_SECONDS): stopping with "
               "exit code %d so a supervisor restarts the worker",
-              app.intel_settings.bootstrap_servers, app.health.exit_after, app.exit_code)
+              probe.settings.bootstrap_servers, probe.health.exit_after, app.exit_code)
     os.kill(os.getpid(), signal.SIGTERM)

@@ -1,7 +1,7 @@
 """How far the worker has got: every input record committed.
 
-The input agent acks a batch only after the replica applied it and published
-what it changed and after the agent's own outputs were flushed, so once the
+The data path commits input offsets only after the outputs of the records
+before them are acknowledged (:mod:`app.stream.checkpoint`), so once the
 consumer group's committed offsets reach the input topics' end offsets every
 output of those inputs is on its topic. The demo waits on this before its
 digest; the integration tests wait on it before comparing outputs.
@@ -17,11 +17,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from app.stream.settings import WorkerSettings
+from app.topics import input_topics
 
 
 def pipeline_stages(settings: WorkerSettings) -> list[list[str]]:
     """The worker's consumed topics in processing order (one stage: the inputs)."""
-    return [[settings.topic(n) for n in ("incidents.events", "alerts.state", "learning.events")]]
+    return [[settings.topic(n) for n in input_topics()]]
 
 
 async def record_ends(bootstrap: str, topics: list[str],

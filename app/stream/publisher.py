@@ -1,20 +1,29 @@
 """Keyed outputs and follow-ups: one writer per key, chosen by the consumer group.
 
-The replica computes every key's record (:mod:`app.intel.publication`); this
-worker sends only the keys it owns. A key belongs to the partition Kafka's
-default partitioner gives it (murmur2 of the key bytes), and a partition to
-the worker that the consumer group assigned the same partition number of
-``incidents.events``. Output topics have the input topics' partition count,
-so a key's records also land in that partition: one writer per key and per
-output partition.
+The replica's engine renders every key's record (:mod:`app.intel.publication`);
+this worker sends only the keys it owns. A key belongs to the partition Kafka's
+default partitioner gives it (murmur2 of the key bytes), and a partition to the
+worker that the consumer group assigned the same partition number of
+``incidents.events``. Output topics have the input topics' partition count, so
+a key's records also land in that partition: one writer per key and per output
+partition.
 
-What was last sent for each key is known from the topic itself: the replica
-reads the keyed output topics back, and this worker remembers what it sent
-until the read-back catches up. A key is sent when what it says differs from
-that, so a new owner after a rebalance or a restart re-publishes only what
-differs. Follow-ups are keyed by their dedupe key, sent by the owner of their
-bucket, and never twice: the replica reads ``intel.followups`` back as the
-dedupe table.
+What was last said for each key is known without reading back what this
+worker wrote: the data path reads the keyed output partitions it does not own
+(what other writers said, :meth:`Publisher.read_back`) and this worker
+remembers what it sent itself (:attr:`Publisher.mine`). A key is sent when
+what it says differs, so a new owner after a rebalance or a restart
+re-publishes only what differs.
+
+After each cycle :meth:`Publisher.changes` sends the owned keys a cycle can
+have changed — keys of changed incidents and alert fingerprints, keys whose
+incidents or transitions crossed a window edge as the watermark moved, and
+every key of a partition just gained — and the follow-ups of the digest weeks
+the watermark passed or a late incident changed. When the inputs have been
+quiet for ``settle_seconds``, non-zero recurrence records are re-stated at the
+current watermark, so a settled topic says the watermark its counts are true
+at. Follow-ups are keyed by their dedupe key, sent by the owner of their
+bucket, and never twice: ``intel.followups`` is read back as the dedupe table.
 """
 
 from __future__ import annotations
@@ -30,23 +39,16 @@ from aiokafka.partitioner import murmur2
 from app.contracts import FollowUp, dump_json
 from app.intel import publication
 from app.intel.engine import IntelEngine
-from app.intel.periods import micros
-from app.intel.publication import OutputKey
+from app.intel.periods import from_micros, micros
+from app.intel.publication import Content, OutputKey
+from app.metrics import MetricsRegistry
+from app.stream.emitter import Outgoing
 
 log = logging.getLogger(__name__)
 
 AS_OF_HEADER = "intel-as-of"
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One record to send: catalog topic, key, value (``None``: tombstone), id."""
-
-    topic: str
-    key: bytes
-    value: bytes | None
-    record_id: str
-    headers: tuple[tuple[str, str], ...] = ()
+SETTLE_SECONDS = 1.0
+"""Inputs quiet this long: recurrence records are re-stated at the current watermark."""
 
 
 def partition_of(key: bytes, partitions: int) -> int:
@@ -57,16 +59,19 @@ def partition_of(key: bytes, partitions: int) -> int:
 @functools.lru_cache(maxsize=1 << 16)
 def _partition_of_key(key: str, partitions: int) -> int:
     """:func:`partition_of` of an output key, remembered: the same keys are asked
-    about after every fetch, and murmur2 here is pure Python."""
+    about after every cycle, and murmur2 here is pure Python."""
     return partition_of(key.encode(), partitions)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Seen:
     """What a keyed record on the topic says, and the watermark it was computed at."""
 
-    content: bytes | None
+    content: Content
     as_of: int | None
+
+
+NOTHING = Seen(None, None)
 
 
 @dataclass
@@ -74,13 +79,19 @@ class Publisher:
     """Sends the keyed records and follow-ups of the partitions this worker owns."""
 
     partitions: int
+    metrics: MetricsRegistry | None = None
+    settle_seconds: float = SETTLE_SECONDS
     seen: dict[OutputKey, Seen] = field(default_factory=dict)
-    """Latest record per key as read back from the topics (any writer)."""
+    """Latest record per key as read from the topics (what other writers said)."""
     mine: dict[OutputKey, Seen] = field(default_factory=dict)
-    """What this worker sent, until the read-back shows it."""
+    """What this worker sent for the keys it owns."""
     emitted: set[str] = field(default_factory=set)
     """Follow-up dedupe keys on ``intel.followups`` or sent by this worker."""
     owned: frozenset[int] = frozenset()
+    published_at: int | None = None
+    """The watermark of the last cycle that published (microseconds)."""
+    settled_at: int | None = None
+    quiet_since: float = 0.0
 
     def owns(self, key: str) -> bool:
         return _partition_of_key(key, self.partitions) in self.owned
@@ -104,19 +115,63 @@ class Publisher:
                 if _partition_of_key(k.key, self.partitions) in partitions}
 
     def read_back(self, topic: str, key: bytes, value: bytes | None, as_of: str | None) -> None:
-        """A record of a keyed output topic, as the replica reads it."""
+        """A record of a keyed output topic, as the data path reads it."""
         out = OutputKey(topic, key.decode())
         seen = Seen(publication.content(topic, value), _micros(as_of))
         self.seen[out] = seen
         if self.mine.get(out) == seen:
             del self.mine[out]
 
+    def followup_read(self, dedupe_key: str) -> None:
+        """A follow-up on ``intel.followups``: never sent again."""
+        self.emitted.add(dedupe_key)
+
     def last(self, key: OutputKey) -> Seen:
-        return self.mine.get(key) or self.seen.get(key) or Seen(None, None)
+        return self.mine.get(key) or self.seen.get(key) or NOTHING
+
+    def changes(self, engine: IntelEngine, dirty: set[OutputKey], starts: list[int], *,
+                quiet: bool, now: float) -> list[Outgoing]:
+        """What one cycle sends: the owned keys it changed and the follow-ups of the
+        weeks it can have changed; when the inputs have been quiet a while, recurrence
+        records at the current watermark. ``now`` is a monotonic clock reading.
+        (Partitions just gained are published whole by :meth:`gained`.)"""
+        watermark = engine.watermark
+        if watermark is None:
+            return []
+        as_of = from_micros(watermark)
+        if self.published_at is not None and watermark != self.published_at:
+            dirty |= publication.aged(engine, self.published_at, watermark)
+        weeks = set(publication.weeks_completed(self.published_at, watermark))
+        weeks |= publication.weeks_of(starts, watermark)
+        self.published_at = watermark
+        out = self.publish(engine, dirty, as_of)
+        for week in sorted(weeks):
+            out += self.followups(engine.week_followups(week, self.emitted).created)
+        if not quiet:
+            self.quiet_since = now
+        elif now - self.quiet_since >= self.settle_seconds and self.settled_at != watermark:
+            self.settled_at = watermark
+            keys = self.keys_in(self.owned, engine, watermark)
+            out += self.publish(engine, keys, as_of, refresh=True)
+        return out
+
+    def gained(self, engine: IntelEngine, partitions: frozenset[int]) -> list[Outgoing]:
+        """Every key of ``partitions`` whose record differs from what the topic says, and
+        every follow-up of theirs not sent yet: what a new owner publishes."""
+        watermark = engine.watermark
+        if watermark is None or not partitions:
+            return []
+        keys = self.keys_in(partitions, engine, watermark)
+        out = self.publish(engine, keys, from_micros(watermark))
+        weeks = publication.weeks_of((s for s, _ in engine.timeline.window(
+            -1 << 62, watermark)), watermark)
+        for week in sorted(weeks):
+            out += self.followups(engine.week_followups(week, self.emitted).created)
+        return out
 
     def publish(self, engine: IntelEngine, keys: Iterable[OutputKey], as_of: datetime, *,
                 refresh: bool = False) -> list[Outgoing]:
-        """Send the owned ``keys`` whose record differs from the last one on the topic.
+        """The owned ``keys`` whose record differs from the last one on the topic.
 
         With ``refresh``, a recurrence record computed at an older watermark is
         sent again at ``as_of`` even if its counts did not change, so a settled
@@ -124,6 +179,7 @@ class Publisher:
         """
         out: list[Outgoing] = []
         at = micros(as_of)
+        header = ((AS_OF_HEADER, as_of.isoformat()),)
         for key in sorted(keys):
             if not self.owns(key.key):
                 continue
@@ -133,9 +189,13 @@ class Publisher:
                 and last.as_of != at
             if row.content == last.content and not stale:
                 continue
-            out.append(Outgoing(key.topic, key.key.encode(), row.value, row.record_id,
-                                ((AS_OF_HEADER, as_of.isoformat()),)))
+            out.append(Outgoing(key.topic, key.key.encode(), row.value, row.record_id, header))
             self.mine[key] = Seen(row.content, at)
+            if key.topic == publication.RECURRENCE and self.metrics is not None:
+                key_type, _, value = key.key.partition(":")
+                level = row.content.level if isinstance(
+                    row.content, publication.RecurrenceContent) else "none"
+                self.metrics.set_recurrence(key_type, value, level)
         return out
 
     def followups(self, followups: Iterable[FollowUp], *,
@@ -161,4 +221,3 @@ def _micros(text: str | None) -> int | None:
         return micros(datetime.fromisoformat(text))
     except ValueError:
         return None
-

@@ -38,12 +38,29 @@ def test_live_events_follow_the_sending_clock():
 
 @pytest.mark.broker
 def test_tiny_run_reports_every_figure(capsys):
-    stream.main(["40", "--json", "--history=60", "--rate=20", "--seconds=2"])
+    stream.main(["40", "--json", "--history=60", "--rate=20", "--rate=100", "--seconds=2",
+                 "--backfill=30"])
     lines = capsys.readouterr().out.strip().splitlines()
     summary = json.loads(lines[-1])
     for key in ("engine_eps", "raw_eps", "naive_eps", "pipeline_eps", "latency_p50_ms",
-                "latency_p99_ms"):
+                "latency_p99_ms", "latency_p99_ms_at_100", "api_p99_ms_during_backfill"):
         assert summary[key] > 0, key
+    run = summary["runs"][0]
+    for key in ("engine_cpu_ms_per_event", "worker_cpu_ms_per_event",
+                "broker_cpu_ms_per_event"):
+        assert run[key] > 0, key
     assert (summary["n"], summary["history"]) == (40, 60)
-    assert summary["latency"]["received"] == summary["latency"]["sent"] == 40
+    # The warm-up is sent but not measured: 2 s at each rate are.
+    assert [(x["rate"], x["sent"], x["received"]) for x in summary["latency"]] == [
+        (20.0, 40, 40), (100.0, 200, 200)]
+    assert summary["api"]["calls"] > 0 and summary["api"]["failed"] == 0
     assert "P/E" in "\n".join(lines)
+
+
+def test_help_prints_the_usage_and_runs_nothing(capsys):
+    from bench.__main__ import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    assert "usage: python -m bench" in capsys.readouterr().out

@@ -29,13 +29,13 @@ from aiokafka import AIOKafkaProducer
 
 from app.broker import EmbeddedBroker, free_port
 from app.broker.history import DurableHistory
-from app.broker.journal import JOURNALED_TOPICS, Journal, decode_entry
+from app.broker.journal import Journal, decode_entry, journaled_topics
 from app.contracts import CorrelateRequest, FollowUp, decode_event
 from app.errors import UserError
 from app.intel.periods import from_micros, last_complete_week
 from app.policy import load_policy
 from app.stream.app import ensure_topics
-from app.stream.replica import Received
+from app.stream.inputs import Received
 from app.stream.settings import WorkerSettings
 from tests.integration.stream_oracle import (
     RELEASE_TOKEN,
@@ -200,7 +200,7 @@ def test_a_replay_gives_a_fresh_broker_the_same_records_at_the_same_offsets(
         settings = WorkerSettings(bootstrap_servers=broker.bootstrap_servers, partitions=2,
                                   data_dir=tmp_path, topic_prefix="a.")
         journal = Journal(tmp_path / "history",
-                          {settings.topic(n): n for n in JOURNALED_TOPICS})
+                          {settings.topic(n): n for n in journaled_topics()})
         written = {("incidents.events", 1): [(b"k%d" % n, b"v%d" % n, 1_000 + n, ())
                                              for n in range(7)],
                    ("intel.followups", 0): [(b"f", None, 5, headers), (None, b"\xff", 6, ())]}
@@ -295,7 +295,7 @@ def test_a_run_killed_outright_starts_again_with_everything_it_had_applied(
     assert shown and all(text in dashboard(port) for text in shown)
     asked = calls(values)
     before = api_answers(port, asked)
-    journaled = sum(journal_lines(data, name) for name in JOURNALED_TOPICS)
+    journaled = sum(journal_lines(data, name) for name in journaled_topics())
 
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL
     expected = offline_answers(values, set(keys), asked, tmp_path / "offline")
@@ -312,7 +312,7 @@ def test_a_run_killed_outright_starts_again_with_everything_it_had_applied(
     for topic in ("intel.digests", "intel.followups"):
         assert sent(port, topic) == 0, topic  # …but what was emitted stays emitted
     assert followup_keys(bootstrap) == keys and set(keys.values()) == {1}
-    assert sum(journal_lines(data, name) for name in JOURNALED_TOPICS) == journaled
+    assert sum(journal_lines(data, name) for name in journaled_topics()) == journaled
     assert second.stop(signal.SIGTERM) == 0, second.output
     assert "Traceback" not in first.output + second.output
 

@@ -4,15 +4,15 @@ sent twice.
 
 Events (new incidents, later versions, re-sent and re-used event ids, alert
 transitions, events out of order) are spread over input partitions by key;
-the partitions are fetched in a random interleaving of random batch sizes into
-a replica that owns every partition, then the inputs pause. The offline oracle
+the partitions are fetched in a random interleaving of random batch sizes by
+the worker's data path (:class:`app.stream.testing.StreamHarness`), owning
+every partition, then the inputs pause. The offline oracle
 is a fresh engine fed the same events in file order, as ``incident-intel tool``
 does.
 """
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -24,12 +24,10 @@ from app.contracts import CorrelateRequest, FollowUp, RecurrenceUpdate, decode_e
 from app.intel.engine import IntelEngine
 from app.intel.periods import from_micros, week_end, week_label
 from app.intel.publication import BUCKETS, RECURRENCE
-from app.stream.app import create_app
-from app.stream.publisher import partition_of
-from app.stream.replica import Received
-from app.stream.settings import WorkerSettings
+from app.stream.inputs import Received
+from app.stream.testing import Produced, StreamHarness
 from tests.builders import at, incident_event
-from tests.stream.conftest import recording
+from tests.support.policies import default_policy
 
 PARTITIONS = 3
 SERVICES = ("gateway", "billing")
@@ -62,15 +60,15 @@ def histories(draw: st.DrawFn) -> list[dict[str, Any]]:
     return events + resent + [alert]
 
 
-def _by_partition(events: list[dict[str, Any]]) -> dict[tuple[str, int], list[Received]]:
+def _by_partition(harness: StreamHarness,
+                  events: list[dict[str, Any]]) -> dict[tuple[str, int], list[Received]]:
     out: dict[tuple[str, int], list[Received]] = {}
     for event in events:
         topic = "incidents.events" if event["type"].startswith("incident.") else "alerts.state"
         key = (event["incident"]["incident_id"] if topic == "incidents.events"
                else event["alert"]["fingerprint"]).encode()
-        part = partition_of(key, PARTITIONS)
-        records = out.setdefault((topic, part), [])
-        records.append(Received(key, orjson.dumps(event), part, len(records)))
+        real, record = harness.record(topic, key, orjson.dumps(event))
+        out.setdefault((real, record.partition), []).append(record)
     return out
 
 
@@ -78,24 +76,17 @@ def _by_partition(events: list[dict[str, Any]]) -> dict[tuple[str, int], list[Re
 @given(events=histories(), data=st.data())
 def test_settled_outputs_equal_the_engine_whatever_the_interleaving(
         events: list[dict[str, Any]], data: st.DataObject) -> None:
-    app = create_app(WorkerSettings(app_id="t-settle", partitions=PARTITIONS))
-    outbox = recording(app)
-    app.is_leader = lambda: False
-    replica = app.replica
-    replica.ownership = lambda: frozenset(range(PARTITIONS))
-    replica.settle_seconds = float("inf")  # no re-statement until the pause below
-    queues = {tp: list(records) for tp, records in _by_partition(events).items()}
-
-    async def feed() -> None:
-        while any(queues.values()):
-            tp = data.draw(st.sampled_from(sorted(tp for tp, q in queues.items() if q)))
-            size = data.draw(st.integers(1, 4))
-            batch, queues[tp] = queues[tp][:size], queues[tp][size:]
-            await replica.absorb([(tp[0], batch)])
-
-    asyncio.run(feed())
-    engine = IntelEngine(app.policy)
+    harness = StreamHarness(default_policy(), partitions=PARTITIONS, leader=False,
+                            settle_seconds=float("inf"))  # no re-statement before the pause
+    queues = {tp: list(records) for tp, records in _by_partition(harness, events).items()}
+    while any(queues.values()):
+        tp = data.draw(st.sampled_from(sorted(tp for tp, q in queues.items() if q)))
+        size = data.draw(st.integers(1, 4))
+        batch, queues[tp] = queues[tp][:size], queues[tp][size:]
+        harness.run([(tp[0], batch)])
+    engine = IntelEngine(harness.replica.policy)
     engine.apply_all(decode_event(orjson.dumps(e)) for e in events)
+    replica = harness.replica
     # One input rule: the replica's state is the tool's, re-used event ids included.
     assert sorted(replica.engine.book.incidents) == sorted(engine.book.incidents)
     for incident_id in engine.book.incidents:
@@ -103,12 +94,12 @@ def test_settled_outputs_equal_the_engine_whatever_the_interleaving(
         assert replica.engine.correlate(request) == engine.correlate(request)
         assert replica.engine.record(incident_id) == engine.record(incident_id)
     # Counts are right as they go: only their as_of waits for the pause.
-    check_keyed(engine, outbox.records, settled=False)
-    replica.settle_seconds = 0.0
-    asyncio.run(replica.absorb([]))  # the inputs pause: the replica settles
-    check_keyed(engine, outbox.records, settled=True)
-    sent_keys = [FollowUp.model_validate_json(s.value).meta.dedupe_key
-                 for s in outbox.to("intel.followups")]
+    check_keyed(engine, harness.sent, settled=False)
+    harness.publisher.settle_seconds = 0.0
+    harness.settle()  # the inputs pause: the worker settles
+    check_keyed(engine, harness.sent, settled=True)
+    sent_keys = [FollowUp.model_validate_json(s.value or b"").meta.dedupe_key
+                 for s in harness.to("intel.followups")]
     assert len(sent_keys) == len(set(sent_keys))
     assert engine.watermark is not None
     first = min(r.started for r in engine.book.incidents.values())
@@ -117,9 +108,10 @@ def test_settled_outputs_equal_the_engine_whatever_the_interleaving(
         for followup in engine.week_followups(week, frozenset()).created:
             assert followup.meta.dedupe_key in sent_keys, (week, followup.meta.dedupe_key)
         week = week_label(week_end(week))
+    harness.close()
 
 
-def check_keyed(engine: IntelEngine, records: list[Any], *, settled: bool) -> None:
+def check_keyed(engine: IntelEngine, records: list[Produced], *, settled: bool) -> None:
     """The latest record of every recurrence and bucket key equals the engine at its
     watermark (recurrence ``as_of`` too once settled)."""
     assert engine.watermark is not None
@@ -127,8 +119,8 @@ def check_keyed(engine: IntelEngine, records: list[Any], *, settled: bool) -> No
 
     latest: dict[tuple[str, bytes], bytes | None] = {}
     for sent in records:
-        if sent.name in (RECURRENCE, BUCKETS):
-            latest[(sent.name, sent.key)] = sent.value
+        if sent.topic in (RECURRENCE, BUCKETS) and sent.key is not None:
+            latest[(sent.topic, sent.key)] = sent.value
     for record in engine.book.incidents.values():
         for key_type in ("signature", "kind", "service"):
             key = f"{key_type}:{getattr(record, key_type)}"

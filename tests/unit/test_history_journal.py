@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -10,13 +9,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.broker.history import DurableHistory, history_mode
-from app.broker.journal import JOURNALED_TOPICS, Entry, Journal, decode_entry, encode_entry
+from app.broker.journal import Entry, Journal, decode_entry, encode_entry, journaled_topics
 from app.errors import UserError
-from app.stream.replica import INPUTS, Received
+from app.stream.inputs import Received
 from app.stream.settings import WorkerSettings
+from app.topics import input_topics
 
 PREFIX = "t1."
-NAMES = {PREFIX + name: name for name in JOURNALED_TOPICS + ("intel.recurrence",)}
+NAMES = {PREFIX + name: name for name in journaled_topics() + ("intel.recurrence",)}
 OPTIONAL = st.none() | st.binary(max_size=40) | st.text(max_size=20).map(str.encode)
 HEADERS = st.lists(st.tuples(st.text(min_size=1, max_size=8), st.binary(max_size=12)),
                    max_size=3).map(tuple)
@@ -37,7 +37,7 @@ def lines(path: Path) -> list[bytes]:
 
 
 def test_the_journal_keeps_every_input_the_replica_reads() -> None:
-    assert set(INPUTS) | {"intel.followups", "intel.digests"} == set(JOURNALED_TOPICS)
+    assert set(input_topics()) | {"intel.followups", "intel.digests"} == set(journaled_topics())
 
 
 @given(key=OPTIONAL, value=OPTIONAL, headers=HEADERS,
@@ -150,31 +150,28 @@ def test_one_run_at_a_time_writes_a_history(tmp_path: Path) -> None:
     second.close()
 
 
-def test_the_replica_marks_nothing_applied_that_is_not_journaled(tmp_path: Path) -> None:
+def test_the_data_path_marks_nothing_applied_that_is_not_journaled(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
     import orjson
 
-    from app.stream.app import create_app
+    from app.stream.testing import StreamHarness
     from tests.builders import incident_event
-    from tests.stream.conftest import recording
+    from tests.support.policies import default_policy
 
-    app = create_app(WorkerSettings(app_id="t-journal-hook", data_dir=tmp_path))
-    recording(app)
-    history = DurableHistory(app.intel_settings)
-    history.attach(app.replica)
+    history = DurableHistory(WorkerSettings(app_id="t-journal-hook", data_dir=tmp_path))
+    harness = StreamHarness(default_policy(), journal=history.journal.keep)
+    harness.caught_up = False
     event = incident_event("inc_1", started=datetime(2026, 2, 18, 14, 30, tzinfo=UTC))
     received = int(datetime(2026, 2, 20, tzinfo=UTC).timestamp() * 1000)  # event time passed
-    fetch = [("incidents.events", [record(0, orjson.dumps(event), key=b"inc_1",
-                                          timestamp=received)])]
-
-    asyncio.run(app.replica.absorb(fetch, caught_up=False))
-    assert app.replica.offsets == {("incidents.events", 0): 1}
-    assert "inc_1" in app.replica.engine.book.incidents
+    harness.run([("incidents.events", [record(0, orjson.dumps(event), key=b"inc_1",
+                                              timestamp=received)])])
+    assert harness.cycle.applied_to == {("incidents.events", 0): 1}
+    assert "inc_1" in harness.replica.engine.book.incidents
     kept = history.journal.read("incidents.events", 0)
     assert [(e.offset, e.value) for e in kept] == [(0, orjson.dumps(event))]
 
-    # A journal that cannot write stops the fetch before it is folded or marked applied.
+    # A journal that cannot write stops the fetch before it is applied or marked applied.
     def full(batch: object) -> None:
         raise OSError(28, "No space left on device")
 
@@ -183,7 +180,8 @@ def test_the_replica_marks_nothing_applied_that_is_not_journaled(tmp_path: Path)
         incident_event("inc_2", started=datetime(2026, 2, 19, tzinfo=UTC))), key=b"inc_2",
         timestamp=received)])]
     with pytest.raises(OSError, match="No space"):
-        asyncio.run(app.replica.absorb(later, caught_up=False))
-    assert app.replica.offsets == {("incidents.events", 0): 1}
-    assert "inc_2" not in app.replica.engine.book.incidents
+        harness.run(later)
+    assert harness.cycle.applied_to == {("incidents.events", 0): 1}
+    assert "inc_2" not in harness.replica.engine.book.incidents
+    harness.close()
     history.close()
