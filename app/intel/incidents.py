@@ -22,6 +22,7 @@ from app.contracts import (
     Incident,
     IncidentEvent,
     LearningEvent,
+    LinkVerdict,
     Severity,
     Status,
 )
@@ -173,6 +174,8 @@ class IncidentBook:
         self.affected = ()
         if isinstance(event, IncidentEvent):
             return self._upsert(event)
+        if isinstance(event, LinkVerdict):
+            return None  # a fact about a pair, kept by app.intel.verdicts
         facts = self.alert_facts if isinstance(event, AlertTransition) else self.learning_facts
         fact = Fact((micros(event.occurred_at), _content(event)), event.incident_id, event)
         old = facts.get(event.event_id)
