@@ -160,9 +160,11 @@ Counts = tuple[int, int, int]
 """(tp, fp, fn)."""
 
 
-def _fold(pair: LabelledPair, folds: int) -> int:
-    a, b = sorted((pair.target, pair.other))
-    digest = hashlib.sha256(f"{a}\x00{b}".encode()).digest()
+def fold_of(a: str, b: str, folds: int) -> int:
+    """The cross-validation fold of the pair ``{a, b}``: a hash of the pair, so a pair
+    stays in its fold whatever else is labelled."""
+    first, second = sorted((a, b))
+    digest = hashlib.sha256(f"{first}\x00{second}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % folds
 
 
@@ -215,7 +217,7 @@ class _Table:
         self.crowded: list[_Crowded] = []
         self.rankings = {i: _Ranking(n) for i, n in evidence.crowds.items()}
         for pair in evidence.pairs:
-            fold = _fold(pair, folds)
+            fold = fold_of(pair.target, pair.other, folds)
             if pair.conditions is None:
                 if pair.related:
                     self.never_related[fold] += 1
@@ -474,4 +476,4 @@ def _suggest(evidence: Evidence, knobs: Knobs, policy: IntelPolicy, now: Counts,
 
 
 __all__ = ["CLASSES", "CORRELATION_RULES", "Evidence", "Knobs", "LabelledPair", "Neighbour",
-           "assess", "counts_of", "figures", "kept_pairs", "order_of", "policy_patch"]
+           "assess", "counts_of", "figures", "fold_of", "kept_pairs", "order_of", "policy_patch"]
