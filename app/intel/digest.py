@@ -225,8 +225,8 @@ def _correlation_quality(q: CorrelationQualityResponse) -> list[str]:
            f"(kept and related {o.tp}, kept but unrelated {o.fp}, missed {o.fn}).", ""]
     out += _table(["rule", "pairs fired on", "precision", "share of false positives",
                    "share of misses"],
-                  [[escape(r.rule), str(r.support), _plain(r.precision), _plain(r.false_positive_share),
-                    _plain(r.miss_share)] for r in q.rules])
+                  [[escape(r.rule), str(r.support), _plain(r.precision),
+                    _plain(r.false_positive_share), _plain(r.miss_share)] for r in q.rules])
     if q.suggestion is None:
         out += [f"No suggested change: {escape(q.reason)}.", ""]
         return out
