@@ -281,10 +281,18 @@ class IntelEngine:
     def correlation_quality(self, request: CorrelationQualityRequest, as_of: datetime,
                             stop: StopRequested = _never) -> CorrelationQualityResponse:
         """The rules measured against responders' verdicts, with a suggested change."""
-        window = request.window_days or self.policy.intel.correlation_quality.window_days
-        evidence = self.quality_evidence(self.verdict_labels(), as_of, window)
+        return self.quality_of(self.verdict_labels(), as_of, request.window_days,
+                               "verdicts", stop)
+
+    def quality_of(self, labels: Iterable[Label], as_of: datetime, window_days: int | None,
+                   source: quality.Source,
+                   stop: StopRequested = _never) -> CorrelationQualityResponse:
+        """The ``correlation_quality`` answer for any labels (verdicts, planted truth);
+        ``window_days`` defaults to the policy's."""
+        window = window_days or self.policy.intel.correlation_quality.window_days
+        evidence = self.quality_evidence(labels, as_of, window)
         return quality.assess(evidence, self.policy.intel, window_days=window, as_of=as_of,
-                              source="verdicts", step=functools.partial(checkpoint, stop))
+                              source=source, step=functools.partial(checkpoint, stop))
 
     def verdict_labels(self) -> list[Label]:
         """Every pair's winning verdict as a label, judged from its ``incident_id``."""
