@@ -41,6 +41,7 @@ if TYPE_CHECKING:  # Faust and aiokafka are imported on use: `--help` stays fast
     import faust
 
     from app.broker import EmbeddedBroker
+    from app.contracts import LinkVerdict
     from app.policy import Policy
     from app.simulation.feed import FeedRecord, StreamTruth
     from app.stream.app import IntelApp
@@ -266,6 +267,30 @@ def curl_lines(settings: WorkerSettings, tokens: dict[str, str],
     return lines
 
 
+class LearningEventsPublisher:
+    """The worker's :class:`app.api.feedback.LinkPublisher`: a verdict of ``POST
+    /v1/feedback/links`` goes to ``learning.events`` (keyed by its incident) through the
+    worker's producer, and returns once the broker acknowledged it. The replica reads it
+    back like any other input."""
+
+    def __init__(self, app: IntelApp) -> None:
+        self.app = app
+
+    async def publish_link(self, event: LinkVerdict) -> None:
+        from app.api.feedback import PublishUnavailable
+
+        topic = self.app.intel_topic("learning.events").get_topic_name()
+        try:
+            acknowledged = await self.app.producer.send(
+                topic, event.incident_id.encode(), event.model_dump_json().encode(), None, None,
+                None)
+            await acknowledged
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any client error: not recorded, retry later
+            raise PublishUnavailable(f"{topic}: {type(exc).__name__}: {exc}") from None
+
+
 def _serve_api(app: Any, settings: WorkerSettings, example: FeedExample | None) -> None:
     """Mount the HTTP API on the worker's web server and print how to call it."""
     import os
@@ -280,7 +305,7 @@ def _serve_api(app: Any, settings: WorkerSettings, example: FeedExample | None) 
     from app.stream.health import readiness_of
 
     register_routes(app, app.replica, app.policy, tokens, readiness=lambda: readiness_of(app),
-                    metrics=app.metrics)
+                    metrics=app.metrics, links=LearningEventsPublisher(app))
     _say("web: the dashboard, health, metrics and the API:")
     for line in web_lines(settings):
         _say(line)
