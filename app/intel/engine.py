@@ -139,7 +139,9 @@ class IntelEngine:
 
     def apply(self, event: Event) -> Change | None:
         """Fold one event in. An incident started before the retention cutoff is
-        ignored, and the cutoff follows the watermark (:mod:`app.intel.watermark`)."""
+        ignored, as is a verdict that occurred before it; the cutoff follows the
+        watermark (:mod:`app.intel.watermark`). A verdict's effect on its pair is
+        left in :attr:`verdict_change`."""
         at = micros(event.occurred_at)
         if self.watermark is None or at > self.watermark:
             self.watermark = at
@@ -151,9 +153,9 @@ class IntelEngine:
                 micros(event.incident.started_at) < self.retained_from:
             return None
         if isinstance(event, LinkVerdict):
-            if at >= self.retained_from:  # an older verdict is already past retention
+            if at >= self.retained_from:
                 self.verdict_change = self.verdicts.apply(event)
-            self.book.apply(event)
+            self.book.apply(event)  # keeps nothing of a pair; resets what it says changed
             return None
         if isinstance(event, AlertTransition):
             self.alerts.add(event)

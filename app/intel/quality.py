@@ -38,7 +38,6 @@ from datetime import datetime
 from typing import Literal
 
 from app.contracts import (
-    CORRELATION_RULES,
     CorrelationQualityResponse,
     CorrelationRuleName,
     PolicySuggestion,
@@ -196,6 +195,14 @@ class _Ranking:
         return True
 
 
+def _listed(rankings: Mapping[str, _Ranking], pair: LabelledPair, cls: int, order: Order,
+            limit: int) -> bool:
+    """Whether either answer of a pair of two crowded incidents lists the other."""
+    return (rankings[pair.target].lists_other(pair.other, pair.other_started, cls, order, limit)
+            or rankings[pair.other].lists_other(pair.target, pair.target_started, cls, order,
+                                                limit))
+
+
 @dataclass(frozen=True, slots=True)
 class _Crowded:
     """A pair whose two incidents are both crowded."""
@@ -231,13 +238,6 @@ class _Table:
                 self.unrelated[cls][fold] += 1
         self._memo: dict[Order, tuple[Counts, ...]] = {}
 
-    def kept_crowded(self, item: _Crowded, order: Order) -> bool:
-        p = item.pair
-        return (self.rankings[p.target].lists_other(p.other, p.other_started, item.cls, order,
-                                                    self.limit)
-                or self.rankings[p.other].lists_other(p.target, p.target_started, item.cls,
-                                                      order, self.limit))
-
     def by_fold(self, order: Order) -> tuple[Counts, ...]:
         """(tp, fp, fn) of each fold when the policy's order is ``order``."""
         known = self._memo.get(order)
@@ -254,7 +254,7 @@ class _Table:
                 else:
                     fn[f] += related[f]
         for item in self.crowded:
-            kept = self.kept_crowded(item, order)
+            kept = _listed(self.rankings, item.pair, item.cls, order, self.limit)
             if item.pair.related:
                 if kept:
                     tp[item.fold] += 1
@@ -364,22 +364,18 @@ def kept_pairs(evidence: Evidence, knobs: Knobs) -> list[bool]:
             continue
         cls = _CLASS_INDEX[pair.conditions]
         if pair.target in rankings and pair.other in rankings:
-            out.append(rankings[pair.target].lists_other(pair.other, pair.other_started, cls,
-                                                         order, knobs.max_related)
-                       or rankings[pair.other].lists_other(pair.target, pair.target_started,
-                                                           cls, order, knobs.max_related))
-        else:
+            out.append(_listed(rankings, pair, cls, order, knobs.max_related))
+        else:  # one of them lists every candidate it keeps
             out.append(order[cls] >= 0)
     return out
 
 
-def counts_of(evidence: Evidence, knobs: Knobs) -> Counts:
-    """(tp, fp, fn) of ``knobs`` on every labelled pair."""
+def _counted(pairs: Sequence[LabelledPair], kept: Sequence[bool]) -> Counts:
     tp = fp = fn = 0
-    for pair, kept in zip(evidence.pairs, kept_pairs(evidence, knobs), strict=True):
-        tp += pair.related and kept
-        fp += kept and not pair.related
-        fn += pair.related and not kept
+    for pair, k in zip(pairs, kept, strict=True):
+        tp += pair.related and k
+        fp += k and not pair.related
+        fn += pair.related and not k
     return tp, fp, fn
 
 
@@ -420,9 +416,7 @@ def assess(evidence: Evidence, policy: IntelPolicy, *, window_days: int, as_of: 
     """
     knobs = Knobs.of(policy)
     kept = kept_pairs(evidence, knobs)
-    tp = sum(1 for p, k in zip(evidence.pairs, kept, strict=True) if p.related and k)
-    fp = sum(1 for p, k in zip(evidence.pairs, kept, strict=True) if k and not p.related)
-    fn = sum(1 for p, k in zip(evidence.pairs, kept, strict=True) if p.related and not k)
+    tp, fp, fn = _counted(evidence.pairs, kept)
     before = figures((tp, fp, fn))
     overall = QualityOverall(**before.model_dump(), tp=tp, fp=fp, fn=fn,
                              tn=len(evidence.pairs) - tp - fp - fn,
@@ -475,5 +469,5 @@ def _suggest(evidence: Evidence, knobs: Knobs, policy: IntelPolicy, now: Counts,
                         f"({len(points)} grid points searched)")
 
 
-__all__ = ["CLASSES", "CORRELATION_RULES", "Evidence", "Knobs", "LabelledPair", "Neighbour",
-           "assess", "counts_of", "figures", "fold_of", "kept_pairs", "order_of", "policy_patch"]
+__all__ = ["CLASSES", "Evidence", "Knobs", "LabelledPair", "Neighbour", "Source", "assess",
+           "figures", "fold_of", "kept_pairs", "order_of", "policy_patch"]
