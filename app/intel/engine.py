@@ -308,19 +308,15 @@ class IntelEngine:
         negatives under every policy, so they are not labelled). The later-started
         incident of a pair (the larger id on a tie) is the one judged from.
         """
-        group_of: dict[str, int] = {}
-        members: list[list[Record]] = []
-        for n, group in enumerate(groups):
-            known = [self.book.incidents[i] for i in dict.fromkeys(group)
-                     if i in self.book.incidents]
-            members.append(known)
-            group_of.update((r.incident_id, n) for r in known)
+        members = [[self.book.incidents[i] for i in dict.fromkeys(group)
+                    if i in self.book.incidents] for group in groups]
         labels: dict[tuple[str, str], Label] = {}
 
         def label(a: Record, b: Record, related: bool) -> None:
             first, second = sorted((a, b), key=lambda r: (r.started, r.incident_id))
-            labels[(first.incident_id, second.incident_id)] = (
-                second.incident_id, first.incident_id, related)
+            # a pair planted together stays related, whatever else it is near
+            labels.setdefault((first.incident_id, second.incident_id),
+                              (second.incident_id, first.incident_id, related))
 
         for known in members:
             for a, b in itertools.combinations(known, 2):
@@ -328,9 +324,7 @@ class IntelEngine:
         for incident_id in sorted(self.book.incidents):
             record = self.record(incident_id)
             for other in self._neighbours(record):
-                same = group_of.get(incident_id)
-                if same is None or group_of.get(other.incident_id) != same:
-                    label(record, other, False)
+                label(record, other, False)
         return [labels[key] for key in sorted(labels)]
 
     def _neighbours(self, record: Record) -> list[Record]:
