@@ -24,8 +24,8 @@ from app.simulation.feed import StreamTruth, truth_groups
 
 WINDOW_OPTION = click.option(
     "--window-days", type=click.IntRange(1, 3660), default=None,
-    help="Pairs whose judged incident started in this many days up to --as-of "
-         "[default: correlation_quality.window_days of the policy].")
+    help="Pairs whose judged incident started in this many days up to as_of (the newest "
+         "event, or --as-of) [default: correlation_quality.window_days of the policy].")
 
 
 def read_truth(path: str) -> StreamTruth:
