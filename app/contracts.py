@@ -22,8 +22,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    RootModel,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
+    field_validator,
 )
 
 MAX_EVENT_BYTES = 256 * 1024
@@ -47,6 +50,8 @@ KeyType = Literal["signature", "kind", "service"]
 """What a recurrence count is kept by; findings cover the first two."""
 FindingKeyType = Literal["signature", "kind"]
 GateMode = Literal["off", "warn", "strict"]
+LinkVerdictValue = Literal["related", "unrelated"]
+"""A responder's verdict on whether two incidents belong together."""
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -137,7 +142,41 @@ class LearningEvent(_Input):
     root_cause: Annotated[str, Field(max_length=500)] | None = None
 
 
-Event = IncidentEvent | AlertTransition | LearningEvent
+def _other_incident(value: str, info: ValidationInfo) -> str:
+    if value == info.data.get("incident_id"):
+        raise ValueError("must name another incident than incident_id")
+    return value
+
+
+class LinkVerdict(_Input):
+    """A responder's verdict on a pair of incidents: they belong together, or not.
+
+    The pair is unordered: for one pair the newest ``(occurred_at, event_id)``
+    verdict wins, whichever of the two incidents it names first.
+    ``incident_id`` is the incident the responder judged from (the one whose
+    related list showed, or missed, the other).
+    """
+
+    event_id: Id
+    type: Literal["incident.linked"]
+    occurred_at: Timestamp
+    incident_id: Id
+    related_incident_id: Id
+    verdict: LinkVerdictValue
+    by: Name
+
+    @field_validator("related_incident_id")
+    @classmethod
+    def _two_incidents(cls, value: str, info: ValidationInfo) -> str:
+        return _other_incident(value, info)
+
+
+class LearningInput(RootModel[Annotated[LearningEvent | LinkVerdict,
+                                        Field(discriminator="type")]]):
+    """A ``learning.events`` value: a learning fact, or a responder's link verdict."""
+
+
+Event = IncidentEvent | AlertTransition | LearningEvent | LinkVerdict
 
 _EVENT_MODELS: dict[str, type[BaseModel]] = {
     "incident.opened": IncidentEvent,
@@ -146,6 +185,7 @@ _EVENT_MODELS: dict[str, type[BaseModel]] = {
     "alert.transition": AlertTransition,
     "regression_test.added": LearningEvent,
     "postmortem.published": LearningEvent,
+    "incident.linked": LinkVerdict,
 }
 
 
@@ -203,6 +243,11 @@ def decode_event(raw: bytes) -> Event:
 # -------------------------------------------------------------------------- outputs
 
 
+def _absent(value: object) -> bool:
+    """Whether an optional output field is left out of the JSON (it has no value)."""
+    return value is None
+
+
 class RelatedIncident(_Model):
     incident_id: str
     score: int
@@ -212,6 +257,10 @@ class RelatedIncident(_Model):
     severity: Severity
     status: Status
     started_at: Timestamp
+    verdict: LinkVerdictValue | None = Field(
+        default=None, exclude_if=_absent,
+        description="The newest responder verdict on this pair (incident.linked); the field "
+                    "is absent when nobody judged the pair.")
 
 
 class NoteMeta(_Model):
@@ -439,13 +488,21 @@ class AlertsRequest(_Request):
     service: Name | None = None
 
 
+class CorrelationQualityRequest(_Request):
+    action: Literal["correlation_quality"]
+    window_days: WindowDays | None = Field(
+        default=None, description="Labelled pairs whose target started in this many days "
+                                  "ending at as_of (default: correlation_quality.window_days "
+                                  "of the policy, 90).")
+
+
 ToolRequest = Annotated[
     CorrelateRequest | RecurrenceRequest | BucketsRequest | WeeklyDigestRequest | GateRequest
-    | AlertsRequest,
+    | AlertsRequest | CorrelationQualityRequest,
     Field(discriminator="action"),
 ]
 ACTIONS: tuple[str, ...] = ("correlate", "recurrence", "buckets", "weekly_digest", "gate",
-                            "alerts")
+                            "alerts", "correlation_quality")
 _REQUEST = TypeAdapter(ToolRequest)
 
 
@@ -454,7 +511,7 @@ class InvalidRequest(ValueError):
 
 
 def parse_request(obj: Any) -> CorrelateRequest | RecurrenceRequest | BucketsRequest | (
-    WeeklyDigestRequest | GateRequest | AlertsRequest
+    WeeklyDigestRequest | GateRequest | AlertsRequest | CorrelationQualityRequest
 ):
     """Validate a tool call (with or without ``"tool"``) into its request model."""
     if not isinstance(obj, dict):
@@ -542,6 +599,76 @@ class FollowUpOutcome(_Model):
     skipped: list[FollowUpSkip]
 
 
+class QualityFigures(_Model):
+    """Precision, recall and F1 of "kept" against labelled pairs (``None``: undefined,
+    nothing to divide by)."""
+
+    precision: float | None
+    recall: float | None
+    f1: float | None
+
+
+class QualityOverall(QualityFigures):
+    """The figures with their counts: kept and related (tp), kept but unrelated (fp),
+    related but not kept (fn), neither (tn)."""
+
+    tp: int
+    fp: int
+    fn: int
+    tn: int
+    outside_lookback: int = Field(
+        description="Labelled pairs started further apart than correlation.lookback_days: "
+                    "never listed, so a miss when related and nothing when unrelated.")
+
+
+class RuleQuality(_Model):
+    """One correlation rule against the labelled pairs."""
+
+    rule: CorrelationRuleName
+    support: int = Field(description="Labelled pairs the rule fires on.")
+    precision: float | None = Field(description="Share of those pairs that are related.")
+    false_positive_share: float | None = Field(
+        description="Share of the false positives the rule fires on.")
+    miss_share: float | None = Field(description="Share of the misses the rule fires on.")
+
+
+class QualityExpectation(_Model):
+    """The current policy's figures and the suggestion's: ``after`` is cross-validated
+    (chosen on k-1 folds, scored on the fold left out), ``in_sample`` is the
+    suggestion scored on every labelled pair it was chosen from."""
+
+    before: QualityFigures
+    after: QualityFigures
+    in_sample: QualityFigures
+
+
+class PolicySuggestion(_Model):
+    """Weights and ``min_score`` that maximise F1 on the labelled pairs, with the patch."""
+
+    weights: dict[CorrelationRuleName, int]
+    min_score: int
+    expected: QualityExpectation
+    folds: int
+    grid_points: int
+    policy_patch: str = Field(description="YAML for incident_intelligence.yml: replaces "
+                                          "correlation.min_score and correlation.rules.")
+
+
+class CorrelationQualityResponse(_Model):
+    """How often the correlation rules are right, rule by rule, and what to change."""
+
+    window_days: int
+    as_of: Timestamp
+    source: Literal["verdicts", "planted_truth"]
+    labelled_pairs: int
+    skipped_pairs: int = Field(description="Labelled pairs naming an incident the engine does "
+                                           "not know (never seen, or past retention).")
+    overall: QualityOverall
+    rules: list[RuleQuality]
+    suggestion: PolicySuggestion | None
+    reason: str
+
+
 class DigestSummary(_Model):
     """``intel.digests`` value and the JSON artifact of a week."""
 
@@ -562,6 +689,10 @@ class DigestSummary(_Model):
     recommendations: list[str]
     learning: dict[str, Any] | None = None
     alert_noise: AlertNoise | None = None
+    correlation_quality: CorrelationQualityResponse | None = Field(
+        default=None, exclude_if=_absent,
+        description="Present when responders' verdicts label pairs whose target started in "
+                    "the correlation_quality window ending at week_end.")
 
 
 class WeeklyDigestResponse(_Model):
@@ -613,6 +744,33 @@ class QuarterVelocity(_Model):
     coverage_change: int | None
     score: float | None
     score_values: int
+
+
+class LinkFeedbackRequest(BaseModel):
+    """``POST /v1/feedback/links``: a responder's verdict on a pair of incidents."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    incident_id: Id
+    related_incident_id: Id
+    verdict: LinkVerdictValue
+    by: Name | None = Field(default=None, description="Who judged (default: the token's role).")
+    event_id: Id | None = Field(default=None, description="The verdict's id; give the same one "
+                                                          "when retrying (default: a new id).")
+    occurred_at: Timestamp | None = Field(
+        default=None, description="When it was judged (default: the server's clock).")
+
+    @field_validator("related_incident_id")
+    @classmethod
+    def _two_incidents(cls, value: str, info: ValidationInfo) -> str:
+        return _other_incident(value, info)
+
+
+class LinkFeedbackAccepted(_Model):
+    """The verdict as published to ``learning.events`` and acknowledged there."""
+
+    status: Literal["published"]
+    topic: str
+    event: LinkVerdict
 
 
 class ToolError(_Model):

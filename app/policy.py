@@ -63,6 +63,38 @@ class Correlation(_Strict):
         return self
 
 
+class QualityGrid(_Strict):
+    """The grid a suggestion searches: each rule weight and ``min_score``, ``radius``
+    steps either side of its current value (weights stay >= 0, ``min_score`` >= 1).
+
+    The search scores ``(2 * radius + 1) ** (rules + 1)`` points at most (16,807
+    with four rules and radius 3), so the radius is capped."""
+
+    radius: Annotated[int, Field(ge=0, le=3)] = 3
+    weight_step: Annotated[int, Field(ge=1, le=1000)] = 10
+    min_score_step: Annotated[int, Field(ge=1, le=1000)] = 10
+
+
+class CorrelationQuality(_Strict):
+    """How the correlation rules are measured against labelled pairs, and how a change
+    is suggested (the ``correlation_quality`` action, ``policy suggest``, the digest)."""
+
+    window_days: Annotated[int, Field(gt=0, le=3660)] = 90
+    """Default window: labelled pairs whose target started in it."""
+    min_labelled_pairs: Annotated[int, Field(ge=2, le=1_000_000)] = 30
+    """Fewer labelled pairs than this: no suggestion, and the answer says why."""
+    folds: Annotated[int, Field(ge=2, le=20)] = 5
+    """k of the k-fold cross-validation that scores a suggestion."""
+    grid: QualityGrid = QualityGrid()
+
+    @model_validator(mode="after")
+    def _enough_pairs_for_the_folds(self) -> CorrelationQuality:
+        if self.min_labelled_pairs < self.folds:
+            raise ValueError(f"min_labelled_pairs: {self.min_labelled_pairs} is less than folds "
+                             f"({self.folds}): some fold would hold no pair")
+        return self
+
+
 class Threshold(_Strict):
     warn: Positive
     high: Positive
@@ -191,6 +223,7 @@ class IntelPolicy(_Strict):
     max_future_skew_minutes: NonNegative = 60
     """An event this far ahead of the receiving clock is dead-lettered, not applied."""
     alerts: AlertsPolicy = AlertsPolicy()
+    correlation_quality: CorrelationQuality = CorrelationQuality()
 
     @model_validator(mode="after")
     def _consistent(self) -> IntelPolicy:

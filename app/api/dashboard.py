@@ -67,6 +67,8 @@ tr.level-high td{background:#fdecea}tr.level-warn td{background:#fff6e5}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;
  font-weight:600;background:#e8ebef;color:#4a5563}
 .badge.high{background:#c0392b;color:#fff}.badge.warn{background:#e59a1c;color:#fff}
+.badge.verdict-related{background:#dff3e4;color:#1e6b34}
+.badge.verdict-unrelated{background:#f3e0df;color:#8a2a22}
 .empty{color:#6b7684;font-style:italic}
 .banner{background:#fff3cd;border:1px solid #e6c560;padding:10px 16px;border-radius:6px}
 ul.recs{margin:0;padding-left:18px}code{font-size:12px}
@@ -205,12 +207,20 @@ def _alerts(response: AlertsResponse | None) -> str:
             "</section>")
 
 
+def _verdict(verdict: str | None) -> str:
+    """A responder's verdict on the pair, beside its row (nothing when nobody judged it)."""
+    if verdict is None:
+        return ""
+    return f' <span class="badge verdict-{_e(verdict)}">{_e(verdict)}</span>'
+
+
 def _correlations(items: Sequence[CorrelateResponse]) -> str:
     rows = []
     for item in newest_per_incident(items)[:RECENT_SHOWN]:
         related = "<br>".join(
             f"{_e(r.incident_id)} <span class=\"muted\">score {r.score}: "
-            f"{_e(', '.join(r.reasons))}</span>" for r in item.related[:SAMPLES_SHOWN])
+            f"{_e(', '.join(r.reasons))}</span>{_verdict(r.verdict)}"
+            for r in item.related[:SAMPLES_SHOWN])
         rows.append(f"<tr><td>{_e(item.incident_id)}</td>"
                     f'<td class="num">{item.related_count}</td><td>{related}</td></tr>')
     table = _table("correlations", [("incident", False), ("related", True),

@@ -12,7 +12,8 @@ unauthorized        401     no ``Authorization: Bearer``, or an unknown token
 invalid_request     400     not JSON, unknown action, bad or missing fields
 invalid_argument    400     the engine refuses an argument (week, profile)
 forbidden           403     the role lacks an entitlement (named)
-unknown_incident    404     ``correlate`` of an incident the replica has not seen
+unknown_incident    404     ``correlate`` of, or a verdict on, an incident the
+                            replica has not seen
 not_found           404     no such route
 method_not_allowed  405     the route exists, the method does not
 request_timeout     408     head or body not received within its time limit
@@ -20,6 +21,8 @@ payload_too_large   413     body over ``max_body_bytes`` of ``rate_limits.yml``
 rate_limited        429     over ``per_minute`` or ``engine_reads.per_token``
 headers_too_large   431     a header line, the head or the header count over bound
 not_ready           503     the replica is still recovering; retry later
+unavailable         503     a verdict could not be published (``Retry-After``
+                            when retrying can help)
 internal            503     an unexpected failure; the detail is only logged
 timeout             504     over ``timeout_seconds`` for this action
 ==================  ======  ===================================================
@@ -55,6 +58,7 @@ STATUS: Mapping[str, int] = {
     "rate_limited": 429,
     "headers_too_large": 431,
     "not_ready": 503,
+    "unavailable": 503,
     "internal": 503,
     "too_many_connections": 429,
     "timeout": 504,

@@ -25,9 +25,13 @@ from app.contracts import (
     BucketsResponse,
     CorrelateRequest,
     CorrelateResponse,
+    CorrelationQualityRequest,
+    CorrelationQualityResponse,
     ErrorResponse,
     GateRequest,
     GateResponse,
+    LinkFeedbackAccepted,
+    LinkFeedbackRequest,
     RecurrenceRequest,
     RecurrenceResponse,
     WeeklyDigestRequest,
@@ -44,7 +48,8 @@ DOCUMENT_PATH = "openapi/incident-intel.yaml"
 
 
 class ToolCall(RootModel[Annotated[
-    CorrelateRequest | RecurrenceRequest | BucketsRequest | WeeklyDigestRequest | AlertsRequest,
+    CorrelateRequest | RecurrenceRequest | BucketsRequest | WeeklyDigestRequest | AlertsRequest
+    | CorrelationQualityRequest,
     Field(discriminator="action"),
 ]]):
     """A call of ``incident_intelligence_tool``; ``action`` picks the arguments."""
@@ -56,10 +61,11 @@ class GateCall(GateRequest):
     action: Literal["gate"] = "gate"
 
 
-_REQUESTS: tuple[type[BaseModel], ...] = (ToolCall, GateCall)
+_REQUESTS: tuple[type[BaseModel], ...] = (ToolCall, GateCall, LinkFeedbackRequest)
 _RESPONSES: tuple[type[BaseModel], ...] = (
     CorrelateResponse, RecurrenceResponse, BucketsResponse, WeeklyDigestResponse, GateResponse,
-    AlertsResponse, VelocityReport, Health, Liveness, ReadyReport, ErrorResponse,
+    AlertsResponse, CorrelationQualityResponse, LinkFeedbackAccepted, VelocityReport, Health,
+    Liveness, ReadyReport, ErrorResponse,
 )
 _ERRORS: dict[str, tuple[str, str]] = {
     "400": ("BadRequest", "Not JSON, unknown action, or bad arguments (invalid_request, "
@@ -76,8 +82,8 @@ _ERRORS: dict[str, tuple[str, str]] = {
                            "engine_reads.per_token calls in flight (rate_limited)."),
     "431": ("HeadersTooLarge", "A header line, the request head or the number of headers "
                                "over its bound in rate_limits.yml (headers_too_large)."),
-    "503": ("Unavailable", "Replica still recovering (not_ready) or an unexpected failure "
-                           "(internal); retry later."),
+    "503": ("Unavailable", "Replica still recovering (not_ready), a verdict not published "
+                           "(unavailable) or an unexpected failure (internal); retry later."),
     "504": ("Timeout", "Over timeout_seconds for this action (timeout)."),
 }
 
@@ -104,6 +110,10 @@ def _error_responses() -> dict[str, Any]:
             response["headers"] = {"Retry-After": {
                 "description": "Seconds until the oldest call in the window leaves it.",
                 "schema": {"type": "integer", "minimum": 1}}}
+        if name == "Unavailable":
+            response["headers"] = {"Retry-After": {
+                "description": "Seconds to wait before retrying, when retrying can help.",
+                "schema": {"type": "integer", "minimum": 1}}}
         if name == "Unauthorized":
             response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
         out[name] = response
@@ -125,11 +135,12 @@ def _paths() -> dict[str, Any]:
         "/v1/tools/incident_intelligence": {"post": {
             "operationId": "callIncidentIntelligenceTool",
             "summary": ("Answer a tool call (correlate, recurrence, buckets, weekly_digest, "
-                        "alerts)."),
+                        "alerts, correlation_quality)."),
             "description": (
                 "Answered from the live replica as of its newest event, with the same JSON "
                 "`incident-intel tool` prints for the same events. Entitlements: "
-                "tools.oncall.read for correlate, recurrence, buckets and alerts; "
+                "tools.oncall.read for correlate, recurrence, buckets, alerts and "
+                "correlation_quality; "
                 "tools.oncall.incident_write for weekly_digest and for correlate with "
                 "append_note, which also sends the note to incidents.notes."),
             "security": bearer,
@@ -140,7 +151,8 @@ def _paths() -> dict[str, Any]:
                                              _ref("RecurrenceResponse"),
                                              _ref("BucketsResponse"),
                                              _ref("WeeklyDigestResponse"),
-                                             _ref("AlertsResponse")]},
+                                             _ref("AlertsResponse"),
+                                             _ref("CorrelationQualityResponse")]},
                                   "The action's response."),
                 **_errors("400", "401", "403", "404", "408", "413", "429", "431", "503",
                           "504"),
@@ -156,6 +168,23 @@ def _paths() -> dict[str, Any]:
             "responses": {
                 "200": _json_body(_ref("GateResponse"), "The gate's verdict."),
                 **_errors("400", "401", "403", "408", "413", "429", "431", "503", "504"),
+            },
+        }},
+        "/v1/feedback/links": {"post": {
+            "operationId": "linkFeedback",
+            "summary": "A responder's verdict: do two incidents belong together?",
+            "description": (
+                "Publishes an incident.linked event to learning.events and answers 202 once "
+                "it is acknowledged (incident-intel serve appends it to its --verdicts file "
+                "instead). Both incidents must be known. The newest verdict of a pair wins, so "
+                "retrying is harmless. Needs tools.oncall.link_feedback."),
+            "security": bearer,
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ref("LinkFeedbackRequest")}}},
+            "responses": {
+                "202": _json_body(_ref("LinkFeedbackAccepted"), "Published and acknowledged."),
+                **_errors("400", "401", "403", "404", "408", "413", "429", "431", "503",
+                          "504"),
             },
         }},
         "/v1/learning/velocity": {"get": {

@@ -2,8 +2,12 @@
 
 ==========================================  ======================================
 ``POST /v1/tools/incident_intelligence``    tool call: correlate, recurrence,
-                                            buckets, weekly_digest, alerts
+                                            buckets, weekly_digest, alerts,
+                                            correlation_quality
 ``POST /v1/gates/recurrence_watch``         the release gate (``action`` optional)
+``POST /v1/feedback/links``                 a responder's verdict on a pair of incidents,
+                                            published to ``learning.events`` (202 once
+                                            acknowledged; see :mod:`app.api.feedback`)
 ``GET  /v1/learning/velocity``              learning velocity per quarter
 ``GET  /``                                  the on-call dashboard (no token; see
                                             :mod:`app.api.dashboard`)
@@ -32,19 +36,23 @@ Faust app's aiohttp server, so the worker serves them on its web port.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from app.contracts import (
     CorrelateRequest,
     InvalidRequest,
+    LinkFeedbackAccepted,
+    LinkFeedbackRequest,
     dump_json,
     format_timestamp,
     parse_request,
@@ -60,6 +68,7 @@ from .body import read_json
 from .connections import one_request_per_connection
 from .dashboard import CONTENT_SECURITY_POLICY, render_dashboard, render_notice
 from .errors import ApiError, error_response
+from .feedback import TOPIC, LinkPublisher, PublishUnavailable, unknown_incidents, verdict_event
 from .live import LiveView
 from .metrics import ApiMetrics
 from .ratelimit import InFlightLimiter, SlidingWindowLimiter
@@ -75,8 +84,10 @@ __all__ = ["API_KEY", "ROUTES", "Api", "Health", "Route", "add_routes", "create_
 log = logging.getLogger(__name__)
 
 TOOL_ACTIONS: tuple[str, ...] = ("correlate", "recurrence", "buckets", "weekly_digest",
-                                "alerts")
+                                "alerts", "correlation_quality")
 GATE_ACTION = "gate"
+LINK_FEEDBACK_ACTION = "link_feedback"
+"""The ``rbac.yml`` / ``rate_limits.yml`` action of ``POST /v1/feedback/links``."""
 VELOCITY_ACTION = "velocity"
 DASHBOARD_ACTION = "dashboard"
 """Its time limit is ``rate_limits.yml``'s ``dashboard`` entry, else the default."""
@@ -104,6 +115,7 @@ class Route:
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/tools/incident_intelligence", "intel.tool", "tool_call"),
     Route("POST", "/v1/gates/recurrence_watch", "intel.gate", "gate"),
+    Route("POST", "/v1/feedback/links", "intel.feedback_links", "link_feedback"),
     Route("GET", "/v1/learning/velocity", "intel.velocity", "velocity"),
     Route("GET", "/healthz", "intel.healthz", "healthz"),
     Route("GET", "/livez", "intel.livez", "livez"),
@@ -120,6 +132,10 @@ class Health(BaseModel):
     status: Literal["ok"]
     recovered: bool
     as_of: str
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
 
 
 def _json(model: BaseModel, status: int = 200) -> web.Response:
@@ -148,6 +164,17 @@ def _parse(obj: Any, allowed: tuple[str, ...], elsewhere: str) -> Request:
         raise ApiError("invalid_request", str(exc)) from None
 
 
+def _link_call(obj: Any) -> LinkFeedbackRequest:
+    if not isinstance(obj, dict):
+        raise ApiError("invalid_request", "the verdict must be a JSON object")
+    try:
+        return LinkFeedbackRequest.model_validate(obj)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(part) for part in err["loc"]) or "value"
+        raise ApiError("invalid_request", f"{where}: {err['msg']}") from None
+
+
 class Api:
     """The handlers, over one view, one policy and one set of tokens."""
 
@@ -156,10 +183,16 @@ class Api:
                  refresh_seconds: int = DEFAULT_REFRESH_SECONDS,
                  dashboard_cache_seconds: float = DEFAULT_DASHBOARD_CACHE_SECONDS,
                  readiness: ReadinessProvider | None = None,
-                 metrics: MetricsRegistry | None = None) -> None:
+                 metrics: MetricsRegistry | None = None,
+                 links: LinkPublisher | None = None,
+                 wall_clock: Callable[[], datetime] = _wall_clock) -> None:
         self.view = view
         self.policy = policy
         self.clock = clock
+        self.links = links
+        """Where verdicts are published; ``None``: this server records none (503)."""
+        self.wall_clock = wall_clock
+        """The time a verdict is stamped with when the call gives none."""
         self.refresh_seconds = refresh_seconds
         self.dashboard_cache_seconds = dashboard_cache_seconds
         self.readiness = readiness or view_readiness(view)
@@ -207,6 +240,51 @@ class Api:
             body = {"action": GATE_ACTION, **body}
         call = _parse(body, (GATE_ACTION,), "POST /v1/tools/incident_intelligence")
         return await self._answer(caller, call, operations_of(GATE_ACTION))
+
+    async def link_feedback(self, request: web.Request) -> web.Response:
+        """A responder's verdict on a pair, published to ``learning.events``; 202 once the
+        broker (or ``serve``'s file) acknowledged it, 503 with ``Retry-After`` when not."""
+        caller = self.admission.authenticate(request)
+        call = _link_call(await self._body(request))
+        action = LINK_FEEDBACK_ACTION
+        self.admission.authorize(caller, operations_of(action), action)
+        if self.links is None:
+            raise ApiError("unavailable", "this server records no verdicts (incident-intel "
+                                          "serve without --verdicts FILE): post it to a "
+                                          "worker, or restart serve with --verdicts FILE")
+        self._require_ready()
+        now = self.wall_clock()
+        event = verdict_event(call, caller.role, now)
+        skew = timedelta(minutes=self.policy.intel.max_future_skew_minutes)
+        if event.occurred_at - now > skew:
+            raise ApiError("invalid_argument",
+                           f"occurred_at: {format_timestamp(event.occurred_at)} is more than "
+                           f"max_future_skew_minutes "
+                           f"({self.policy.intel.max_future_skew_minutes}) ahead of the "
+                           "server's clock")
+        limit = self.policy.rate_limits.for_action(action)
+        with self.admission.reading(caller, action):
+            self.admission.admit(caller, action)
+            self.counters.count_engine_read()
+            ids = (event.incident_id, event.related_incident_id)
+            unknown = await within(limit.timeout_seconds, "checking the incidents",
+                                   lambda stop: self.view.read(
+                                       functools.partial(unknown_incidents, ids)))
+            if unknown:
+                raise ApiError("unknown_incident", f"no incident {unknown[0]!r} is known; a "
+                                                   "verdict names two known incidents")
+            try:
+                async with asyncio.timeout(limit.timeout_seconds):
+                    await self.links.publish_link(event)
+            except TimeoutError:
+                raise ApiError("unavailable", f"{TOPIC} did not acknowledge the verdict within "
+                                              f"{limit.timeout_seconds:g} s; retry (the same "
+                                              "event_id is harmless)",
+                               {"Retry-After": str(_retry_after(limit.timeout_seconds))}) from None
+            except PublishUnavailable as exc:
+                raise ApiError("unavailable", f"the verdict was not published: {exc}",
+                               {"Retry-After": str(exc.retry_after_seconds)}) from None
+        return _json(LinkFeedbackAccepted(status="published", topic=TOPIC, event=event), 202)
 
     async def velocity(self, request: web.Request) -> web.Response:
         """Learning velocity per quarter (the view keeps it current; no engine walk)."""
@@ -323,6 +401,10 @@ class Api:
         return self.guarded(route.path, refuse)
 
 
+def _retry_after(seconds: float) -> int:
+    return max(1, round(seconds))
+
+
 def add_routes(router: web.UrlDispatcher, api: Api) -> None:
     """Add every route to ``router`` (named ``intel.*``, so none merges with another's)."""
     for route in ROUTES:
@@ -362,8 +444,11 @@ def create_api(view: LiveView, policy: Policy, tokens: TokenRoles, *,
                refresh_seconds: int = DEFAULT_REFRESH_SECONDS,
                dashboard_cache_seconds: float = DEFAULT_DASHBOARD_CACHE_SECONDS,
                readiness: ReadinessProvider | None = None,
-               metrics: MetricsRegistry | None = None) -> web.Application:
-    """A standalone aiohttp application serving the API over ``view``.
+               metrics: MetricsRegistry | None = None,
+               links: LinkPublisher | None = None,
+               wall_clock: Callable[[], datetime] = _wall_clock) -> web.Application:
+    """A standalone aiohttp application serving the API over ``view``; verdicts go to
+    ``links`` (none: ``POST /v1/feedback/links`` answers 503).
 
     Serve it with :func:`app.api.connections.guarded_site` (and
     :func:`~app.api.connections.server_options` for the runner) so the
@@ -371,7 +456,7 @@ def create_api(view: LiveView, policy: Policy, tokens: TokenRoles, *,
     """
     api = Api(view, policy, tokens, clock=clock, refresh_seconds=refresh_seconds,
               dashboard_cache_seconds=dashboard_cache_seconds, readiness=readiness,
-              metrics=metrics)
+              metrics=metrics, links=links, wall_clock=wall_clock)
     app = web.Application(middlewares=[_unmatched(api)])
     app[API_KEY] = api
     _harden(app)
@@ -383,7 +468,8 @@ def register_routes(faust_app: faust.App, view: LiveView, policy: Policy, tokens
                     *, clock: Callable[[], float] = time.monotonic,
                     refresh_seconds: int = DEFAULT_REFRESH_SECONDS,
                     readiness: ReadinessProvider | None = None,
-                    metrics: MetricsRegistry | None = None) -> Api:
+                    metrics: MetricsRegistry | None = None,
+                    links: LinkPublisher | None = None) -> Api:
     """Serve the API from a Faust app's web server; call it before the worker starts.
 
     Faust's aiohttp driver exposes its :class:`aiohttp.web.Application` as
@@ -400,7 +486,8 @@ def register_routes(faust_app: faust.App, view: LiveView, policy: Policy, tokens
     the worker's web driver to be :class:`app.api.worker_web.GuardedWeb`
     (``web=guarded_web_driver()`` when the Faust app is made); with Faust's
     plain driver they are not enforced and a warning says so.
-    ``readiness`` answers ``/readyz`` (default: ``view.ready``).
+    ``readiness`` answers ``/readyz`` (default: ``view.ready``); ``links``
+    publishes the verdicts of ``POST /v1/feedback/links`` (the worker's broker).
     """
     web_app = getattr(faust_app.web, "web_app", None)
     if not isinstance(web_app, web.Application):
@@ -411,7 +498,7 @@ def register_routes(faust_app: faust.App, view: LiveView, policy: Policy, tokens
     if web_app.frozen:
         raise RuntimeError("register_routes must be called before the web server starts")
     api = Api(view, policy, tokens, clock=clock, refresh_seconds=refresh_seconds,
-              readiness=readiness, metrics=metrics)
+              readiness=readiness, metrics=metrics, links=links)
     _harden(web_app)
     add_routes(web_app.router, api)
     from .worker_web import GuardedWeb

@@ -1,9 +1,10 @@
-"""`incident-intel policy check [DIR]`."""
+"""`incident-intel policy check [DIR]` and `policy suggest` (see :mod:`app.cli.quality`)."""
 
 from __future__ import annotations
 
 import click
 
+from app.cli.quality import suggest
 from app.policy import POLICY_FILES, load_policy
 
 
@@ -21,3 +22,6 @@ def check(directory: str | None) -> None:
     """
     policy = load_policy(directory)
     click.echo(f"{policy.directory}: ok ({', '.join(POLICY_FILES.values())})")
+
+
+command.add_command(suggest)

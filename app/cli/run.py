@@ -281,7 +281,7 @@ def _serve_api(worker: Worker, settings: WorkerSettings, example: FeedExample | 
     token_file = settings.data_dir / "api-tokens.yml"
     tokens = load_tokens(os.environ, worker.policy.rbac, token_file if local else None)
     register_routes(worker.app, worker.view, worker.policy, tokens, readiness=worker.readiness,
-                    metrics=worker.metrics)
+                    metrics=worker.metrics, links=worker.links)
     _say("web: the dashboard, health, metrics and the API:")
     for line in web_lines(settings):
         _say(line)

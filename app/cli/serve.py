@@ -10,6 +10,14 @@ is set, ``--tokens-file`` is created (mode 0600) with one token for
 ``agent_oncall`` and one for ``agent_release``, and the on-call token is
 printed.
 
+Verdicts (``POST /v1/feedback/links``): serve has no broker, so with
+``--verdicts FILE`` each accepted verdict is appended to FILE (one
+``incident.linked`` event a line, fsynced before the 202) and FILE is read as
+one more events file at start. The running server keeps answering as of the
+files it read at start (its answers equal ``incident-intel tool`` on them);
+the next start, or ``tool --events FILE``, includes the new verdicts. Without
+``--verdicts`` the route answers 503 saying so.
+
 The server enforces ``rate_limits.yml``'s ``http`` bounds (open connections,
 header sizes, head and body read times) through
 :mod:`app.api.connections`. The events are loaded before it listens, so
@@ -79,14 +87,20 @@ async def _serve(app: web.Application, host: str, port: int, limits: HttpLimits)
 @click.option("--tokens-file", default=".incident-intel/api-tokens.yml", show_default=True,
               type=click.Path(dir_okay=False),
               help="Local token file, created when no INTEL_API_TOKENS* variable is set.")
+@click.option("--verdicts", "verdicts_file", default=None, type=click.Path(dir_okay=False),
+              help="Append the verdicts of POST /v1/feedback/links here (JSONL), and read "
+                   "it as events at start [default: verdicts are refused with 503].")
 def command(event_files: tuple[str, ...], policy_dir: str | None, as_of_text: str | None,
             now_text: str | None, host: str,
-            port: int, artifacts_dir: str, tokens_file: str) -> None:
+            port: int, artifacts_dir: str, tokens_file: str, verdicts_file: str | None) -> None:
     """Serve the API and the dashboard from event files (no broker, no worker)."""
     from app.api import InMemoryLiveView, create_api, load_tokens
+    from app.api.feedback import JsonlLinkPublisher
     from app.api.tokens import TOKENS_ENV, TOKENS_FILE_ENV, ensure_local_token
 
     policy = load_policy(policy_dir)
+    if verdicts_file is not None and Path(verdicts_file).exists():
+        event_files = (*event_files, verdicts_file)
     history = load_history(event_files, parse_as_of(as_of_text), now_text, policy.intel)
     local = not (os.environ.get(TOKENS_FILE_ENV, "").strip()
                  or os.environ.get(TOKENS_ENV, "").strip())
@@ -97,6 +111,7 @@ def command(event_files: tuple[str, ...], policy_dir: str | None, as_of_text: st
                    err=True)
     view = InMemoryLiveView(policy, history.events, as_of=history.as_of,
                             artifact_dir=Path(artifacts_dir))
-    app = create_api(view, policy, tokens, metrics=view.metrics)
+    links = JsonlLinkPublisher(Path(verdicts_file)) if verdicts_file is not None else None
+    app = create_api(view, policy, tokens, metrics=view.metrics, links=links)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(app, host, port, policy.rate_limits.http))

@@ -11,17 +11,23 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
+import orjson
 from pydantic import ValidationError
 
+from app.cli.quality import WINDOW_OPTION
 from app.errors import UserError
 from app.simulation.answers import load_answers
 from app.simulation.catalog import (
     DIFFICULTIES,
+    Difficulty,
     SimulationPolicy,
+    StreamSettings,
     as_difficulty,
     load_simulation_policy,
 )
@@ -34,6 +40,7 @@ from app.simulation.models import AnswerKey, to_json
 from app.simulation.publish import BOOTSTRAP_ENV, publish
 from app.simulation.replay import load_events, replay_exercise
 
+F = TypeVar("F", bound=Callable[..., Any])
 _POLICY = click.option(
     "--policy", "policy_path", type=click.Path(dir_okay=False), default=None,
     help="Simulation policy file [default: policy/simulation.yml].")
@@ -236,17 +243,43 @@ def _intel_rules(policy_path: str | None) -> tuple[tuple[int, int], tuple[int, i
             alerts.promote.min_firing)
 
 
+def _stream_options(command: F) -> F:
+    """The options that shape a simulated stream (``stream`` and ``evaluate``)."""
+    for option in reversed([
+        click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=50.0,
+                     show_default=True, help="Records per second."),
+        click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=60.0,
+                     show_default=True, help="Seconds of publishing (rate × duration records)."),
+        click.option("--seed", type=int, default=1, show_default=True),
+        click.option("--start", default=None, metavar="TIME",
+                     help="Event time of the first day (RFC 3339, or `now` for a span ending "
+                          "now) [default: 2026-03-02T00:00:00Z]."),
+        click.option("--span-days", type=click.FloatRange(min=0, min_open=True, max=30),
+                     default=None, help="Event time the stream covers [default: from the "
+                                        "policy, 6]."),
+        click.option("--difficulty", "stream_difficulty", type=click.Choice(DIFFICULTIES),
+                     default=None, help="Apply that profile of stream.difficulties: more "
+                                        "background, decoys, wider clusters [default: none]."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _stream_settings(policy: SimulationPolicy, span_days: float | None) -> StreamSettings:
+    settings = policy.stream
+    if span_days is not None:
+        settings = settings.model_copy(update={"span_days": span_days})
+    return settings
+
+
+def _first_day(start: str | None, settings: StreamSettings) -> datetime:
+    if start == "now":
+        return datetime.now(UTC).replace(microsecond=0) - timedelta(days=settings.span_days)
+    return _time(start, "--start") or DEFAULT_START
+
+
 @command.command("stream")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), default=50.0,
-              show_default=True, help="Records per second.")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=60.0,
-              show_default=True, help="Seconds of publishing (rate × duration records).")
-@click.option("--seed", type=int, default=1, show_default=True)
-@click.option("--start", default=None, metavar="TIME",
-              help="Event time of the first day (RFC 3339, or `now` for a span ending now) "
-                   "[default: 2026-03-02T00:00:00Z].")
-@click.option("--span-days", type=click.FloatRange(min=0, min_open=True, max=30), default=None,
-              help="Event time the stream covers [default: from the policy, 6].")
+@_stream_options
 @click.option("--truth", "truth_path", default=None, type=click.Path(dir_okay=False),
               help="Write the planted ground truth (JSON) here.")
 @click.option("--out", default=None, type=click.Path(dir_okay=False),
@@ -257,8 +290,8 @@ def _intel_rules(policy_path: str | None) -> tuple[tuple[int, int], tuple[int, i
               help="Prepended to the topic names [default: $INTEL_TOPIC_PREFIX].")
 @_POLICY
 def stream(rate: float, duration: float, seed: int, start: str | None, span_days: float | None,
-           truth_path: str | None, out: str | None, bootstrap: str | None,
-           topic_prefix: str | None, policy_path: str | None) -> None:
+           stream_difficulty: Difficulty | None, truth_path: str | None, out: str | None,
+           bootstrap: str | None, topic_prefix: str | None, policy_path: str | None) -> None:
     """Publish a mixed incident/alert stream with planted recurrence and clusters.
 
     The broker connection follows the worker's INTEL_* settings (bootstrap
@@ -266,20 +299,16 @@ def stream(rate: float, duration: float, seed: int, start: str | None, span_days
     The event time is a time-lapse: the records cover --span-days of incidents.
     """
     policy = _policy(policy_path)
-    settings = policy.stream
-    if span_days is not None:
-        settings = settings.model_copy(update={"span_days": span_days})
-    if start == "now":
-        first = datetime.now(UTC).replace(microsecond=0) - timedelta(days=settings.span_days)
-    else:
-        first = _time(start, "--start") or DEFAULT_START
+    settings = _stream_settings(policy, span_days)
+    first = _first_day(start, settings)
     bootstrap = bootstrap or os.environ.get(BOOTSTRAP_ENV, "").strip()
     if not out and not bootstrap:
         raise UserError(f"no broker: pass --bootstrap or set {BOOTSTRAP_ENV}, "
                         "or write to a file with --out FILE.jsonl")
     thresholds, flap, min_firing = _intel_rules(policy_path)
     records, truth = generate_stream(seed, first, rate, duration, settings,
-                                     thresholds=thresholds, flap=flap, min_firing=min_firing)
+                                     thresholds=thresholds, flap=flap, min_firing=min_firing,
+                                     difficulty=stream_difficulty)
     if truth_path:
         _write(truth_path, to_json(truth))
     planted = (f"{len(truth.recurrence)} recurrence pattern(s), {len(truth.clusters)} "
@@ -298,3 +327,54 @@ def stream(rate: float, duration: float, seed: int, start: str | None, span_days
                                client_options=worker.kafka_client_options()))
     counts = ", ".join(f"{topic}={n}" for topic, n in sorted(sent.items()))
     click.echo(f"published {sum(sent.values())} records to {bootstrap} ({counts}; {planted})")
+
+
+@command.command("evaluate")
+@_stream_options
+@click.option("--events", "events_path", default=None, type=click.Path(dir_okay=False),
+              help="Evaluate this stream (JSONL, `simulate stream --out`) instead of "
+                   "generating one; needs --truth.")
+@click.option("--truth", "truth_path", default=None, type=click.Path(dir_okay=False),
+              help="The planted truth of --events (`simulate stream --truth`).")
+@click.option("--policy", "policy_dir", default=None, type=click.Path(file_okay=False),
+              help="Policy directory: the correlation rules judged and the stream settings "
+                   "[default: $INTEL_POLICY_DIR, else ./policy, else the bundled one].")
+@WINDOW_OPTION
+def evaluate(rate: float, duration: float, seed: int, start: str | None,
+             span_days: float | None, stream_difficulty: Difficulty | None,
+             events_path: str | None, truth_path: str | None, policy_dir: str | None,
+             window_days: int | None) -> None:
+    """Score the correlation rules against a simulated stream's planted truth.
+
+    Generates the stream (the options of `simulate stream`), runs the engine
+    over it and prints the correlation_quality answer (JSON): precision, recall
+    and F1 of what the policy keeps against the pairs planted together (each
+    cluster, each recurrence), rule by rule, with a suggested change.
+    """
+    from app.cli.quality import assess, read_truth
+    from app.policy import load_policy
+
+    policy = load_policy(policy_dir)
+    if (events_path is None) != (truth_path is None):
+        raise UserError("--events and --truth go together (a stream and its planted truth)")
+    if events_path is not None and truth_path is not None:
+        truth = read_truth(truth_path)
+        events = load_events(events_path)
+        where = events_path
+    else:
+        settings = _stream_settings(policy.simulation, span_days)
+        records, truth = generate_stream(
+            seed, _first_day(start, settings), rate, duration, settings,
+            thresholds=(policy.intel.recurrence.thresholds.signature.warn,
+                        policy.intel.recurrence.thresholds.signature.high),
+            difficulty=stream_difficulty)
+        events = [r.value for r in records]
+        where = f"seed {seed}" + (f", {stream_difficulty}" if stream_difficulty else "")
+    if not events:
+        raise UserError(f"{where}: no events to evaluate")
+    as_of = max(e.occurred_at for e in events)
+    answer = assess(policy, list(events), as_of, window_days, truth)
+    o = answer.overall
+    click.echo(f"incident-intel simulate evaluate: {where}: {answer.labelled_pairs} labelled "
+               f"pairs: precision {o.precision}, recall {o.recall}, F1 {o.f1}", err=True)
+    click.echo(orjson.dumps(answer.model_dump(mode="json"), option=orjson.OPT_INDENT_2))

@@ -77,7 +77,8 @@ class _ToolCommand(click.Command):
 def command(event_files: tuple[str, ...], policy_dir: str | None, as_of_text: str | None,
             now_text: str | None,
             state_file: str | None, action_json: str) -> None:
-    """Answer ACTION_JSON (correlate, recurrence, buckets, weekly_digest, gate, alerts) offline."""
+    """Answer ACTION_JSON (correlate, recurrence, buckets, weekly_digest, gate, alerts,
+    correlation_quality) offline."""
     policy = load_policy(policy_dir)
     try:
         request = parse_request(orjson.loads(action_json))

@@ -288,6 +288,12 @@ class CorrelationIndex:
                 last_started = started
         return self.scoring.rank(target, found.values())
 
+    def neighbours(self, target: Record, lookup: Lookup) -> list[Record]:
+        """Every other incident within the lookback that one of the four conditions
+        a rule needs holds for (same signature or same service and kind, any time;
+        same service or same kind, near in time), in id order."""
+        return [r for r in self._union(target, lookup) if r.incident_id != target.incident_id]
+
     def _union(self, target: Record, lookup: Lookup) -> list[Record]:
         """Every incident that matches at least one rule (used when a rule is switched off,
         which breaks the fixed-score classes)."""

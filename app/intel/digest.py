@@ -20,6 +20,7 @@ from app.contracts import (
     AlertNoise,
     AlertRow,
     Bucket,
+    CorrelationQualityResponse,
     DigestSummary,
     FollowUpOutcome,
     RecurrenceFinding,
@@ -50,6 +51,7 @@ def summarise(
     policy: IntelPolicy,
     learning: dict[str, Any] | None = None,
     alert_noise: AlertNoise | None = None,
+    correlation_quality: CorrelationQualityResponse | None = None,
 ) -> DigestSummary:
     """The JSON summary of a week from the incidents of its 30-day window."""
     start, end = week_start(week), week_end(week)
@@ -85,6 +87,7 @@ def summarise(
         recommendations=recommendations,
         learning=learning,
         alert_noise=alert_noise,
+        correlation_quality=correlation_quality,
     )
 
 
@@ -161,6 +164,8 @@ def render_markdown(summary: DigestSummary, policy: IntelPolicy) -> str:
         out += _learning(s.learning)
     if s.alert_noise is not None:
         out += _alert_noise(s.alert_noise)
+    if s.correlation_quality is not None:
+        out += _correlation_quality(s.correlation_quality)
     return _truncate("\n".join(out), policy.digest.markdown_max_chars)
 
 
@@ -207,6 +212,32 @@ def _alert_noise(section: AlertNoise) -> list[str]:
     out += _table(["fingerprint", "service", "7d", "recommendation"],
                   [[escape(c.fingerprint), escape(c.service), str(c.firing_7d),
                     escape(c.recommendation)] for c in section.promote_candidates])
+    return out
+
+
+def _correlation_quality(q: CorrelationQualityResponse) -> list[str]:
+    """The rules against responders' verdicts, and the suggested change if any."""
+    o = q.overall
+    out = ["## Correlation quality", "",
+           f"{q.labelled_pairs} pair(s) judged by responders, whose incident started in the "
+           f"{q.window_days} days to {format_timestamp(q.as_of)}: precision "
+           f"{_plain(o.precision)}, recall {_plain(o.recall)}, F1 {_plain(o.f1)} "
+           f"(kept and related {o.tp}, kept but unrelated {o.fp}, missed {o.fn}).", ""]
+    out += _table(["rule", "pairs fired on", "precision", "share of false positives",
+                   "share of misses"],
+                  [[escape(r.rule), str(r.support), _plain(r.precision),
+                    _plain(r.false_positive_share), _plain(r.miss_share)] for r in q.rules])
+    if q.suggestion is None:
+        out += [f"No suggested change: {escape(q.reason)}.", ""]
+        return out
+    s = q.suggestion
+    before, after = s.expected.before, s.expected.after
+    weights = escape(", ".join(f"{name} {weight}" for name, weight in s.weights.items()))
+    out += [f"Suggested: min_score {s.min_score}; weights {weights}. Expected F1 "
+            f"{_plain(before.f1)} → {_plain(after.f1)} ({s.folds}-fold cross-validated; "
+            f"precision {_plain(before.precision)} → {_plain(after.precision)}, recall "
+            f"{_plain(before.recall)} → {_plain(after.recall)}). "
+            "`incident-intel policy suggest` prints the patch.", ""]
     return out
 
 

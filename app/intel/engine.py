@@ -10,6 +10,7 @@ and the shell decides where they go.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,39 +27,47 @@ from app.contracts import (
     BucketsResponse,
     CorrelateRequest,
     CorrelateResponse,
+    CorrelationQualityRequest,
+    CorrelationQualityResponse,
     Event,
     FollowUp,
     FollowUpOutcome,
     GateRequest,
     GateResponse,
     IncidentEvent,
+    LinkVerdict,
     RecurrenceRequest,
     RecurrenceResponse,
     RecurrenceUpdate,
+    RelatedIncident,
     WeeklyDigestRequest,
     WeeklyDigestResponse,
 )
 from app.intel import alerts as alert_rules
 from app.intel import buckets as bucket_rules
-from app.intel import correlation, digest, followups, gate, recurrence, velocity
+from app.intel import correlation, digest, followups, gate, quality, recurrence, velocity
 from app.intel.incidents import Change, IncidentBook, Record
 from app.intel.periods import (
     DAY,
     canonical_week,
     from_micros,
+    in_window,
     last_complete_week,
     micros,
     week_end,
     window_start,
 )
 from app.intel.timeline import Timeline, TimelineIndex
+from app.intel.verdicts import VerdictBook, VerdictChange
 from app.intel.watermark import retention_cutoff
 from app.policy import Policy
 
 Request = (CorrelateRequest | RecurrenceRequest | BucketsRequest | WeeklyDigestRequest
-           | GateRequest | AlertsRequest)
+           | GateRequest | AlertsRequest | CorrelationQualityRequest)
 Response = (CorrelateResponse | RecurrenceResponse | BucketsResponse | WeeklyDigestResponse
-            | GateResponse | AlertsResponse)
+            | GateResponse | AlertsResponse | CorrelationQualityResponse)
+Label = tuple[str, str, bool]
+"""A labelled pair: the incident judged from, the other one, and whether they are related."""
 LearningSection = Callable[[IncidentBook, datetime], dict[str, Any] | None]
 StopRequested = Callable[[], bool]
 """Asked between steps of a long read: ``True`` makes it raise :class:`ReadCancelled`.
@@ -116,6 +125,9 @@ class IntelEngine:
         self.by_bucket = TimelineIndex()
         self.by_service = TimelineIndex()
         self.open_ids: set[str] = set()
+        self.verdicts = VerdictBook()
+        self.verdict_change: VerdictChange | None = None
+        """What the last :meth:`apply` did to a pair's verdict (see :meth:`answers_changed_by`)."""
         self.learning: LearningSection = (
             learning if learning is not None else _learning_hook(policy))
         self.watermark: int | None = None
@@ -127,8 +139,10 @@ class IntelEngine:
 
     def apply(self, event: Event) -> Change | None:
         """Fold one event in. An incident started before the retention cutoff is
-        ignored, and the cutoff follows the watermark (:mod:`app.intel.watermark`);
-        alert transitions are kept for ``alerts.retention_days`` likewise."""
+        ignored, as is a verdict that occurred before it; the cutoff follows the
+        watermark (:mod:`app.intel.watermark`), and alert transitions are kept for
+        ``alerts.retention_days`` likewise. A verdict's effect on its pair is left in
+        :attr:`verdict_change`."""
         at = micros(event.occurred_at)
         if self.watermark is None or at > self.watermark:
             self.watermark = at
@@ -139,8 +153,15 @@ class IntelEngine:
             if alert_cut > self.alerts_from:
                 self.alerts_from = alert_cut
                 self.alerts.prune(alert_cut)
+        self.verdict_change = None
+        self.book.affected = ()
         if isinstance(event, IncidentEvent) and \
                 micros(event.incident.started_at) < self.retained_from:
+            return None
+        if isinstance(event, LinkVerdict):
+            if at >= self.retained_from:
+                self.verdict_change = self.verdicts.apply(event)
+            self.book.apply(event)  # keeps nothing of a pair; resets what it says changed
             return None
         change = self.book.apply(event)
         if change is not None:
@@ -162,6 +183,7 @@ class IntelEngine:
             self._unindex(record)
             self.book.forget(record.incident_id)
         self.book.forget_facts_before(cutoff)
+        self.verdicts.forget_before(cutoff)
         return gone
 
     def _index(self, r: Record) -> None:
@@ -212,6 +234,8 @@ class IntelEngine:
             return self.weekly_digest(request, as_of, emitted)
         if isinstance(request, AlertsRequest):
             return Answer(self.alert_report(request, as_of, stop))
+        if isinstance(request, CorrelationQualityRequest):
+            return Answer(self.correlation_quality(request, as_of, stop))
         return Answer(self.gate(request, as_of, stop))
 
     def correlate(self, request: CorrelateRequest) -> CorrelateResponse:
@@ -220,6 +244,8 @@ class IntelEngine:
             raise ActionError("unknown_incident",
                               f"incident_id: no incident {request.incident_id!r} is known")
         related = self.correlation.correlate(target, self.record)
+        if self.verdicts:
+            related = self._with_verdicts(target.incident_id, related)
         note = (correlation.note_for(target.incident_id, related, self.policy.intel)
                 if request.append_note else None)
         return CorrelateResponse(incident_id=target.incident_id, related_count=len(related),
@@ -238,6 +264,123 @@ class IntelEngine:
             if response.related_count:
                 out.append(response)
         return out
+
+    def _with_verdicts(self, incident_id: str,
+                       related: list[RelatedIncident]) -> list[RelatedIncident]:
+        """The rows, each carrying the verdict on its pair when a responder gave one."""
+        out = []
+        for row in related:
+            verdict = self.verdicts.of(incident_id, row.incident_id)
+            out.append(row if verdict is None else
+                       row.model_copy(update={"verdict": verdict.verdict}))
+        return out
+
+    def answers_changed_by(self, change: VerdictChange | None) -> tuple[str, ...]:
+        """The incidents whose ``correlate`` answer a verdict change altered: each of the
+        pair whose answer lists the other (the row now carries another verdict).
+
+        The stream calls it after applying a ``learning.events`` record
+        (:attr:`verdict_change`) to re-send those incidents' ``intel.correlations``.
+        """
+        if change is None or (change.before is not None
+                              and change.before.verdict == change.after.verdict):
+            return ()
+        a, b = change.pair
+        out = []
+        for incident_id, other in ((a, b), (b, a)):
+            target = self.book.incidents.get(incident_id)
+            if target is not None and any(
+                    r.incident_id == other
+                    for r in self.correlation.correlate(target, self.record)):
+                out.append(incident_id)
+        return tuple(out)
+
+    # --------------------------------------------------------- correlation quality
+
+    def correlation_quality(self, request: CorrelationQualityRequest, as_of: datetime,
+                            stop: StopRequested = _never) -> CorrelationQualityResponse:
+        """The rules measured against responders' verdicts, with a suggested change."""
+        return self.quality_of(self.verdict_labels(), as_of, request.window_days,
+                               "verdicts", stop)
+
+    def quality_of(self, labels: Iterable[Label], as_of: datetime, window_days: int | None,
+                   source: quality.Source,
+                   stop: StopRequested = _never) -> CorrelationQualityResponse:
+        """The ``correlation_quality`` answer for any labels (verdicts, planted truth);
+        ``window_days`` defaults to the policy's."""
+        window = window_days or self.policy.intel.correlation_quality.window_days
+        evidence = self.quality_evidence(labels, as_of, window)
+        return quality.assess(evidence, self.policy.intel, window_days=window, as_of=as_of,
+                              source=source, step=functools.partial(checkpoint, stop))
+
+    def verdict_labels(self) -> list[Label]:
+        """Every pair's winning verdict as a label, judged from its ``incident_id``."""
+        return [(v.incident_id, v.related_incident_id, v.related) for _, v in self.verdicts]
+
+    def truth_labels(self, groups: Iterable[Iterable[str]]) -> list[Label]:
+        """Labels from a planted truth that lists which incidents belong together.
+
+        Every two known incidents of one group are related; every other pair a
+        listed rule fires on is unrelated (the pairs no rule fires on are true
+        negatives under every policy, so they are not labelled). The later-started
+        incident of a pair (the larger id on a tie) is the one judged from.
+        """
+        members = [[self.book.incidents[i] for i in dict.fromkeys(group)
+                    if i in self.book.incidents] for group in groups]
+        labels: dict[tuple[str, str], Label] = {}
+
+        def label(a: Record, b: Record, related: bool) -> None:
+            first, second = sorted((a, b), key=lambda r: (r.started, r.incident_id))
+            # a pair planted together stays related, whatever else it is near
+            labels.setdefault((first.incident_id, second.incident_id),
+                              (second.incident_id, first.incident_id, related))
+
+        for known in members:
+            for a, b in itertools.combinations(known, 2):
+                label(a, b, True)
+        for incident_id in sorted(self.book.incidents):
+            record = self.record(incident_id)
+            for other in self._neighbours(record):
+                label(record, other, False)
+        return [labels[key] for key in sorted(labels)]
+
+    def _neighbours(self, record: Record) -> list[Record]:
+        """The candidates of ``record`` a listed rule fires on."""
+        rules = self.policy.intel
+        return [c for c in self.correlation.neighbours(record, self.record)
+                if correlation.match(record, c, rules).reasons(rules)]
+
+    def quality_evidence(self, labels: Iterable[Label], as_of: datetime,
+                         window_days: int) -> quality.Evidence:
+        """The labelled pairs whose target started in the window, as the quality rules
+        need them (labels naming an unknown incident are counted as skipped)."""
+        end = micros(as_of)
+        rules = self.policy.intel
+        lookback = rules.correlation.lookback_days * DAY
+        pairs: list[quality.LabelledPair] = []
+        skipped = 0
+        for target_id, other_id, related in labels:
+            target = self.book.incidents.get(target_id)
+            other = self.book.incidents.get(other_id)
+            if target is None or other is None:
+                skipped += 1
+                continue
+            if not in_window(target.started, end, window_days):
+                continue
+            conditions = (_conditions(correlation.match(target, other, rules))
+                          if abs(target.started - other.started) <= lookback else None)
+            pairs.append(quality.LabelledPair(target_id, other_id, related, other.started,
+                                              target.started, conditions))
+        crowds: dict[str, tuple[quality.Neighbour, ...]] = {}
+        limit = rules.correlation.max_related
+        for incident_id in sorted({i for p in pairs for i in (p.target, p.other)}):
+            record = self.record(incident_id)
+            neighbours = self._neighbours(record)
+            if len(neighbours) > limit:
+                crowds[incident_id] = tuple(
+                    quality.Neighbour(_conditions(correlation.match(record, c, rules)),
+                                      c.started, c.incident_id) for c in neighbours)
+        return quality.Evidence(tuple(pairs), crowds, skipped)
 
     def recurrence(self, request: RecurrenceRequest, as_of: datetime) -> RecurrenceResponse:
         records = self.window(micros(as_of), request.window_days)
@@ -333,6 +476,7 @@ class IntelEngine:
             alert_noise=alert_rules.noise(self.alerts, from_micros(last),
                                           self.policy.intel.digest.top_n, self.policy.intel.alerts,
                                           self.policy.intel.kind_derivation.default),
+            correlation_quality=self._week_quality(from_micros(last)),
         )
         markdown = digest.render_markdown(summary, self.policy.intel)
         out_dir = (output_dir or self.policy.intel.digest.output_dir).rstrip("/")
@@ -346,6 +490,17 @@ class IntelEngine:
                                         artifact_paths=paths if request.save_artifacts else [],
                                         markdown_preview=markdown, json_summary=summary)
         return Answer(response, artifacts, list(plan.created))
+
+    def _week_quality(self, end: datetime) -> CorrelationQualityResponse | None:
+        """The digest's "Correlation quality": only when verdicts label pairs of its window."""
+        if not self.verdicts:
+            return None
+        window = self.policy.intel.correlation_quality.window_days
+        evidence = self.quality_evidence(self.verdict_labels(), end, window)
+        if not evidence.pairs:
+            return None
+        return quality.assess(evidence, self.policy.intel, window_days=window, as_of=end,
+                              source="verdicts")
 
     def alert_report(self, request: AlertsRequest, as_of: datetime,
                      stop: StopRequested = _never) -> AlertsResponse:
@@ -378,6 +533,10 @@ class IntelEngine:
             raise
         except Exception as exc:  # fail open: a broken gate must not block releases
             return gate.failed_open(request, f"{type(exc).__name__}: {exc}")
+
+
+def _conditions(m: correlation.Match) -> correlation.Conditions:
+    return (m.signature, m.service, m.kind, m.near)
 
 
 def _learning_hook(policy: Policy) -> LearningSection:

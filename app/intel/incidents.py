@@ -27,6 +27,7 @@ from app.contracts import (
     Incident,
     IncidentEvent,
     LearningEvent,
+    LinkVerdict,
     Severity,
     Status,
 )
@@ -186,6 +187,8 @@ class IncidentBook:
         if isinstance(event, AlertTransition):
             self.relink(self.alerts.add(event))
             return None
+        if isinstance(event, LinkVerdict):
+            return None  # a fact about a pair, kept by app.intel.verdicts
         facts = self.learning_facts
         fact = Fact((micros(event.occurred_at), _content(event)), event.incident_id, event)
         old = facts.get(event.event_id)

@@ -338,6 +338,19 @@ class ClusterPlant(_Strict):
     size: Annotated[int, Field(ge=2, le=8)]
 
 
+class StreamDifficulty(_Strict):
+    """What a difficulty of the stream changes (unset: as the stream settings say).
+
+    Harder streams are harder to correlate: more background incidents coincide
+    by chance, decoys start inside a cluster's window sharing its kind or
+    service without belonging to it, and a cluster's incidents spread over more
+    time than the policy's ``within_minutes``."""
+
+    background_per_day: Annotated[float, Field(ge=0, le=10000)] | None = None
+    decoys_per_cluster: Annotated[int, Field(ge=0, le=20)] | None = None
+    cluster_reach_minutes: Annotated[int, Field(gt=0, le=1440)] | None = None
+
+
 class StreamSettings(_Strict):
     """The synthetic stream; the defaults mirror ``policy/simulation.yml``.
 
@@ -362,6 +375,23 @@ class StreamSettings(_Strict):
         ClusterPlant(shape="same_service", size=3),
     ]
     alerts: list[AlertPlant] = []
+    decoys_per_cluster: Annotated[int, Field(ge=0, le=20)] = 0
+    """Unrelated incidents started inside each cluster's window, sharing its kind
+    (``cross_service``) or its service (``same_service``)."""
+    cluster_reach_minutes: Annotated[int, Field(gt=0, le=1440)] | None = None
+    """Most minutes between a cluster's first and last start (default: 90 for
+    ``cross_service``, 120 for ``same_service``)."""
+    difficulties: dict[Difficulty, StreamDifficulty] = {}
+    """``--difficulty`` of ``simulate stream`` and ``simulate evaluate``."""
+
+    def at_difficulty(self, difficulty: Difficulty) -> StreamSettings:
+        """These settings with one difficulty's changes applied."""
+        profile = self.difficulties.get(difficulty)
+        if profile is None:
+            known = ", ".join(self.difficulties) or "none"
+            raise UserError(f"stream.difficulties: no {difficulty!r} profile in the simulation "
+                            f"policy (it has: {known})")
+        return self.model_copy(update=profile.model_dump(exclude_none=True))
 
     @model_validator(mode="after")
     def _check(self) -> StreamSettings:

@@ -18,7 +18,9 @@ then). What it holds, in priority order when the record budget is small:
    mitigated);
 2. planted clusters: ``cross_service`` (one kind on several services within 90
    minutes → ``same_kind_cross_service``) and ``same_service`` (several kinds
-   on one service within 120 minutes → ``same_service_time_cluster``);
+   on one service within 120 minutes → ``same_service_time_cluster``), or
+   within ``cluster_reach_minutes``; with ``decoys_per_cluster``, unrelated
+   incidents inside each cluster's window that share its kind or service;
 3. background incidents, about ``background_per_day``, each with its own
    signature;
 4. planted alerts that no incident names: ``flapping`` (one burst of
@@ -62,7 +64,7 @@ from app.contracts import (
     event_from_obj,
 )
 from app.intel.periods import last_complete_week, week_start
-from app.simulation.catalog import AlertPlant, StreamSettings
+from app.simulation.catalog import AlertPlant, Difficulty, StreamSettings
 from app.simulation.identifiers import alert_fingerprint, digest, hex_token
 from app.simulation.lifecycle import Lifecycle, lifecycle_events
 
@@ -180,6 +182,9 @@ class PlantedCluster(_Truth):
     window_start: Timestamp
     window_end: Timestamp
     expected_rules: list[CorrelationRuleName]
+    decoys: list[str] = []
+    """Incidents started inside the window, sharing the cluster's kind or service, that do
+    not belong to it (``decoys_per_cluster``)."""
 
 
 class PlantedAlert(_Truth):
@@ -204,6 +209,7 @@ class StreamTruth(_Truth):
     a plant, or still going on at the span's end)."""
 
     seed: int
+    difficulty: Difficulty | None = None
     start: Timestamp
     span_end: Timestamp
     as_of: Timestamp | None
@@ -374,6 +380,11 @@ class _Pattern:
     services: list[str] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)
     rules: list[CorrelationRuleName] = field(default_factory=list)
+    decoys: list[_Planned] = field(default_factory=list)
+
+    @property
+    def incidents(self) -> list[_Planned]:
+        return self.planned + self.decoys
 
 
 @dataclass
@@ -404,6 +415,7 @@ def _plant_clusters(s: _Stream, kinds: list[str], services: list[str],
             service, members = services.pop(), [kinds.pop() for _ in range(spec.size)]
             pairs = [(service, k) for k in members]
             reach, rules = 120, ["same_service_time_cluster"]
+        reach = s.settings.cluster_reach_minutes or reach
         offsets = sorted(rng.randint(0, reach * 60) for _ in pairs)
         offsets[0] = 0
         planned = [
@@ -422,6 +434,32 @@ def _plant_clusters(s: _Stream, kinds: list[str], services: list[str],
                                  services=sorted(zone.services), kinds=sorted(zone.kinds),
                                  rules=rules))
     return patterns
+
+
+def _plant_decoys(s: _Stream, clusters: list[_Pattern]) -> None:
+    """``decoys_per_cluster`` unrelated incidents inside each cluster's window: the
+    cluster's kind on a service not in it, or its service with a kind not in it.
+
+    They draw from a generator of their own, so a stream without decoys is the
+    one it was before decoys existed."""
+    rng = Random(f"stream-decoys|{s.seed}|{s.start.isoformat()}")
+    for cluster in clusters:
+        first, last = cluster.planned[0].started_at, cluster.planned[-1].started_at
+        for i in range(s.settings.decoys_per_cluster):
+            if cluster.shape == "cross_service":
+                kind = cluster.kinds[0]
+                service = rng.choice([v for v in s.settings.services
+                                      if v not in cluster.services])
+            else:
+                service = cluster.services[0]
+                kind = rng.choice([k for k in s.settings.kinds if k not in cluster.kinds])
+            at = first + timedelta(seconds=rng.randint(0, int((last - first).total_seconds())))
+            title = f"{rng.choice(SYMPTOMS.get(kind, [f'{kind} problem']))} on {service}"
+            cluster.decoys.append(_Planned(
+                service=service, kind=kind, title=title,
+                signature=digest("stream", s.run, cluster.name, "decoy", i), started_at=at,
+                severity=rng.choice([v for v, _ in SEVERITY_WEIGHTS]),
+                group=f"{cluster.name}-decoy"))
 
 
 
@@ -470,15 +508,15 @@ def _plant_background(s: _Stream, reserved: set[tuple[str, str]],
 def _fit_budget(patterns: list[_Pattern], background: list[_Planned], budget: int,
                 wanted: int) -> _Fit:
     """Full lifecycles when every planted incident gets one, else ``opened`` records only."""
-    full = budget >= LIFECYCLE_RECORDS * sum(len(p.planned) for p in patterns)
+    full = budget >= LIFECYCLE_RECORDS * sum(len(p.incidents) for p in patterns)
     kept: list[_Pattern] = []
     dropped: list[str] = []
     used = 0
     per = LIFECYCLE_RECORDS if full else 1
     for pattern in patterns:
-        if used + per * len(pattern.planned) <= budget:
+        if used + per * len(pattern.incidents) <= budget:
             kept.append(pattern)
-            used += per * len(pattern.planned)
+            used += per * len(pattern.incidents)
         else:
             dropped.append(pattern.name)
     background = background[: (budget - used) // LIFECYCLE_RECORDS] if full else []
@@ -623,7 +661,8 @@ def _planted_truth(kept: list[_Pattern], thresholds: tuple[int, int],
                 cluster_id=pattern.name, shape=pattern.shape, services=pattern.services,
                 kinds=pattern.kinds, incident_ids=ids,
                 window_start=planned[0].started_at, window_end=planned[-1].started_at,
-                expected_rules=pattern.rules))
+                expected_rules=pattern.rules,
+                decoys=sorted(p.incident_id for p in pattern.decoys)))
     return recurrence, clusters
 
 
@@ -638,6 +677,7 @@ def generate_stream(
     recurrence_end: datetime | None = None,
     flap: tuple[int, int] = (4, 60),
     min_firing: int = 3,
+    difficulty: Difficulty | None = None,
 ) -> tuple[list[FeedRecord], StreamTruth]:
     """Records in event-time order and the planted ground truth.
 
@@ -646,13 +686,17 @@ def generate_stream(
     ``recurrence_end`` is where the planted recurrence ends (default: the span's
     end; kept inside the span). ``flap`` (transitions, minutes) and
     ``min_firing`` are the alert flapping and promotion rules the planted
-    alerts' truth is judged by (the shipped policy's by default). The
-    steps draw from one seeded generator in a fixed order: clusters,
-    recurrence, background, lifecycles, filler; planted alerts have their own.
+    alerts' truth is judged by (the shipped policy's by default). ``difficulty``
+    applies that profile of ``settings.difficulties`` (more background, decoys,
+    wider clusters). The steps draw from one seeded generator in a fixed order:
+    clusters, recurrence, background, lifecycles, filler; planted alerts and
+    decoys have their own.
     """
     if rate_per_s <= 0 or duration_s <= 0:
         raise ValueError("rate_per_s and duration_s must be positive")
     settings = settings or StreamSettings()
+    if difficulty is not None:
+        settings = settings.at_difficulty(difficulty)
     start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
     start = start.replace(microsecond=0)
     s = _Stream(seed, start, settings)
@@ -665,12 +709,13 @@ def generate_stream(
     zones: list[_Zone] = []
     reserved: set[tuple[str, str]] = set()
     patterns = _plant_clusters(s, kinds, services, reserved, zones)
+    _plant_decoys(s, patterns)
     patterns += _plant_recurrence(s, kinds, services, recurrence_end)
     background = _plant_background(s, reserved, zones)
     wanted = round(settings.background_per_day * settings.span_days)
     fit = _fit_budget(patterns, background, budget, wanted)
 
-    everything = [p for pattern in fit.kept for p in pattern.planned] + fit.background
+    everything = [p for pattern in fit.kept for p in pattern.incidents] + fit.background
     records, lifecycles = _incident_records(s, everything, fit.full)
     alert_records, planted_alerts, left_out = _plant_alerts(s, budget - len(records), flap,
                                                             min_firing)
@@ -682,6 +727,7 @@ def generate_stream(
     topics = Counter(r.topic for r in records)
     truth = StreamTruth(
         seed=seed,
+        difficulty=difficulty,
         start=start,
         span_end=s.end,
         as_of=records[-1].occurred_at if records else None,
@@ -724,6 +770,13 @@ def first_run_feed(seed: int, now: datetime, rate_per_s: float, duration_s: floa
     span = settings.model_copy(update={"span_days": (now - start) / timedelta(days=1)})
     return generate_stream(seed, start, rate_per_s, duration_s, span, thresholds=thresholds,
                            recurrence_end=last_week_start)
+
+
+def truth_groups(truth: StreamTruth) -> list[list[str]]:
+    """The incidents that belong together: each planted cluster (its decoys left out) and
+    each planted recurrence. Every other pair is unrelated."""
+    return ([c.incident_ids for c in truth.clusters]
+            + [r.incident_ids for r in truth.recurrence])
 
 
 def to_jsonl(records: list[FeedRecord]) -> bytes:

@@ -29,6 +29,7 @@ from app.contracts import (
     Incident,
     IncidentEvent,
     LearningEvent,
+    LinkVerdict,
     event_from_obj,
     format_timestamp,
 )
@@ -65,7 +66,8 @@ def load_events(path: str | Path) -> list[AnyEvent]:
     read = read_events([path])
     if read.problems:
         raise UserError(str(read.problems[0]))
-    return read.events
+    # Verdicts on pairs of incidents tell an exercise nothing about one incident.
+    return [e for e in read.events if not isinstance(e, LinkVerdict)]
 
 
 @dataclass

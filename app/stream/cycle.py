@@ -10,7 +10,9 @@ owns, it
    output topics say (follow-ups sent, digests produced, what other writers
    said for keyed records);
 2. plans the owner's outputs of the records of its own input partitions at or
-   after the offset it owns them from (:mod:`app.stream.emission`);
+   after the offset it owns them from (:mod:`app.stream.emission`), and, once
+   the replica is caught up, the correlation records a responder's verdict
+   changed, by the owners of those incidents;
 3. once the replica is caught up: the keyed records and follow-ups of the
    partitions it owns (:mod:`app.stream.publisher`), and on the leader the
    learning-velocity quarters that changed (at most once per
@@ -31,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.contracts import FollowUp, dump_json
+from app.contracts import FollowUp, LinkVerdict, dump_json
 from app.intel import publication
 from app.intel.publication import OutputKey
 from app.stream.emission import Emission
@@ -147,6 +149,7 @@ class Cycle:
         replica, engine = self.replica, self.replica.engine
         dirty: set[OutputKey] = set()
         starts: list[int] = []
+        relinked: set[str] = set()
         positions: dict[TP, int] = {}
         policy = self.replica.policy.intel
         for topic, records in fetch:
@@ -171,6 +174,8 @@ class Cycle:
                         continue
                     if first:
                         folded = replica.fold(event)
+                        if isinstance(event, LinkVerdict):
+                            relinked.update(engine.answers_changed_by(engine.verdict_change))
                         if folded.fingerprint is not None:
                             dirty.add(publication.alert_moved(folded.fingerprint))
                         change = folded.change
@@ -190,10 +195,13 @@ class Cycle:
             if end > done:
                 self.read_to[tp] = end
             positions[tp] = self.read_to[tp]
-        out = self.emission.outputs(engine)
         ready_now = caught_up and replica.caught_up()
+        gained = self.publisher.reassign(ownership.keyed) if replica.ready else frozenset()
         if replica.ready:
-            gained = self.publisher.reassign(ownership.keyed)
+            # A verdict changes the answers of its pair: their owners send them again.
+            self.emission.relinked(i for i in relinked if self.publisher.owns(i))
+        out = self.emission.outputs(engine)
+        if replica.ready:
             out += self.publisher.gained(engine, gained)
             quiet = not any(records for _, records in fetch)
             out += self.publisher.changes(engine, dirty, starts, quiet=quiet, now=now)

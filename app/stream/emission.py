@@ -13,7 +13,9 @@ it gained them), it emits:
   cycle's records are applied: its ``intel.correlations`` record and, when it
   has related incidents, its ``incidents.notes`` note, computed by the
   replica's engine from everything applied then (point-in-time records; a
-  newer version in a later record speaks for itself).
+  newer version in a later record speaks for itself);
+- for the incidents of its partitions whose answer a responder's verdict just
+  changed: their correlation records again, now carrying the verdict.
 
 Counts are served at ``GET /ingest/`` and logged every ``SUMMARY_INTERVAL``
 seconds when they changed.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,6 +105,7 @@ class Emission:
     _dead: list[Outgoing] = field(default_factory=list)
     _causes: dict[str, Cause] = field(default_factory=dict)
     _outcomes: list[tuple[str, Event]] = field(default_factory=list)
+    _relinked: set[str] = field(default_factory=set)
 
     def rejected(self, topic: str, name: str, record: Any, rejection: Rejected) -> None:
         """A record of an owned partition that cannot be applied."""
@@ -124,6 +128,10 @@ class Emission:
             if known is None or cause.version > known.version:
                 self._causes[incident_id] = cause
 
+    def relinked(self, incident_ids: Iterable[str]) -> None:
+        """Incidents whose correlation answer a verdict changed (their records again)."""
+        self._relinked.update(incident_ids)
+
     def outputs(self, engine: IntelEngine) -> list[Outgoing]:
         """The cycle's dead letters, correlation records and notes, once its records
         are applied."""
@@ -142,7 +150,10 @@ class Emission:
             # Only the incident's current version speaks; a newer one speaks for itself.
             if record is not None and record.version == cause.version:
                 out += self._correlation(engine, incident_id, cause)
-        self._causes, self._outcomes = {}, []
+        for incident_id in sorted(self._relinked - set(self._causes)):
+            if incident_id in incidents:
+                out += self._correlation(engine, incident_id, Cause((0, ""), None, ()))
+        self._causes, self._outcomes, self._relinked = {}, [], set()
         if engine.retained_from != self._pruned_at:
             self._pruned_at = engine.retained_from
             self.last = {k: v for k, v in self.last.items() if k in incidents}

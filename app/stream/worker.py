@@ -10,6 +10,7 @@ No part reaches through another to a third: each gets what it uses here.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from app.api.readiness import Readiness
 from app.contracts import (
     CorrelateResponse,
     FollowUp,
+    LinkVerdict,
     Note,
     QuarterVelocity,
     WeeklyDigestRequest,
@@ -75,6 +77,7 @@ class Worker:
     digests: DigestTimer
     probe: HealthProbe
     view: WorkerView
+    links: VerdictPublisher
 
     def readiness(self) -> Readiness:
         return self.probe.readiness()
@@ -124,6 +127,29 @@ class WorkerView:
         return ""
 
 
+class VerdictPublisher:
+    """The worker's :class:`app.api.feedback.LinkPublisher`: a verdict of ``POST
+    /v1/feedback/links`` goes to ``learning.events`` (keyed by its incident) through a
+    checkpoint of its own, so the call returns once the broker acknowledged it. The
+    data path reads it back like any other input."""
+
+    def __init__(self, emitter: Emitter) -> None:
+        self.emitter = emitter
+
+    async def publish_link(self, event: LinkVerdict) -> None:
+        from app.api.feedback import PublishUnavailable
+
+        checkpoint = Checkpoint(self.emitter)
+        try:
+            await checkpoint.send(Outgoing("learning.events", event.incident_id.encode(),
+                                           dump_json(event), event.event_id))
+            await checkpoint.commit()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any client error: not recorded, retry later
+            raise PublishUnavailable(f"learning.events: {type(exc).__name__}: {exc}") from None
+
+
 def build_worker(settings: WorkerSettings, policy: Policy | None = None, *,
                  journal: Journal | None = None,
                  clock: Callable[[], datetime | None] = wall_clock) -> Worker:
@@ -157,6 +183,7 @@ def build_worker(settings: WorkerSettings, policy: Policy | None = None, *,
                                                exit_after=settings.broker_loss_exit_seconds),
                         group, replica, lambda: reader.end_offsets(names.inputs), metrics)
     view = WorkerView(replica, emitter, digests)
+    links = VerdictPublisher(emitter)
 
     app.task(pipeline.run)
     digest_timer.register(app, digests)
@@ -190,7 +217,7 @@ def build_worker(settings: WorkerSettings, policy: Policy | None = None, *,
                      settings.topic("intel.dlq"))
 
     return Worker(settings, policy, app, metrics, replica, publisher, emission, cycle, reader,
-                  group, emitter, pipeline, digests, probe, view)
+                  group, emitter, pipeline, digests, probe, view, links)
 
 
 class _Producer:

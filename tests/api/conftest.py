@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.api import InMemoryLiveView, TokenRoles, create_api
+from app.api.feedback import JsonlLinkPublisher
 from app.policy import Policy, load_policy
 from tests.api.history import history
 from tests.builders import jsonl
@@ -43,8 +44,15 @@ def view(policy: Policy) -> InMemoryLiveView:
 
 
 @pytest.fixture()
+def verdicts_file(tmp_path: Path) -> Path:
+    """Where the test server's ``POST /v1/feedback/links`` appends verdicts."""
+    return tmp_path / "verdicts.jsonl"
+
+
+@pytest.fixture()
 def client(view: InMemoryLiveView, policy: Policy, tokens: TokenRoles,
-           clock: FakeClock) -> Iterator[Client]:
+           clock: FakeClock, verdicts_file: Path) -> Iterator[Client]:
     """A fresh server (fresh rate limits, fresh view) per test."""
-    with running(create_api(view, policy, tokens, clock=clock, metrics=view.metrics)) as c:
+    with running(create_api(view, policy, tokens, clock=clock, metrics=view.metrics,
+                            links=JsonlLinkPublisher(verdicts_file))) as c:
         yield c

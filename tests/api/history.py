@@ -3,7 +3,8 @@
 Built with the shared event builders: a high-recurrence ``gateway|error_rate``
 bucket in ISO week 2026-W08 (so the digest creates a follow-up), a warn-level
 ``payments|latency`` signature, older resolved incidents over three quarters
-(learning velocity), alert and learning events, one event after ``AS_OF``
+(learning velocity), alert and learning events, responders' verdicts on pairs
+(one contradicted by a newer one), events after ``AS_OF``
 (must be invisible), a title that is an HTML script, and root causes and
 labels that only stronger entitlements than ``tools.oncall.read`` could see.
 """
@@ -68,6 +69,14 @@ def history() -> list[dict[str, Any]]:
         events.append({"event_id": f"test-{k}", "type": "regression_test.added",
                        "occurred_at": stamp(at(days=day)), "incident_id": f"inc_old_0_{k % 3}",
                        "test_id": f"t-{k}", "root_cause": None})
+    for n, (a, b, verdict, when) in enumerate((
+            ("inc_gw_script", "inc_gw_5", "unrelated", at(days=6, hours=2)),
+            ("inc_gw_2", "inc_gw_1", "unrelated", at(days=5)),  # contradicted later
+            ("inc_gw_1", "inc_gw_2", "related", at(days=6, hours=3)),
+            ("inc_pay_0", "inc_pay_1", "related", at(days=8)))):  # after AS_OF: invisible
+        events.append({"event_id": f"link-{n}", "type": "incident.linked",
+                       "occurred_at": stamp(when), "incident_id": a, "related_incident_id": b,
+                       "verdict": verdict, "by": "ana"})
     events.append(incident_event("inc_after_as_of", started=at(days=8), service="billing",
                                  title="later than the answers"))
     return events

@@ -19,23 +19,27 @@ from tests.support.http_api import ROLE_TOKENS, Client
 READ = "tools.oncall.read"
 WRITE = "tools.oncall.incident_write"
 GATE = "tools.release.gate"
+LINK = "tools.oncall.link_feedback"
 
-# policy/rbac.yml, in words: cto and oncall read and write incidents; monitor
-# holds nothing; release only gates; viewer only reads.
+# policy/rbac.yml, in words: cto and oncall read and write incidents and judge
+# links; monitor holds nothing; release only gates; viewer only reads.
 ROLE_HOLDS: dict[str, set[str]] = {
-    "agent_cto": {READ, WRITE},
-    "agent_oncall": {READ, WRITE},
+    "agent_cto": {READ, WRITE, LINK},
+    "agent_oncall": {READ, WRITE, LINK},
     "agent_monitor": set(),
     "agent_release": {GATE},
     "agent_viewer": {READ},
 }
 # Reading needs read; the digest writes; appending a note writes on top of
-# correlating; the gate needs the release entitlement; velocity is a read.
+# correlating; the gate needs the release entitlement; velocity and correlation
+# quality are reads; a link verdict needs its own entitlement.
 ACTION_NEEDS: dict[str, set[str]] = {
     "correlate": {READ},
     "recurrence": {READ},
     "buckets": {READ},
     "alerts": {READ},
+    "correlation_quality": {READ},
+    "link_feedback": {LINK},
     "weekly_digest": {WRITE},
     "append_note": {WRITE},
     "gate": {GATE},
@@ -55,6 +59,11 @@ CALLS: dict[str, tuple[tuple[str, ...], str, dict[str, Any] | None]] = {
                       {"tool": "incident_intelligence_tool", "action": "weekly_digest"}),
     "gate": (("gate",), "gate", {"service": "gateway"}),
     "velocity": (("velocity",), "velocity", None),
+    "correlation_quality": (("correlation_quality",), "tool",
+                            {"action": "correlation_quality"}),
+    "link_feedback": (("link_feedback",), "feedback",
+                      {"incident_id": "inc_gw_1", "related_incident_id": "inc_gw_3",
+                       "verdict": "related"}),
 }
 
 
@@ -80,13 +89,15 @@ def test_pure_decision(policy, role: str, call: str) -> None:
 
 
 @pytest.mark.parametrize(("role", "call"), MATRIX)
-def test_http_matrix(client: Client, view, role: str, call: str) -> None:
+def test_http_matrix(client: Client, view, verdicts_file, role: str, call: str) -> None:
     actions, route, body = CALLS[call]
     token = ROLE_TOKENS[role]
     if route == "tool":
         reply = client.request("POST", "/v1/tools/incident_intelligence", json=body, token=token)
     elif route == "gate":
         reply = client.request("POST", "/v1/gates/recurrence_watch", json=body, token=token)
+    elif route == "feedback":
+        reply = client.request("POST", "/v1/feedback/links", json=body, token=token)
     else:
         reply = client.request("GET", "/v1/learning/velocity", token=token)
     missing = expected_missing(role, actions)
@@ -97,10 +108,11 @@ def test_http_matrix(client: Client, view, role: str, call: str) -> None:
         for entitlement in missing:
             assert entitlement in error["message"]
     else:
-        assert reply.status == 200, reply.body
+        assert reply.status == (202 if route == "feedback" else 200), reply.body
     # A note is sent only when the whole call is allowed.
     assert len(view.notes) == (1 if call == "correlate+append_note" and not missing else 0)
     assert view.digest_runs == (1 if call == "weekly_digest" and not missing else 0)
+    assert verdicts_file.exists() == (call == "link_feedback" and not missing)
 
 
 def test_decisions_fail_closed() -> None:

@@ -291,3 +291,13 @@ def test_an_incident_republished_on_intel_correlations_is_listed_once(policy: Po
     firsts = re.findall(r"<tr><td>([^<]*)</td>", table)
     assert firsts == ["inc_a", "inc_b"]
     assert '<td class="num">2</td>' in table.split("</tr>")[1]  # inc_a's newest: 2 related
+
+
+def test_a_judged_pair_shows_its_verdict_beside_the_row(client: Client) -> None:
+    """The history's responders said inc_gw_5 is unrelated to inc_gw_script."""
+    page = client.request("GET", "/").body.decode()
+    table = re.search(r'<table id="correlations">(.*?)</table>', page).group(1)
+    row = next(r for r in table.split("</tr>") if "<tr><td>inc_gw_script</td>" in r)
+    assert re.search(r'inc_gw_5 <span class="muted">[^<]*</span> '
+                     r'<span class="badge verdict-unrelated">unrelated</span>', row), row
+    assert row.count("badge verdict-") == 1  # the pairs nobody judged carry none

@@ -23,6 +23,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from app.api import create_api
+from app.api.feedback import JsonlLinkPublisher
 from app.api.openapi import DOCUMENT_PATH, build_document, render
 from app.policy import Limit, Policy, RateLimitPolicy
 from tests.support.http_api import ROLE_TOKENS, Client, make_view, running
@@ -72,9 +73,10 @@ def roomy(policy: Policy) -> Policy:
 
 
 @pytest.fixture(scope="module")
-def fuzz_server(policy: Policy, tokens) -> Iterator[Client]:
+def fuzz_server(policy: Policy, tokens, tmp_path_factory) -> Iterator[Client]:
     relaxed = roomy(policy)
-    with running(create_api(make_view(relaxed), relaxed, tokens)) as client:
+    links = JsonlLinkPublisher(tmp_path_factory.mktemp("fuzz") / "verdicts.jsonl")
+    with running(create_api(make_view(relaxed), relaxed, tokens, links=links)) as client:
         yield client
 
 
@@ -83,6 +85,7 @@ TOKEN_FOR = {
     "/v1/tools/incident_intelligence": ROLE_TOKENS["agent_cto"],
     "/v1/gates/recurrence_watch": ROLE_TOKENS["agent_release"],
     "/v1/learning/velocity": ROLE_TOKENS["agent_viewer"],
+    "/v1/feedback/links": ROLE_TOKENS["agent_oncall"],
 }
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_schema_conformance, response_headers_conformance]

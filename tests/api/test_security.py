@@ -19,7 +19,9 @@ from tests.support.http_api import ROLE_TOKENS, Client, FakeClock, as_of, runnin
 
 V1 = [("POST", "/v1/tools/incident_intelligence", {"action": "recurrence"}),
       ("POST", "/v1/gates/recurrence_watch", {"service": "gateway"}),
-      ("GET", "/v1/learning/velocity", None)]
+      ("GET", "/v1/learning/velocity", None),
+      ("POST", "/v1/feedback/links", {"incident_id": "inc_gw_1",
+                                      "related_incident_id": "inc_gw_2", "verdict": "related"})]
 
 
 REPO = str(Path(__file__).resolve().parents[2])

@@ -54,7 +54,7 @@ from app.intel import buckets as bucket_rules
 from app.intel import correlation, recurrence
 from app.intel.engine import IntelEngine
 from app.intel.periods import from_micros, last_complete_week, micros, week_end, week_label
-from app.simulation.feed import DEFAULT_START, generate_stream
+from app.simulation.feed import DEFAULT_START, StreamTruth, generate_stream
 from app.stream import progress
 from app.stream.settings import load_settings
 from tests.kafka_support import REPO, wait_until
@@ -152,13 +152,33 @@ LATER = timedelta(days=40)
 keys age out of every window, and its incidents are older than the lookback."""
 
 
+def verdicts(truth: StreamTruth) -> Produced:
+    """Responders' verdicts on a stream's planted pairs (``learning.events``): both ways,
+    one pair named in either order and contradicted by a newer verdict, one re-sent,
+    one naming an incident nobody knows."""
+    cluster, recurring = truth.clusters[0].incident_ids, truth.recurrence[0].incident_ids
+    at = truth.span_end - timedelta(hours=2)
+    rows = [(cluster[0], cluster[1], "related", 0), (cluster[2], cluster[0], "unrelated", 0),
+            (cluster[0], cluster[2], "related", 1), (recurring[0], recurring[1], "related", 0),
+            (recurring[1], recurring[0], "related", 0), (cluster[0], recurring[0], "unrelated", 0),
+            (cluster[1], "inc_nobody", "related", 0)]
+    out = []
+    for n, (a, b, verdict, hours) in enumerate(rows):
+        event = {"event_id": f"link-{truth.seed}-{n}", "type": "incident.linked",
+                 "occurred_at": format_timestamp(at + timedelta(hours=hours)),
+                 "incident_id": a, "related_incident_id": b, "verdict": verdict, "by": "ana"}
+        out.append(("learning.events", a.encode(), orjson.dumps(event)))
+    return out + out[3:4]  # the re-send
+
+
 def perturbed_stream(seed: int, duration_s: float = 10) -> Produced:
-    """Two simulated periods 40 days apart, with out-of-order runs, late duplicates
-    and malformed records."""
-    records, _ = generate_stream(seed, rate_per_s=100, duration_s=duration_s / 2)
+    """Two simulated periods 40 days apart, with responders' verdicts on the first,
+    out-of-order runs, late duplicates and malformed records."""
+    records, truth = generate_stream(seed, rate_per_s=100, duration_s=duration_s / 2)
     later, _ = generate_stream(seed + 1, start=DEFAULT_START + LATER, rate_per_s=100,
                                duration_s=duration_s / 2)
     out = [(r.topic, r.key_bytes(), r.value_bytes()) for r in records + later]
+    out[len(records):len(records)] = verdicts(truth)
     rng = random.Random(seed)
     for i in range(0, len(out) - 20, 40):  # out of order: reverse runs of 20
         out[i:i + 20] = reversed(out[i:i + 20])
@@ -309,10 +329,14 @@ def check_parity(bootstrap: str, prefix: str, policy: Any, values: list[bytes],
     state.write_text(json.dumps({"emitted_followups": sorted(keys_sent)}))
     week = last_complete_week(as_of)
     service = engine.book.incidents[incidents[0]].service
+    judged = [k for k, v in expected.items() if b'"verdict"' in v]
+    assert judged, "no correlate answer carries a verdict: the stream plants none"
     calls = [({"action": "recurrence", "window_days": 30}, TOKEN),
              ({"action": "buckets"}, TOKEN),
              ({"action": "correlate", "incident_id": incidents[0]}, TOKEN),
-             ({"action": "weekly_digest", "week": week}, TOKEN)]
+             ({"action": "weekly_digest", "week": week}, TOKEN),
+             ({"action": "correlation_quality"}, TOKEN)]
+    calls += [({"action": "correlate", "incident_id": k.decode()}, TOKEN) for k in judged[:2]]
     gate = {"action": "gate", "service": service}
     for action, token in calls:
         answer = tool(events_file, state, action)

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 
@@ -237,3 +238,30 @@ def test_a_partition_gained_behind_the_replica_is_emitted_again_before_it_is_com
         f"inc-{n}".encode() for n in range(5, 10)]
     assert harness.replica.applied == 10  # read again, not applied again
     harness.close()
+
+
+def test_a_verdict_sends_the_correlation_records_of_its_pair_again_by_their_owners() -> None:
+    verdict = _raw({"event_id": "v-1", "type": "incident.linked",
+                    "occurred_at": "2026-02-18T15:00:00Z", "incident_id": "inc-rel",
+                    "related_incident_id": "inc_20260218_1430_abc123", "verdict": "related",
+                    "by": "oncall"})
+    incidents = [(b"inc_20260218_1430_abc123", _raw(GOOD)),
+                 (b"inc-rel", _raw(_related("inc-rel", 5)))]
+    # With 4 partitions the two incidents live in partitions 0 and 2.
+    owners = {p: StreamHarness(POLICY, partitions=4, owned=[p, p + 1]) for p in (0, 2)}
+    resent: set[bytes | None] = set()
+    for harness in owners.values():
+        harness.feed("incidents.events", incidents)
+        before = len(harness.to("intel.correlations"))
+        harness.feed("learning.events", [(b"inc-rel", verdict)])
+        again = harness.to("intel.correlations")[before:]
+        # Each worker sends the records of the incidents whose partition it owns.
+        assert {s.key for s in again} == {k for k, _ in incidents
+                                         if partition_of(k, 4) in harness.owned}
+        assert len(again) == 1
+        for sent in again:
+            related = orjson.loads(sent.value or b"")["related"]
+            assert [r["verdict"] for r in related] == ["related"]
+        resent |= {s.key for s in again}
+        harness.close()
+    assert resent == {k for k, _ in incidents}  # each pair member once, by its owner
