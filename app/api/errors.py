@@ -20,6 +20,8 @@ payload_too_large   413     body over ``max_body_bytes`` of ``rate_limits.yml``
 rate_limited        429     over ``per_minute`` or ``engine_reads.per_token``
 headers_too_large   431     a header line, the head or the header count over bound
 not_ready           503     the replica is still recovering; retry later
+broker_unavailable  503     a receiver's records were not acknowledged; retry
+                            after ``Retry-After``
 internal            503     an unexpected failure; the detail is only logged
 timeout             504     over ``timeout_seconds`` for this action
 ==================  ======  ===================================================
@@ -55,6 +57,7 @@ STATUS: Mapping[str, int] = {
     "rate_limited": 429,
     "headers_too_large": 431,
     "not_ready": 503,
+    "broker_unavailable": 503,
     "internal": 503,
     "too_many_connections": 429,
     "timeout": 504,

@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # Faust and aiokafka are imported on use: `--help` stays fast
 
     import faust
 
+    from app.api.tokens import TokenRoles
     from app.broker import EmbeddedBroker
     from app.policy import Policy
     from app.simulation.feed import FeedRecord, StreamTruth
@@ -266,8 +267,8 @@ def curl_lines(settings: WorkerSettings, tokens: dict[str, str],
     return lines
 
 
-def _serve_api(app: Any, settings: WorkerSettings, example: FeedExample | None) -> None:
-    """Mount the HTTP API on the worker's web server and print how to call it."""
+def _serve_api(app: Any, settings: WorkerSettings, example: FeedExample | None) -> TokenRoles:
+    """Mount the HTTP API on the worker's web server and print how to call it; its tokens."""
     import os
 
     from app.api import load_tokens, register_routes
@@ -297,6 +298,22 @@ def _serve_api(app: Any, settings: WorkerSettings, example: FeedExample | None) 
          "correlate (appends a timeline note):")
     for line in curl_lines(settings, by_role, example):
         _say(line)
+    return tokens
+
+
+def _serve_sources(app: Any, settings: WorkerSettings, api_tokens: TokenRoles) -> None:
+    """Mount the Alertmanager / Grafana / PagerDuty receivers and print the one to paste."""
+    from app.sources.worker import serve_receivers
+
+    mounted = serve_receivers(app.web.web_app, settings, app.policy, app.metrics, api_tokens,
+                              reachable=lambda: app.health.broker_lost_since is None)
+    web = f"http://{settings.web_host}:{settings.web_port}"
+    for line in mounted.summary_lines(web):
+        _say(line)
+    snippet = mounted.alertmanager_snippet(web)
+    if snippet:
+        _say("Alertmanager: merge this into alertmanager.yml (then reload it):")
+        click.echo(snippet, nl=False)
 
 
 def feed_history(policy: Policy, now: datetime) -> tuple[list[FeedRecord], StreamTruth]:
@@ -407,7 +424,8 @@ def run_worker(settings: WorkerSettings, *, verbose: bool = False,
             if history is not None:
                 history.attach(app.replica)
             _banner(settings, created, policy.intel.digest.schedule, broker, history)
-            _serve_api(app, settings, example)
+            api_tokens = _serve_api(app, settings, example)
+            _serve_sources(app, settings, api_tokens)
         worker = _make_worker(
             app,
             verbose=verbose,
