@@ -38,7 +38,8 @@ _CLOSE_SECONDS = 5.0
 def _headers(record: SourceRecord, source_prefix: str) -> list[tuple[str, bytes]]:
     pairs = [(ID_HEADER, record.record_id), ("ce_specversion", "1.0"),
              ("ce_id", record.record_id), ("ce_source", f"{source_prefix}{record.source}"),
-             ("ce_type", cloud_event_type(record.topic)), ("ce_time", record.time),
+             ("ce_type", cloud_event_type(record.topic)),
+             *([("ce_time", record.time)] if record.time else []),
              ("content-type", "application/json"), *record.headers]
     return [(name, value.encode("utf-8")) for name, value in pairs]
 

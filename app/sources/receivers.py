@@ -143,7 +143,7 @@ class SourceReceivers:
         record_id = "dlq:" + hashlib.sha256(key.encode() + b"\x00" + body).hexdigest()[:32]
         await self._publish(receiver, [SourceRecord(
             topic="intel.dlq", key=key, value=letter.model_dump_json().encode(),
-            record_id=record_id, source=route.replace("/v1", "", 1), time="",
+            record_id=record_id, source=route.replace("/v1", "", 1), time=None,
             headers=(("intel-error-class", "invalid"), ("intel-source-route", route)))])
         log.warning("%s: refused a delivery (%s) -> %s", route, reason,
                     self.topic_name("intel.dlq"))

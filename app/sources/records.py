@@ -28,8 +28,9 @@ class SourceRecord:
     """The event's ``event_id`` (the ``intel-id`` and ``ce_id`` headers)."""
     source: str
     """Who sent it, as a CloudEvents ``ce_source`` path (``/sources/alertmanager/default``)."""
-    time: str
-    """The event time, RFC 3339 (``ce_time``): the same for every copy of the record."""
+    time: str | None
+    """The event time, RFC 3339 (``ce_time``): the same for every copy of the record;
+    ``None`` for a dead letter, which has none."""
     headers: tuple[tuple[str, str], ...] = ()
     """More headers (a dead letter's reason class and route)."""
 
