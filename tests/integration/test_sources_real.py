@@ -65,7 +65,6 @@ GRAFANA_SECRET = "grafana-hmac-secret-for-tests-0000"
 PD_OLD, PD_NEW = "pagerduty-old-signing-secret-00000", "pagerduty-new-signing-secret-11111"
 ONCALL = "oncall-token-for-source-tests-0000"
 SECRETS = (AM_TOKEN, GRAFANA_SECRET, PD_OLD, PD_NEW)
-INPUTS = ["incidents.events", "alerts.state", "learning.events"]
 HOLD = 3.0
 """Seconds each toggle state is held: three group_intervals, so every Alertmanager sees it."""
 TOGGLES = [(1, 0), (0, 1), (1, 1), (0, 0), (0, 1)]
@@ -151,20 +150,24 @@ def worker(starting: Worker) -> Worker:
     return starting.wait_ready()
 
 
+def cli(*args: str, cwd: Path) -> bytes:
+    done = subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=cwd,
+                          capture_output=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def dump_inputs(worker: Worker, path: Path) -> Path:
-    """Every input record on the broker, as the JSON lines ``incident-intel tool`` reads."""
-    topics = read_all(worker.bootstrap, INPUTS)
-    path.write_bytes(b"".join(r.value + b"\n" for t in INPUTS for r in topics[t]))
+    """Every input record on the broker (``incident-intel topics dump``), as the JSON lines
+    ``incident-intel tool`` reads."""
+    path.write_bytes(cli("topics", "dump", "--bootstrap", worker.bootstrap, cwd=path.parent))
     return path
 
 
 def tool(events: Path, call: dict[str, Any]) -> Any:
-    done = subprocess.run(
-        [sys.executable, "-m", "app.cli", "tool", "--events", str(events), "--policy",
-         str(POLICY_DIR), json.dumps(call)], cwd=events.parent, capture_output=True,
-        timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert done.returncode == 0, done.stderr
-    return orjson.loads(done.stdout)
+    return orjson.loads(cli("tool", "--events", str(events), "--policy", str(POLICY_DIR),
+                            json.dumps(call), cwd=events.parent))
 
 
 def same_answer(worker: Worker, call: dict[str, Any], workdir: Path) -> Any:
