@@ -95,19 +95,18 @@ class SourceReceivers:
         return await read_limited(request, self.sources.delivery.max_body_bytes,
                                   self.policy.rate_limits.http.body_timeout_seconds)
 
-    def _alert_credentials(self, request: web.Request) -> bool:
-        """Whether the bearer token is valid (401 when one is given and it is not, or
-        when there is neither a token nor a Grafana signature to check)."""
+    def _alert_credentials(self, request: web.Request) -> None:
+        """401 unless the bearer token is one of the receiver's, or there is none and a
+        Grafana signature will be checked against the body instead."""
         header = request.headers.get("Authorization")
         if header is not None:
             token = bearer_token(header)
             if token is None or not token_matches(token, self.secrets.alertmanager):
                 raise ApiError("unauthorized", "unknown bearer token", _CHALLENGE)
-            return True
-        if self.secrets.grafana and self.sources.grafana.signature_header in request.headers:
-            return False
-        raise ApiError("unauthorized", "missing header Authorization: Bearer <token>",
-                       _CHALLENGE)
+        elif not (self.secrets.grafana
+                  and self.sources.grafana.signature_header in request.headers):
+            raise ApiError("unauthorized", "missing header Authorization: Bearer <token>",
+                           _CHALLENGE)
 
     def _check_grafana_signature(self, request: web.Request, body: bytes) -> None:
         names = self.sources.grafana
@@ -224,6 +223,10 @@ class SourceReceivers:
             except ApiError as exc:
                 response = error_response(exc)
                 outcome = _OUTCOMES.get(exc.code, "invalid")
+            except web.HTTPException as exc:  # raised by aiohttp itself, e.g. a bad request
+                code = "payload_too_large" if exc.status == 413 else "invalid_request"
+                response = error_response(ApiError(code, exc.reason))
+                outcome = _OUTCOMES[code]
             except Exception:
                 log.exception("unexpected error answering %s %s", request.method, route)
                 response = error_response(ApiError(

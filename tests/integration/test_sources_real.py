@@ -5,8 +5,9 @@ this module's own so the broker can be paused) serves every test here. Around it
 
 - a tiny scrape target this module controls, serving ``test_toggle`` for two
   series that it switches on and off several times;
-- Debian's Prometheus scraping that target and the worker's ``/metrics``, and
-  evaluating ``test_toggle > 0`` every second;
+- Debian's Prometheus, with the repository's ``ops/prometheus/prometheus.yml``
+  aimed at the worker, scraping it and that target every second and evaluating
+  ``test_toggle > 0``;
 - three Debian Alertmanagers (clustering off, group_wait, group_interval and
   repeat_interval 1 s, ``send_resolved``), configured with the receiver
   snippet ``incident-intel run`` prints: one alone (source ``default``) and two
@@ -260,6 +261,20 @@ def alertmanager_config(worker: Worker, recorder: Recorder, name: str, path: str
             "receivers": [*receivers, {"name": "nowhere"}]}
 
 
+def prometheus_config(worker: Worker, recorder: Recorder, alertmanagers: list[Daemon]) -> Any:
+    """The repository's ``ops/prometheus/prometheus.yml`` aimed at this worker, scraping every
+    second, plus the toggle target and the Alertmanagers."""
+    config = yaml.safe_load((REPO / "ops" / "prometheus" / "prometheus.yml").read_text())
+    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
+    job, = (j for j in config["scrape_configs"] if j["job_name"] == "incident-intel")
+    job["static_configs"] = [{"targets": [f"127.0.0.1:{worker.port}"]}]
+    config["scrape_configs"].append({"job_name": "toggle", "static_configs": [
+        {"targets": [f"127.0.0.1:{recorder.port}"]}]})
+    config["alerting"] = {"alertmanagers": [{"static_configs": [
+        {"targets": [f"127.0.0.1:{d.port}" for d in alertmanagers]}]}]}
+    return config
+
+
 def dashboard_traffic(bootstrap: str) -> None:
     """Incidents that make every dashboard panel non-empty: a signature recurring high in
     the week before last (so a follow-up is due once the alerts move the watermark to
@@ -307,18 +322,11 @@ def scenario(starting: Worker, tmp_path_factory: pytest.TempPathFactory) -> Iter
             daemons.append(start_alertmanager(
                 workdir / f"alertmanager-{name}",
                 alertmanager_config(worker, recorder, name, path)))
-        prometheus = start_prometheus(workdir / "prometheus", {
-            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-            "alerting": {"alertmanagers": [{"static_configs": [
-                {"targets": [f"127.0.0.1:{d.port}" for d in daemons]}]}]},
-            "scrape_configs": [
-                {"job_name": "toggle",
-                 "static_configs": [{"targets": [f"127.0.0.1:{recorder.port}"]}]},
-                {"job_name": "incident-intel",
-                 "static_configs": [{"targets": [f"127.0.0.1:{worker.port}"]}]}],
-        }, rules={"groups": [{"name": "toggle", "interval": "1s", "rules": [
-            {"alert": "Toggle", "expr": "test_toggle > 0",
-             "annotations": {"summary": "toggled on ({{ $value }})"}}]}]})
+        prometheus = start_prometheus(workdir / "prometheus", prometheus_config(
+            worker, recorder, daemons), rules={"groups": [{
+                "name": "toggle", "interval": "1s", "rules": [{
+                    "alert": "Toggle", "expr": "test_toggle > 0",
+                    "annotations": {"summary": "toggled on ({{ $value }})"}}]}]})
         daemons.append(prometheus)
         worker.wait_ready()
         dashboard_traffic(worker.bootstrap)
