@@ -97,6 +97,15 @@ def test_an_entry_is_one_episode_firing_then_resolved(policy: Policy) -> None:
         firing.alert.fingerprint
 
 
+def test_one_instant_spelled_differently_is_one_transition(policy: Policy) -> None:
+    labels = {"alertname": "Toggle"}
+    spellings = ["2026-12-07T01:00:00Z", "2026-12-07T01:00:00.000000000Z",
+                 "2026-12-07T03:00:00+02:00"]
+    ids = {r.record_id for starts in spellings
+           for r in records(policy, am_group([am_alert(labels, starts, ends=iso(60))]))}
+    assert len(ids) == 2  # one firing, one resolved
+
+
 def test_status_comes_from_the_alert_not_the_group(policy: Policy) -> None:
     body = am_group([am_alert({"alertname": "A"}, iso(0)),
                      am_alert({"alertname": "B"}, iso(0), ends=iso(5))])
