@@ -362,6 +362,13 @@ class MetricsRegistry:
             self, "incident_intel_source_truncated_alerts_total",
             "Alerts an Alertmanager left out of a truncated group (truncatedAlerts): lost to "
             "every webhook receiver.", ("source",), max_series=cap)
+        # Known label values start at 0 (Prometheus' advice): a worker that has received
+        # no webhook yet still shows the series its dashboard panel and rate() read.
+        for receiver in sorted(SOURCE_RECEIVERS):
+            for outcome in sorted(SOURCE_DELIVERY_OUTCOMES):
+                self.source_deliveries.inc(0, receiver=receiver, outcome=outcome)
+            for outcome in sorted(SOURCE_RECORD_OUTCOMES):
+                self.source_records.inc(0, receiver=receiver, outcome=outcome)
 
     def register(self, family: _Family) -> None:
         if family.name in self.families:
