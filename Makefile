@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test demo bench lint schemas clean browser
+.PHONY: run test demo bench lint schemas clean browser neighbours
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,7 +25,19 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	fi
 
-test: $(STAMP) browser
+# The receivers' tests start Debian's Prometheus and Alertmanager. Under CI (CI=true) or
+# with INSTALL_NEIGHBOURS=1 they are installed when missing; elsewhere those tests skip.
+PROMETHEUS ?= /usr/bin/prometheus
+ALERTMANAGER ?= /usr/bin/prometheus-alertmanager
+neighbours:
+	@if { [ ! -x $(PROMETHEUS) ] || [ ! -x $(ALERTMANAGER) ]; } && \
+	    { [ "$$CI" = true ] || [ -n "$$INSTALL_NEIGHBOURS" ]; }; then \
+	  echo "installing Debian's prometheus and prometheus-alertmanager for the receivers' tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
+	fi
+
+test: $(STAMP) browser neighbours
 	@# pytest exits 5 when it collected no test: that is a failure of the suite's layout, not a pass.
 	$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc

@@ -52,6 +52,17 @@ LATENCY_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 
                                       10.0, 30.0, 60.0, 300.0)
 """Upper bounds (seconds) of the event-to-output latency histogram."""
 
+SOURCE_RECEIVERS: frozenset[str] = frozenset({"alertmanager", "pagerduty"})
+SOURCE_DELIVERY_OUTCOMES: frozenset[str] = frozenset({
+    "accepted", "ignored", "disabled", "unauthorized", "too_large", "request_timeout",
+    "invalid", "unavailable", "internal"})
+"""What became of a webhook delivery: every record acknowledged (``accepted``), nothing to
+record (``ignored``), receiver off (``disabled``, 404), refused credentials (401), body
+too large (413) or too slow (408), not the sender's format or a wrong method or source
+name (``invalid``, 400/405), the broker did not acknowledge (``unavailable``, 503), a bug
+(``internal``)."""
+SOURCE_RECORD_OUTCOMES: frozenset[str] = frozenset({"published", "repeat"})
+
 RECURRENCE_TYPES: frozenset[str] = frozenset({"signature", "kind", "service"})
 LEVEL_VALUES: Mapping[str, int] = {"none": 0, "warn": 1, "high": 2}
 
@@ -332,6 +343,30 @@ class MetricsRegistry:
         self.http_engine_reads = Counter(
             self, "incident_intel_http_engine_reads_total",
             "Engine reads started by the API (a cached dashboard render reads none).")
+        self.source_deliveries = Counter(
+            self, "incident_intel_source_deliveries_total",
+            "Webhook deliveries to the receivers, by receiver and outcome (accepted, ignored, "
+            "disabled, unauthorized, too_large, request_timeout, invalid, unavailable, "
+            "internal).",
+            ("receiver", "outcome"),
+            values={"receiver": SOURCE_RECEIVERS, "outcome": SOURCE_DELIVERY_OUTCOMES})
+        self.source_records = Counter(
+            self, "incident_intel_source_records_total",
+            "Records the receivers had acknowledged by the broker (published), or left out "
+            "because this process already had them acknowledged (repeat).",
+            ("receiver", "outcome"),
+            values={"receiver": SOURCE_RECEIVERS, "outcome": SOURCE_RECORD_OUTCOMES})
+        self.source_truncated_alerts = Counter(
+            self, "incident_intel_source_truncated_alerts_total",
+            "Alerts an Alertmanager left out of a truncated group (truncatedAlerts): lost to "
+            "every webhook receiver.", ("source",), max_series=cap)
+        # Known label values start at 0 (Prometheus' advice): a worker that has received
+        # no webhook yet still shows the series its dashboard panel and rate() read.
+        for receiver in sorted(SOURCE_RECEIVERS):
+            for outcome in sorted(SOURCE_DELIVERY_OUTCOMES):
+                self.source_deliveries.inc(0, receiver=receiver, outcome=outcome)
+            for outcome in sorted(SOURCE_RECORD_OUTCOMES):
+                self.source_records.inc(0, receiver=receiver, outcome=outcome)
 
     def register(self, family: _Family) -> None:
         if family.name in self.families:

@@ -8,11 +8,11 @@ comes from these files. A bad file stops the program with one line,
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.contracts import CorrelationRuleName, GateMode, Severity
+from app.contracts import MAX_EVENT_BYTES, CorrelationRuleName, GateMode, Severity, Status
 from app.policyfile import (
     PolicyError,
     check_template,
@@ -397,6 +397,117 @@ class LearningPolicy(_Strict):
     """Fraction of incidents that may recur; quarters above it are flagged."""
 
 
+# ------------------------------------------------------------------------ sources.yml
+
+LabelName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+"""A Prometheus label name."""
+HeaderName = Annotated[str, Field(pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")]
+"""An HTTP header name (RFC 9110 token)."""
+PagerDutyEventType = Literal[
+    "incident.triggered", "incident.acknowledged", "incident.unacknowledged",
+    "incident.resolved", "incident.reopened", "incident.priority_updated",
+    "incident.escalated", "incident.delegated", "incident.reassigned",
+]
+"""PagerDuty V3 event types whose ``data`` is the incident itself (the others carry a
+note, a responder or a status update, not the incident's state)."""
+PagerDutyStatus = Literal["triggered", "acknowledged", "resolved"]
+
+
+def _lower_keys(table: dict[str, Severity]) -> dict[str, Severity]:
+    lowered = {key.lower(): value for key, value in table.items()}
+    if len(lowered) != len(table):
+        raise ValueError("keys repeat when compared without case")
+    return lowered
+
+
+class SourceDelivery(_Strict):
+    """What one webhook delivery may cost, and how a refused one is told to come back."""
+
+    max_body_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 1024 * 1024
+    """Bodies over this are answered 413 (an Alertmanager group of a thousand alerts
+    is about 1 MB)."""
+    dead_letter_max_bytes: Annotated[int, Field(ge=1024, le=MAX_EVENT_BYTES)] = MAX_EVENT_BYTES
+    """A refused body is kept on ``intel.dlq`` cut to this many bytes."""
+    ack_timeout_seconds: Annotated[float, Field(gt=0, le=120)] = 10.0
+    """How long the broker has to acknowledge a delivery's records; then 503."""
+    retry_after_seconds: Annotated[int, Field(ge=1, le=3600)] = 10
+    """``Retry-After`` of a 503 while the broker is unavailable."""
+    repeat_memory: Annotated[int, Field(ge=0, le=10_000_000)] = 100_000
+    """Records this process remembers as acknowledged, so a repeated, re-sent or twin
+    delivery is answered without sending them again (0: send every time)."""
+
+
+class AlertmanagerSource(_Strict):
+    """How an Alertmanager (or Grafana) alert becomes an ``alerts.state`` transition."""
+
+    service_label: Annotated[list[LabelName], Field(min_length=1)] = ["service", "job"]
+    """The first of these labels the alert carries names its service."""
+    default_service: Annotated[str, Field(min_length=1, max_length=120)] = "unknown"
+    kind_label: LabelName = "kind"
+    """The alert's kind; without it, the kind rules of ``incident_intelligence.yml``
+    over the labels decide, as for an incident without a kind."""
+    severity_label: LabelName = "severity"
+    severity: dict[str, Severity]
+    """The severity label's value (any case) → P0..P3."""
+    default_severity: Severity = "P3"
+    env_label: Annotated[list[LabelName], Field(min_length=1)] = ["env", "environment"]
+    default_env: Annotated[str, Field(min_length=1, max_length=60)] = "prod"
+
+    @field_validator("severity")
+    @classmethod
+    def _severity_keys(cls, value: dict[str, Severity]) -> dict[str, Severity]:
+        return _lower_keys(value)
+
+
+class GrafanaSource(_Strict):
+    """Grafana Alerting's optional HMAC signature of its webhook (names of its headers)."""
+
+    signature_header: HeaderName = "X-Grafana-Alerting-Signature"
+    timestamp_header: HeaderName = "X-Grafana-Alerting-Timestamp"
+    """When a delivery carries it, the signature covers ``<timestamp>:<body>``."""
+
+
+class PagerDutySeverity(_Strict):
+    """Priority name (``P1``…), else urgency (``high``/``low``), else the default."""
+
+    by_priority: dict[str, Severity]
+    by_urgency: dict[str, Severity]
+    default: Severity = "P2"
+
+    @field_validator("by_priority", "by_urgency")
+    @classmethod
+    def _keys(cls, value: dict[str, Severity]) -> dict[str, Severity]:
+        return _lower_keys(value)
+
+
+class PagerDutySource(_Strict):
+    """How a PagerDuty V3 ``incident.*`` event becomes an ``incidents.events`` record."""
+
+    event_types: Annotated[list[PagerDutyEventType], Field(min_length=1)]
+    """Event types turned into records; any other delivery is acknowledged and ignored."""
+    status: dict[PagerDutyStatus, Status]
+    severity: PagerDutySeverity
+    env: Annotated[str, Field(min_length=1, max_length=60)] = "prod"
+
+    @field_validator("status")
+    @classmethod
+    def _every_status(cls, value: dict[str, Status]) -> dict[str, Status]:
+        missing = sorted(set(get_args(PagerDutyStatus)) - set(value))
+        if missing:
+            raise ValueError(f"no status given for {', '.join(missing)}")
+        return value
+
+
+class SourcesPolicy(_Strict):
+    """``sources.yml``: the webhook receivers (Alertmanager, Grafana, PagerDuty)."""
+
+    version: Literal[1] = 1
+    delivery: SourceDelivery = Field(default_factory=SourceDelivery)
+    alertmanager: AlertmanagerSource
+    grafana: GrafanaSource = Field(default_factory=GrafanaSource)
+    pagerduty: PagerDutySource
+
+
 # ------------------------------------------------------------------------ the bundle
 
 POLICY_FILES: dict[str, str] = {
@@ -406,6 +517,7 @@ POLICY_FILES: dict[str, str] = {
     "rate_limits": "rate_limits.yml",
     "learning": "learning.yml",
     "simulation": "simulation.yml",
+    "sources": "sources.yml",
 }
 """Every policy file, by the :class:`Policy` field that holds it (and gives its model)."""
 
@@ -421,6 +533,7 @@ class Policy(BaseModel):
     rate_limits: RateLimitPolicy
     learning: LearningPolicy
     simulation: SimulationPolicy
+    sources: SourcesPolicy
 
     @property
     def recurrence_target(self) -> float:

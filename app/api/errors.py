@@ -21,8 +21,9 @@ payload_too_large   413     body over ``max_body_bytes`` of ``rate_limits.yml``
 rate_limited        429     over ``per_minute`` or ``engine_reads.per_token``
 headers_too_large   431     a header line, the head or the header count over bound
 not_ready           503     the replica is still recovering; retry later
-unavailable         503     a verdict could not be published (``Retry-After``
-                            when retrying can help)
+unavailable         503     what was sent could not be recorded now (the broker
+                            did not acknowledge a verdict or a receiver's
+                            records); retry after ``Retry-After``
 internal            503     an unexpected failure; the detail is only logged
 timeout             504     over ``timeout_seconds`` for this action
 ==================  ======  ===================================================

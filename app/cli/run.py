@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # Faust and aiokafka are imported on use: `--help` stays fast
 
     import faust
 
+    from app.api.tokens import TokenRoles
     from app.broker import EmbeddedBroker
     from app.policy import Policy
     from app.simulation.feed import FeedRecord, StreamTruth
@@ -269,8 +270,9 @@ def curl_lines(settings: WorkerSettings, tokens: dict[str, str],
     return lines
 
 
-def _serve_api(worker: Worker, settings: WorkerSettings, example: FeedExample | None) -> None:
-    """Mount the HTTP API on the worker's web server and print how to call it."""
+def _serve_api(worker: Worker, settings: WorkerSettings,
+               example: FeedExample | None) -> TokenRoles:
+    """Mount the HTTP API on the worker's web server and print how to call it; its tokens."""
     import os
 
     from app.api import load_tokens, register_routes
@@ -298,6 +300,24 @@ def _serve_api(worker: Worker, settings: WorkerSettings, example: FeedExample | 
          "correlate (appends a timeline note):")
     for line in curl_lines(settings, by_role, example):
         _say(line)
+    return tokens
+
+
+def _serve_sources(worker: Worker, settings: WorkerSettings, api_tokens: TokenRoles) -> None:
+    """Mount the Alertmanager / Grafana / PagerDuty receivers and print the one to paste."""
+    from app.sources.worker import serve_receivers
+
+    health = worker.probe.health
+    web_app = getattr(worker.app.web, "web_app")  # noqa: B009 - Faust's aiohttp driver only
+    mounted = serve_receivers(web_app, settings, worker.policy, worker.metrics,
+                              api_tokens, reachable=lambda: health.broker_lost_since is None)
+    web = f"http://{settings.web_host}:{settings.web_port}"
+    for line in mounted.summary_lines(web):
+        _say(line)
+    snippet = mounted.alertmanager_snippet(web)
+    if snippet:
+        _say("Alertmanager: merge this into alertmanager.yml (then reload it):")
+        click.echo(snippet, nl=False)
 
 
 def feed_history(policy: Policy, now: datetime) -> tuple[list[FeedRecord], StreamTruth]:
@@ -408,7 +428,8 @@ def run_worker(settings: WorkerSettings, *, verbose: bool = False,
                                  journal=history.journal.keep if history is not None else None)
             app = parts.app
             _banner(settings, created, policy.intel.digest.schedule, broker, history)
-            _serve_api(parts, settings, example)
+            api_tokens = _serve_api(parts, settings, example)
+            _serve_sources(parts, settings, api_tokens)
         worker = _make_worker(
             app,
             verbose=verbose,

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from app.topics import input_topics
+
 if TYPE_CHECKING:
     from app.metrics import MetricsRegistry
 
@@ -66,12 +68,15 @@ class Emitter:
     """Turns :class:`Outgoing` records into produced Kafka records with their headers."""
 
     def __init__(self, producer: Producer, topics: Mapping[str, str], source: str,
-                 metrics: MetricsRegistry) -> None:
+                 metrics: MetricsRegistry, outputs: frozenset[str] | None = None) -> None:
         self.producer = producer
         self.topics = topics
         """Catalog topic name → real topic name (with ``INTEL_TOPIC_PREFIX``)."""
         self.source = source
         self.metrics = metrics
+        self.outputs = outputs if outputs is not None else frozenset(topics) - set(
+            input_topics())
+        """The topics counted as outputs (a verdict the API sends to an input topic is not)."""
         self.sent: dict[str, int] = {}
 
     async def send(self, record: Outgoing, ce_time: str) -> asyncio.Future[Any]:
@@ -87,7 +92,8 @@ class Emitter:
         future: asyncio.Future[Any] = await self.producer.send(
             self.topics[record.topic], record.value, key=record.key, headers=headers)
         self.sent[record.topic] = self.sent.get(record.topic, 0) + 1
-        caused = record.caused_ms
-        latency = None if caused is None or caused < 0 else time.time() - caused / 1000
-        self.metrics.record_output(record.topic, latency_seconds=latency)
+        if record.topic in self.outputs:
+            caused = record.caused_ms
+            latency = None if caused is None or caused < 0 else time.time() - caused / 1000
+            self.metrics.record_output(record.topic, latency_seconds=latency)
         return future

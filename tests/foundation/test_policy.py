@@ -50,6 +50,19 @@ def test_shipped_policy_is_valid():
      "actions.correlate.per_minute", "greater than 0"),
     ("rbac.yml", "agent_monitor: []", "agent_monitor: [Not An Entitlement]",
      "roles.agent_monitor.0", "pattern"),
+    ("sources.yml", "default_severity: P3", "default_severity: P9",
+     "alertmanager.default_severity", "'P0', 'P1', 'P2' or 'P3'"),
+    ("sources.yml", "    critical: P1\n", "    critical: P1\n    CRITICAL: P2\n",
+     "alertmanager.severity", "keys repeat"),
+    ("sources.yml", "service_label: [service, job]", "service_label: [service, 9job]",
+     "alertmanager.service_label.1", "pattern"),
+    ("sources.yml", "{triggered: open, acknowledged: mitigating, resolved: resolved}",
+     "{triggered: open, resolved: resolved}", "pagerduty.status",
+     "no status given for acknowledged"),
+    ("sources.yml", "    - incident.reopened\n", "    - incident.annotated\n",
+     "pagerduty.event_types.3", "Input should be"),
+    ("sources.yml", "max_body_bytes: 1048576", "max_body_bytes: 10",
+     "delivery.max_body_bytes", "greater than or equal to 1024"),
 ])
 def test_broken_policy_names_file_field_and_reason(tmp_path, file, old, new, field, reason):
     copy = tmp_path / "policy"
