@@ -33,6 +33,7 @@ from app.contracts import (
     GateRequest,
     GateResponse,
     IncidentEvent,
+    KeyType,
     RecurrenceRequest,
     RecurrenceResponse,
     RecurrenceUpdate,
@@ -41,7 +42,7 @@ from app.contracts import (
 )
 from app.intel import alerts as alert_rules
 from app.intel import buckets as bucket_rules
-from app.intel import correlation, digest, followups, gate, recurrence, velocity
+from app.intel import correlation, digest, followups, gate, labels, recurrence, velocity
 from app.intel.incidents import Change, IncidentBook, Record
 from app.intel.periods import (
     DAY,
@@ -116,6 +117,7 @@ class IntelEngine:
         self.by_bucket = TimelineIndex()
         self.by_service = TimelineIndex()
         self.open_ids: set[str] = set()
+        self.names = labels.SignatureNames()
         self.alerts = alert_rules.AlertBook()
         self.learning: LearningSection = (
             learning if learning is not None else _learning_hook(policy))
@@ -169,6 +171,7 @@ class IntelEngine:
         self.by_bucket.add(bucket_rules.bucket_key(r, self.policy.intel), r.started,
                            r.incident_id, entry)
         self.by_service.add(r.service, r.started, r.incident_id, entry)
+        self.names.add(r)
         if r.status in OPEN_STATUSES:
             self.open_ids.add(r.incident_id)
 
@@ -178,12 +181,18 @@ class IntelEngine:
         self.by_bucket.remove(bucket_rules.bucket_key(r, self.policy.intel), r.started,
                               r.incident_id)
         self.by_service.remove(r.service, r.started, r.incident_id)
+        self.names.remove(r)
         self.open_ids.discard(r.incident_id)
 
     # ----------------------------------------------------------------- reading
 
     def record(self, incident_id: str) -> Record:
         return self.book.incidents[incident_id]
+
+    def label(self, key_type: KeyType, key: str) -> str:
+        """What a person reads for a recurrence key (:mod:`app.intel.labels`)."""
+        return labels.key_label(key_type, key, self.names,
+                                self.policy.intel.recurrence.label_template)
 
     def window(self, as_of: int, days: int, timeline: Timeline | None = None) -> list[Record]:
         """Incidents with ``as_of - days < started <= as_of``, oldest first."""
@@ -225,7 +234,8 @@ class IntelEngine:
 
     def recurrence(self, request: RecurrenceRequest, as_of: datetime) -> RecurrenceResponse:
         records = self.window(micros(as_of), request.window_days)
-        return recurrence.report(records, as_of, request.window_days, self.policy.intel)
+        return recurrence.report(records, as_of, request.window_days, self.policy.intel,
+                                 self.label)
 
     def bucket_list(self, as_of: datetime, window_days: int,
                     service: str | None = None, stop: StopRequested = _never) -> list[Bucket]:
@@ -268,8 +278,8 @@ class IntelEngine:
         end = micros(as_of)
         counts = [0 if timeline is None else timeline.count(window_start(end, days), end)
                   for days in (7, 30)]
-        return recurrence.update(key_type, value, as_of, counts[0], counts[1],
-                                 self.policy.intel)
+        return recurrence.update(key_type, value, self.label(key_type, value), as_of,
+                                 counts[0], counts[1], self.policy.intel)
 
     def bucket_summary(self, key: str, as_of: datetime) -> Bucket | None:
         """The ``intel.buckets`` value of bucket ``key`` at ``as_of``: the entry the
@@ -313,7 +323,8 @@ class IntelEngine:
         open_count = sum(1 for i in self.open_ids if self.record(i).started <= micros(as_of))
         summary = digest.summarise(
             week, as_of, window, open_count,
-            self._ranked(groups, from_micros(last), 30), plan, self.policy.intel, learning,
+            self._ranked(groups, from_micros(last), 30), plan, self.policy.intel, self.label,
+            learning,
             alert_noise=alert_rules.noise(self.alerts, from_micros(last),
                                           self.policy.intel.digest.top_n, self.policy.intel.alerts,
                                           self.policy.intel.kind_derivation.default),

@@ -103,7 +103,8 @@ def row(engine: IntelEngine, key: OutputKey, as_of: datetime) -> Row:
     if key.topic == RECURRENCE:
         update = engine.recurrence_update(key.key, as_of)
         return Row(key, dump_json(update),
-                   recurrence_content(update.count_7d, update.count_30d, update.level),
+                   recurrence_content(update.count_7d, update.count_30d, update.level,
+                                      update.label),
                    update.update_id)
     if key.topic == ALERTS:
         summary: BaseModel | None = engine.alerts.published_row(
@@ -126,14 +127,18 @@ def content(topic: str, value: bytes | None) -> bytes | None:
     if value is None or topic != RECURRENCE:
         return value
     fields = orjson.loads(value)
-    return recurrence_content(fields["count_7d"], fields["count_30d"], fields["level"])
+    return recurrence_content(fields["count_7d"], fields["count_30d"], fields["level"],
+                              fields.get("label"))
 
 
-def recurrence_content(count_7d: int, count_30d: int, level: str) -> bytes | None:
-    """What a recurrence record says: its counts and level (``None`` when both are zero)."""
+def recurrence_content(count_7d: int, count_30d: int, level: str,
+                       label: str | None) -> bytes | None:
+    """What a recurrence record says: its counts, level and label (``None`` when both
+    counts are zero). A record without a label (written before records carried one)
+    differs from every labelled one, so it is re-stated with its label."""
     if not (count_7d or count_30d):
         return None
-    return f"{count_7d}|{count_30d}|{level}".encode()
+    return orjson.dumps([count_7d, count_30d, level, label])
 
 
 def weeks_completed(before: int | None, after: int) -> list[str]:
