@@ -10,6 +10,7 @@ and the shell decides where they go.
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,7 +43,16 @@ from app.contracts import (
 )
 from app.intel import alerts as alert_rules
 from app.intel import buckets as bucket_rules
-from app.intel import correlation, digest, followups, gate, labels, recurrence, velocity
+from app.intel import (
+    correlation,
+    digest,
+    followups,
+    gate,
+    labels,
+    recurrence,
+    trends,
+    velocity,
+)
 from app.intel.incidents import Change, IncidentBook, Record
 from app.intel.periods import (
     DAY,
@@ -53,6 +63,7 @@ from app.intel.periods import (
     week_end,
     window_start,
 )
+from app.intel.recurrence import KeyRow
 from app.intel.timeline import Timeline, TimelineIndex
 from app.intel.watermark import retention_cutoff
 from app.policy import Policy
@@ -232,10 +243,37 @@ class IntelEngine:
         return CorrelateResponse(incident_id=target.incident_id, related_count=len(related),
                                  related=related, note=note)
 
+    def recently_correlated(self, as_of: datetime, limit: int, scan: int,
+                            stop: StopRequested = _never) -> list[CorrelateResponse]:
+        """The current ``correlate`` answers of the newest incidents (started at or
+        before ``as_of``) that have related incidents, newest first: at most ``limit``,
+        from no more than the ``scan`` newest incidents, so the read is bounded however
+        long the history."""
+        found: list[CorrelateResponse] = []
+        newest = self.timeline.newest_first(-(1 << 62), micros(as_of))
+        for _, incident_id in itertools.islice(newest, scan):
+            if len(found) >= limit:
+                break
+            checkpoint(stop)
+            answer = self.correlate(CorrelateRequest(action="correlate", incident_id=incident_id))
+            if answer.related_count:
+                found.append(answer)
+        return found
+
     def recurrence(self, request: RecurrenceRequest, as_of: datetime) -> RecurrenceResponse:
         records = self.window(micros(as_of), request.window_days)
         return recurrence.report(records, as_of, request.window_days, self.policy.intel,
                                  self.label)
+
+    def recurrence_overview(self, as_of: datetime, window_days: int) -> tuple[
+            RecurrenceResponse, list[KeyRow]]:
+        """The ``recurrence`` answer of a window and every key of it, ranked (what the
+        dashboard lists beyond the answer's top ``top_n``), from one tally."""
+        records = self.window(micros(as_of), window_days)
+        counts = recurrence.tally(records)
+        answer = recurrence.report(records, as_of, window_days, self.policy.intel, self.label,
+                                   counts)
+        return answer, recurrence.ranked(counts, self.policy.intel)
 
     def bucket_list(self, as_of: datetime, window_days: int,
                     service: str | None = None, stop: StopRequested = _never) -> list[Bucket]:
@@ -280,6 +318,25 @@ class IntelEngine:
                   for days in (7, 30)]
         return recurrence.update(key_type, value, self.label(key_type, value), as_of,
                                  counts[0], counts[1], self.policy.intel)
+
+    def daily_incidents(self, key: str, as_of: datetime,
+                        days: int = trends.TREND_DAYS) -> list[int]:
+        """Incidents of ``key`` (``<type>:<value>``) per day of the ``days`` days ending
+        at ``as_of``, oldest first (:mod:`app.intel.trends`)."""
+        key_type, value = recurrence.split_key(key)
+        timeline = self.correlation.timeline(key_type, value)
+        if timeline is None:
+            return [0] * days
+        return trends.daily(timeline.count, micros(as_of), days)
+
+    def daily_firings(self, fingerprint: str, as_of: datetime,
+                      days: int = trends.TREND_DAYS) -> list[int]:
+        """Firings of an alert fingerprint per day of the ``days`` days ending at
+        ``as_of``, oldest first."""
+        history = self.alerts.histories.get(fingerprint)
+        if history is None:
+            return [0] * days
+        return trends.daily(trends.counter_of(history.firings), micros(as_of), days)
 
     def bucket_summary(self, key: str, as_of: datetime) -> Bucket | None:
         """The ``intel.buckets`` value of bucket ``key`` at ``as_of``: the entry the

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import get_args
 
@@ -28,6 +29,8 @@ from app.intel.periods import in_window
 from app.policy import IntelPolicy, Threshold
 
 KEY_TYPES: tuple[KeyType, ...] = get_args(KeyType)
+LEVELS: tuple[Level, ...] = get_args(Level)
+"""Least to most alarming."""
 FINDING_KEY_TYPES: tuple[FindingKeyType, ...] = get_args(FindingKeyType)
 Labeller = Callable[[KeyType, str], str]
 """The label of a key (:func:`app.intel.labels.key_label` over the engine's names)."""
@@ -121,6 +124,27 @@ def tally(records: Iterable[Record]) -> dict[KeyType, Counter[str]]:
     return counts
 
 
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    """One key of a window with its count and level; ``label`` when someone asked for it."""
+
+    type: KeyType
+    key: str
+    count: int
+    level: Level
+    label: str = ""
+
+
+def ranked(counts: dict[KeyType, Counter[str]], policy: IntelPolicy) -> list[KeyRow]:
+    """Every key of a window's :func:`tally`, the most alarming first: level (high, warn,
+    none), then count desc, then signature, kind, service, then key."""
+    rows = [KeyRow(key_type, key, count,
+                   level(count, policy.recurrence.thresholds.for_type(key_type)))
+            for key_type in KEY_TYPES for key, count in counts[key_type].items()]
+    rows.sort(key=lambda r: (-LEVELS.index(r.level), -r.count, KEY_TYPES.index(r.type), r.key))
+    return rows
+
+
 def report(records: list[Record], as_of: datetime, window_days: int,
            policy: IntelPolicy, label: Labeller,
            counts: dict[KeyType, Counter[str]] | None = None) -> RecurrenceResponse:
@@ -146,8 +170,7 @@ def update(key_type: KeyType, key: str, label: str, as_of: datetime, count_7d: i
            count_30d: int, policy: IntelPolicy) -> RecurrenceUpdate:
     """An ``intel.recurrence`` record; its id is a hash of what it says."""
     threshold = policy.recurrence.thresholds.for_type(key_type)
-    levels: tuple[Level, ...] = get_args(Level)
-    lvl = max(level(count_7d, threshold), level(count_30d, threshold), key=levels.index)
+    lvl = max(level(count_7d, threshold), level(count_30d, threshold), key=LEVELS.index)
     ident = hashlib.sha256(
         f"{key_type}:{key}|{label}|{count_7d}|{count_30d}|{lvl}|{as_of.isoformat()}".encode()
     ).hexdigest()[:20]
