@@ -338,6 +338,15 @@ class ClusterPlant(_Strict):
     size: Annotated[int, Field(ge=2, le=8)]
 
 
+class FirstRun(_Strict):
+    """What the history of a first ``incident-intel run`` uses instead of the stream's
+    own background and alert noise: a calm team's weeks, so that the planted
+    patterns are what stands out on the dashboard."""
+
+    background_per_day: Annotated[float, Field(ge=0, le=10000)] = 0.7
+    alert_noise_per_day: Annotated[float, Field(ge=0, le=10000)] = 1
+
+
 class StreamSettings(_Strict):
     """The synthetic stream; the defaults mirror ``policy/simulation.yml``.
 
@@ -348,6 +357,10 @@ class StreamSettings(_Strict):
 
     span_days: Annotated[float, Field(gt=0, le=30)] = 6
     background_per_day: Annotated[float, Field(ge=0, le=10000)] = 8
+    alert_noise_per_day: Annotated[float, Field(ge=0, le=10000)] | None = None
+    """Alert episodes no incident names (pending, firing, resolved) per day of event
+    time; the rest of the record budget is incident state re-sends. ``None``: about
+    half of the budget left after the incidents, as a load test wants."""
     services: Annotated[list[Text], Field(min_length=4)] = [
         "gateway", "assistant-chat", "checkout", "search", "billing", "recommendations",
         "notifications", "inference-worker", "queue-consumer", "storage", "auth",
@@ -362,6 +375,11 @@ class StreamSettings(_Strict):
         ClusterPlant(shape="same_service", size=3),
     ]
     alerts: list[AlertPlant] = []
+    first_run: FirstRun = FirstRun()
+
+    def for_first_run(self) -> StreamSettings:
+        """These settings with the first run's background and alert noise."""
+        return self.model_copy(update=self.first_run.model_dump())
 
     @model_validator(mode="after")
     def _check(self) -> StreamSettings:
