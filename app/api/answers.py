@@ -99,11 +99,14 @@ def _panel(engine: IntelEngine, as_of: datetime, days: int) -> RecurrencePanel:
     labelled = [replace(r, label=engine.label(r.type, r.key)) for r in shown.rows]
     trends = {f"{r.type}:{r.key}": engine.daily_incidents(f"{r.type}:{r.key}", as_of)
               for r in labelled if r.level != "none"}
+    listed = {(r.type, r.key) for r in labelled}
+    advice = [f for f in answer.high_recurrence if f.recommendation]
     return RecurrencePanel(
         window_days=days, total_incidents=answer.total_incidents,
         shown=Shown(labelled, shown.once, shown.rest),
         levels=dict(Counter(r.level for r in rows)),
-        advice=[f.recommendation for f in answer.high_recurrence if f.recommendation],
+        advice=Shown([f.recommendation or "" for f in advice if (f.type, f.key) in listed],
+                     rest=sum(1 for f in advice if (f.type, f.key) not in listed)),
         trends=trends)
 
 

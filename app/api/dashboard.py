@@ -2,11 +2,11 @@
 
 Access decision (see also the README of the API, :mod:`app.api.routes`): the
 page needs no token. It is read-only and meant for a wall screen, which cannot
-send a bearer header. In exchange it shows only what a ``tools.oncall.read``
-caller gets from ``/v1`` (recurrence with its labels, buckets, alerts,
-correlations, learning velocity, and the titles of the incidents they name),
-plus the follow-ups already sent, whose fields are all derived from those same
-counts and ids. It never shows what needs more: no digest text, no gate
+send a bearer header. In exchange it shows what a ``tools.oncall.read`` caller
+gets from ``/v1`` (recurrence with its labels and daily counts, buckets,
+alerts, correlations, learning velocity), the titles of the incidents those
+name, and the follow-ups already sent, whose fields are all derived from those
+same counts and ids. It never shows what needs more: no digest text, no gate
 verdicts, no notes, no root causes or incident labels. Deployments that must
 not expose even that put the port behind their SSO proxy.
 
@@ -157,8 +157,8 @@ class RecurrencePanel:
     shown: Shown[KeyRow]
     levels: Mapping[str, int]
     """How many keys of the window are at each level."""
-    advice: Sequence[str] = ()
-    """Recommendations of the window's high findings."""
+    advice: Shown[str] = Shown(())
+    """Recommendations of the high findings the table lists (``rest``: of the others)."""
     trends: Mapping[str, Sequence[int]] = field(default_factory=dict)
     """Daily counts of the shown warn and high rows, by ``type:key``."""
 
@@ -270,8 +270,10 @@ def _recurrence(panel: RecurrencePanel, as_of: datetime) -> str:
                    [("level", False), ("what recurred", False), ("incidents", True),
                     (TREND_HEADER, False)],
                    rows, panel.shown, "Nothing recurred in this window.")
-    recs = ("<ul class=\"recs\">" + "".join(f"<li>{_e(a)}</li>" for a in panel.advice)
-            + "</ul>" if panel.advice else "")
+    more = (f'<li class="muted">and {panel.advice.rest} more for rows not listed</li>'
+            if panel.advice.rest else "")
+    recs = ("<ul class=\"recs\">" + "".join(f"<li>{_e(a)}</li>" for a in panel.advice.rows)
+            + more + "</ul>" if panel.advice.rows or more else "")
     return (f'<div class="panel"><h2>Recurrence, last {days} days</h2>'
             f'<p class="sum">{panel.total_incidents} incidents; '
             f"{_levels_sentence(panel.levels)}</p>{table}{recs}</div>")

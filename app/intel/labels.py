@@ -10,9 +10,10 @@ a signature the same way, and the label changes only when one of its
 incidents changes (which also moves the signature's keyed record).
 
 :class:`SignatureNames` keeps, per signature, how many incidents carry each
-(normalised title, service, kind). A computed signature hashes exactly those
-three, so it has one variant and its label costs one look-up whatever the
-number of its incidents.
+(title, service, kind), with the records' own strings. A computed signature
+hashes the normalised title, service and kind, so its incidents differ at most
+by numbers and ids in their titles: a label costs a look-up of those few
+variants (usually one), whatever the number of incidents.
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from sys import intern
 
 from app.contracts import KeyType
 from app.intel.incidents import Record
 from app.intel.signature import normalise_title
 
 Variant = tuple[str, str, str]
-"""(normalised title, service, kind) of one incident."""
+"""(title, service, kind) of one incident, as its record holds them."""
+Single = tuple[str, str, str, int]
+"""A signature all of whose kept incidents share one variant: the variant and the count."""
 
 UNTITLED = "untitled"
 """The title of a label whose incidents all have an empty title."""
@@ -36,11 +38,11 @@ UNTITLED = "untitled"
 @functools.lru_cache(maxsize=1 << 14)
 def _normalised(title: str) -> str:
     """Titles repeat (they are interned in the records): normalise each once."""
-    return intern(normalise_title(title))
+    return normalise_title(title)
 
 
 def variant_of(record: Record) -> Variant:
-    return (_normalised(record.title), record.service, record.kind)
+    return (record.title, record.service, record.kind)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,45 +63,68 @@ def _most_common(counts: Mapping[str, int]) -> str:
 
 
 def name_of(variants: Mapping[Variant, int]) -> Name:
-    """Most common title, service and kind among the variants (each on its own)."""
+    """Most common normalised title, service and kind among the variants (each on its
+    own)."""
     parts: list[dict[str, int]] = [{}, {}, {}]
-    for variant, count in variants.items():
-        for part, value in zip(parts, variant, strict=True):
+    for (title, service, kind), count in variants.items():
+        for part, value in zip(parts, (_normalised(title), service, kind), strict=True):
             part[value] = part.get(value, 0) + count
     title, service, kind = (_most_common(part) for part in parts)
     return Name(title, service, kind)
 
 
 class SignatureNames:
-    """Per signature, how many of the kept incidents carry each variant."""
+    """Per signature, how many of the kept incidents carry each variant.
+
+    The variant's strings are the record's own (interned), so the index adds no
+    text; a signature with one variant, the usual case, is kept as one tuple."""
 
     __slots__ = ("_variants",)
 
     def __init__(self) -> None:
-        self._variants: dict[str, dict[Variant, int]] = {}
+        self._variants: dict[str, Single | dict[Variant, int]] = {}
 
     def add(self, record: Record) -> None:
-        counts = self._variants.setdefault(record.signature, {})
         variant = variant_of(record)
-        counts[variant] = counts.get(variant, 0) + 1
+        kept = self._variants.get(record.signature)
+        if kept is None:
+            self._variants[record.signature] = (*variant, 1)
+        elif isinstance(kept, tuple):
+            if kept[:3] == variant:
+                self._variants[record.signature] = (*variant, kept[3] + 1)
+            else:
+                self._variants[record.signature] = {kept[:3]: kept[3], variant: 1}
+        else:
+            kept[variant] = kept.get(variant, 0) + 1
 
     def remove(self, record: Record) -> None:
-        counts = self._variants.get(record.signature)
-        if counts is None:
-            return
         variant = variant_of(record)
-        left = counts.get(variant, 0) - 1
-        if left > 0:
-            counts[variant] = left
-        else:
-            counts.pop(variant, None)
-            if not counts:
+        kept = self._variants.get(record.signature)
+        if kept is None:
+            return
+        if isinstance(kept, tuple):
+            if kept[:3] != variant:
+                return
+            if kept[3] > 1:
+                self._variants[record.signature] = (*variant, kept[3] - 1)
+            else:
                 del self._variants[record.signature]
+            return
+        left = kept.get(variant, 0) - 1
+        if left > 0:
+            kept[variant] = left
+            return
+        kept.pop(variant, None)
+        if len(kept) == 1:
+            ((last, count),) = kept.items()
+            self._variants[record.signature] = (*last, count)
 
     def name(self, signature: str) -> Name | None:
         """The signature's label parts; None when no kept incident carries it."""
-        counts = self._variants.get(signature)
-        return None if not counts else name_of(counts)
+        kept = self._variants.get(signature)
+        if kept is None:
+            return None
+        return name_of({kept[:3]: kept[3]} if isinstance(kept, tuple) else kept)
 
 
 def key_label(key_type: KeyType, key: str, names: SignatureNames, template: str) -> str:

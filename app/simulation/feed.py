@@ -764,9 +764,9 @@ def first_run_story(truth: StreamTruth, settings: StreamSettings,
     for plant in truth.recurrence:
         label = Name(normalise_title(plant.title), plant.service, plant.kind).render(
             label_template)
-        recent = (truth.as_of is not None
-                  and truth.as_of - plant.last_started_at < timedelta(days=7))
-        where = ("Recurrence, last 7 days; " if recent else "") + "Recurrence, last 30 days"
+        # Whole only in the 30-day window: the plant lies in the week before the last
+        # complete one, so at most its newest incidents are also in the last 7 days.
+        where = "Recurrence, last 30 days"
         extra = ""
         if still_open & set(plant.incident_ids):
             extra = ", the newest still open"

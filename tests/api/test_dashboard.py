@@ -444,3 +444,37 @@ def test_the_run_banner_names_the_plants_as_the_page_does_and_where_they_are(
                 assert any(incident in c.incident_ids for c in truth.clusters)
                 continue
             assert any(h.startswith(place) or place.startswith(h) for h in headings), place
+
+
+def _luminance(hex_color: str) -> float:
+    if len(hex_color) == 4:  # #abc
+        hex_color = "#" + "".join(c * 2 for c in hex_color[1:])
+    channels = [int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(a: str, b: str) -> float:
+    light, dark = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_level_badges_and_small_text_meet_wcag_aa_contrast() -> None:
+    """The level is read from the badge's words, so they must be legible (4.5:1), on
+    every row background the page uses."""
+    from app.api.dashboard import _STYLE
+
+    def rule(selector: str) -> dict[str, str]:
+        match = re.search(re.escape(selector) + r"\{([^}]*)\}", _STYLE)
+        assert match, selector
+        return dict(re.findall(r"(?<![-\w])(color|background):(#[0-9a-f]{6}|#[0-9a-f]{3})\b",
+                               match.group(1)))
+
+    for badge in (".badge", ".badge.high", ".badge.warn"):
+        colours = {**rule(".badge"), **rule(badge)}
+        assert contrast(colours["color"], colours["background"]) >= 4.5, badge
+    rows = ["#ffffff", rule("tr.level-high td")["background"],
+            rule("tr.level-warn td")["background"]]
+    for text in (".muted", "tr.more td", ".tag", "th"):
+        for row in rows:
+            assert contrast(rule(text)["color"], row) >= 4.5, (text, row)
