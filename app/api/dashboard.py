@@ -194,7 +194,7 @@ def _e(value: object) -> str:
     return escape(str(value), quote=True)
 
 
-def _more(shown: Shown[T], columns: int) -> str:
+def _more(shown: Shown[T], columns: int, rest: str) -> str:
     """The closing row that says how many rows the table left out."""
     if not shown.hidden:
         return ""
@@ -202,13 +202,15 @@ def _more(shown: Shown[T], columns: int) -> str:
     if shown.once:
         parts.append(f"{shown.once} seen once (level none)")
     if shown.rest:
-        parts.append(f"{shown.rest} below these")
+        parts.append(f"{shown.rest} {rest}")
     return (f'<tr class="more"><td colspan="{columns}">and {shown.hidden} more: '
             f"{_e(', '.join(parts))}</td></tr>")
 
 
 def _table(table_id: str, header: Sequence[tuple[str, bool]], rows: Sequence[str],
-           shown: Shown[T], empty: str) -> str:
+           shown: Shown[T], empty: str, rest: str = "below these") -> str:
+    """A table of ``rows`` closed by what it left out (``rest`` says where those rows
+    are: below, or earlier), or the ``empty`` sentence."""
     if not rows:
         if shown.hidden:
             return (f'<p class="empty" id="{table_id}-empty">{_e(empty)} '
@@ -217,7 +219,7 @@ def _table(table_id: str, header: Sequence[tuple[str, bool]], rows: Sequence[str
     head = "".join(f'<th scope="col" class="num">{_e(h)}</th>' if num
                    else f'<th scope="col">{_e(h)}</th>' for h, num in header)
     return (f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>'
-            f'{"".join(rows)}{_more(shown, len(header))}</tbody></table>')
+            f'{"".join(rows)}{_more(shown, len(header), rest)}</tbody></table>')
 
 
 def _badge(level: str) -> str:
@@ -414,7 +416,7 @@ def _velocity(rows: Sequence[QuarterVelocity], target: float) -> str:
              "</tr>" for r in shown.rows]
     table = _table("velocity", [("quarter", False), ("incidents", True), ("recurrence", True),
                                 ("tests added", True), ("score", True)],
-                   lines, shown, "No quarters yet.")
+                   lines, shown, "No quarters yet.", rest="earlier quarters")
     return (f'<section><h2>Learning velocity</h2><div class="velocity">'
             f'<div class="chart">{trend_svg(rows, target)}</div>'
             f'<div class="quarters">{table}</div></div></section>')

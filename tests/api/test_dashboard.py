@@ -478,3 +478,26 @@ def test_level_badges_and_small_text_meet_wcag_aa_contrast() -> None:
     for text in (".muted", "tr.more td", ".tag", "th"):
         for row in rows:
             assert contrast(rule(text)["color"], row) >= 4.5, (text, row)
+
+
+def test_every_table_stops_at_its_cap_and_counts_the_rest(policy: Policy, tokens) -> None:
+    from app.api.dashboard import BUCKETS_SHOWN, RECENT_SHOWN, RECURRENCE_SHOWN
+
+    services = [f"svc{n:02d}" for n in range(12)]
+    events = [incident_event(f"inc_{s}_{i}", started=at(days=2 + i, hours=n), service=s,
+                             signature=f"{n:02d}" * 32, title=f"queue backlog on {s}")
+              for n, s in enumerate(services) for i in range(3)]
+    view = InMemoryLiveView(policy, [event_from_obj(e) for e in events], as_of=at(days=6))
+    with running(create_api(view, policy, tokens)) as client:
+        page = page_of(client)
+    _, every = view.engine.recurrence_overview(view.as_of(), 7)
+    assert len(every) > RECURRENCE_SHOWN
+    recurrence = table(page, "recurrence-7d")
+    assert len(keyed_rows(recurrence)) == RECURRENCE_SHOWN
+    assert f"and {len(every) - RECURRENCE_SHOWN} more: " in recurrence
+    buckets = table(page, "buckets")
+    assert buckets.count("<tr><td>") == BUCKETS_SHOWN
+    assert f"and {12 - BUCKETS_SHOWN} more: {12 - BUCKETS_SHOWN} below these" in buckets
+    correlations = table(page, "correlations")
+    assert correlations.count('data-key="incident:') == RECENT_SHOWN
+    assert f"and {36 - RECENT_SHOWN} more: {36 - RECENT_SHOWN} below these" in correlations
