@@ -306,9 +306,6 @@ def test_headless_chromium_renders_tables_chart_and_inert_script(client: Client,
     assert taken.returncode == 0 and shot.exists(), taken.stderr[-2000:]
     assert png_size(shot) == (1280, 1600)
     assert shot.stat().st_size > 50_000  # a rendered page, not a blank one
-    keep = os.environ.get("INTEL_DASHBOARD_SCREENSHOT")
-    if keep:  # for a human to look at
-        shutil.copy(shot, keep)
 
 
 
@@ -397,7 +394,7 @@ def test_first_run_dashboard_in_chromium_highlights_what_was_planted(
     assert dumped.returncode == 0 and "<body" in dom, dumped.stderr[-2000:]
     assert taken.returncode == 0 and png_size(shot) == (1400, 2200), taken.stderr[-2000:]
     keep = os.environ.get("INTEL_DASHBOARD_SCREENSHOT")
-    if keep:  # for a human to look at
+    if keep:  # the first run's page, for a human to look at
         shutil.copy(shot, keep)
 
     planted = planted_keys(truth)
