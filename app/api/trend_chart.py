@@ -30,13 +30,6 @@ SCORE_COLOR = "#2f6db3"
 FLAG_COLOR = "#c0392b"
 RATE_COLOR = "#d35400"
 TARGET_COLOR = "#7f8c8d"
-
-
-def _y(fraction: float) -> float:
-    """Vertical position of a value on the shared 0..1 axis."""
-    return TOP + (HEIGHT - TOP - BOTTOM) * (1 - min(max(fraction, 0.0), 1.0))
-
-
 SPARK_DAY = 4
 """Horizontal pixels per day of a sparkline (a 3-pixel bar and a 1-pixel gap)."""
 SPARK_HEIGHT = 24
@@ -44,6 +37,11 @@ SPARK_RECENT_DAYS = 7
 SPARK_COLOR = "#1f4e8c"
 SPARK_RECENT_FILL = "#e3e9f2"
 SPARK_BASE_COLOR = "#8792a2"
+
+
+def _y(fraction: float) -> float:
+    """Vertical position of a value on the shared 0..1 axis."""
+    return TOP + (HEIGHT - TOP - BOTTOM) * (1 - min(max(fraction, 0.0), 1.0))
 
 
 def _fmt(value: float) -> str:
