@@ -1,4 +1,5 @@
-"""The dashboard: its sections, escaping, what it must not show, caching, and a real browser."""
+"""The dashboard: its sections, order and caps, escaping, what it must not show, caching,
+and a real browser on the first run's page."""
 
 from __future__ import annotations
 
