@@ -304,6 +304,9 @@ class RecurrenceUpdate(_Model):
     update_id: str
     type: KeyType
     key: str
+    label: str = Field(description="What a person reads for the key: a signature's most "
+                                   "common normalised title with its service and kind; a "
+                                   "kind or a service is its own name.")
     as_of: Timestamp
     count_7d: int
     count_30d: int
@@ -542,9 +545,18 @@ class KeyCount(_Model):
     count: int
 
 
+class LabelledCount(_Model):
+    """A signature and its count, with the label a person reads for it."""
+
+    key: str
+    label: str
+    count: int
+
+
 class RecurrenceFinding(_Model):
     type: FindingKeyType
     key: str
+    label: str
     count: int
     level: Literal["warn", "high"]
     recommendation: str | None = None
@@ -554,7 +566,7 @@ class RecurrenceResponse(_Model):
     as_of: Timestamp
     window_days: int
     total_incidents: int
-    top_signatures: list[KeyCount]
+    top_signatures: list[LabelledCount]
     top_kinds: list[KeyCount]
     top_services: list[KeyCount]
     high_recurrence: list[RecurrenceFinding]

@@ -128,12 +128,24 @@ class RecommendationTemplates(_Strict):
     by_kind: dict[str, str] = Field(default_factory=dict)
 
 
+LABEL_TEMPLATE_FIELDS: frozenset[str] = frozenset({"title", "service", "kind"})
+"""Placeholders of ``recurrence.label_template``: a signature's most common normalised
+title, service and kind (:mod:`app.intel.labels`)."""
+
+
 class Recurrence(_Strict):
     windows_days: Annotated[list[Positive], Field(min_length=1)] = [7, 30]
     top_n: Positive = 10
     grace_days: NonNegative = 2
     thresholds: RecurrenceThresholds
     templates: RecommendationTemplates
+    label_template: str = "{title} · {service}/{kind}"
+    """How a signature is named for a person (answers, ``intel.recurrence``, dashboard)."""
+
+    @field_validator("label_template")
+    @classmethod
+    def _label_placeholders(cls, value: str) -> str:
+        return check_template(value, set(LABEL_TEMPLATE_FIELDS))
 
 
 class Buckets(_Strict):

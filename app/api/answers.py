@@ -12,26 +12,39 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TypeVar
 
 from pydantic import BaseModel
 
 from app.contracts import (
+    AlertRow,
     AlertsRequest,
-    AlertsResponse,
     BucketsRequest,
-    BucketsResponse,
     CorrelateResponse,
-    RecurrenceRequest,
-    RecurrenceResponse,
+    PromoteCandidate,
     WeeklyDigestRequest,
 )
 from app.intel.engine import ActionError, IntelEngine, ReadCancelled, Request, StopRequested
 from app.policy import Policy
 
-from .dashboard import DashboardData
+from .dashboard import (
+    ALERTS_SHOWN,
+    BUCKETS_SHOWN,
+    RECENT_SCAN,
+    RECENT_SHOWN,
+    RECURRENCE_SHOWN,
+    RELATED_SHOWN,
+    SAMPLES_SHOWN,
+    DashboardData,
+    IncidentBrief,
+    RecurrencePanel,
+    Shown,
+    focus,
+)
 from .errors import ApiError
 from .learning import VelocityReport, velocity_report
 from .live import LiveView
@@ -80,31 +93,76 @@ def learning_velocity(view: LiveView, policy: Policy) -> VelocityReport:
     return velocity_report(view.velocity(), policy.recurrence_target, view.as_of())
 
 
-def _dashboard_reads(windows: Sequence[int], stop: StopRequested, engine: IntelEngine,
-                     as_of: datetime) -> tuple[datetime, list[RecurrenceResponse],
-                                               BucketsResponse, dict[str, str], AlertsResponse]:
-    recurrence = [engine.recurrence(RecurrenceRequest(action="recurrence", window_days=days),
-                                    as_of) for days in windows]
-    buckets = engine.buckets(BucketsRequest(action="buckets"), as_of, stop)
-    titles = {i: engine.record(i).title
-              for b in buckets.buckets for i in b.sample_incidents}
+def _panel(engine: IntelEngine, as_of: datetime, days: int) -> RecurrencePanel:
+    answer, rows = engine.recurrence_overview(as_of, days)
+    shown = focus(rows, RECURRENCE_SHOWN, level=lambda r: r.level, count=lambda r: r.count)
+    labelled = [replace(r, label=engine.label(r.type, r.key)) for r in shown.rows]
+    trends = {f"{r.type}:{r.key}": engine.daily_incidents(f"{r.type}:{r.key}", as_of)
+              for r in labelled if r.level != "none"}
+    listed = {(r.type, r.key) for r in labelled}
+    advice = [f for f in answer.high_recurrence if f.recommendation]
+    return RecurrencePanel(
+        window_days=days, total_incidents=answer.total_incidents,
+        shown=Shown(labelled, shown.once, shown.rest),
+        levels=dict(Counter(r.level for r in rows)),
+        advice=Shown([f.recommendation or "" for f in advice if (f.type, f.key) in listed],
+                     rest=sum(1 for f in advice if (f.type, f.key) not in listed)),
+        trends=trends)
+
+
+def _brief(engine: IntelEngine, incident_id: str) -> IncidentBrief | None:
+    record = engine.book.incidents.get(incident_id)
+    if record is None:
+        return None
+    return IncidentBrief(incident_id=incident_id, title=record.title, service=record.service,
+                         kind=record.kind, severity=record.severity, status=record.status)
+
+
+def _dashboard_reads(windows: Sequence[int], target: float, stop: StopRequested,
+                     engine: IntelEngine, as_of: datetime) -> DashboardData:
+    """The page's data from pure engine reads, run by the view against one consistent
+    state (the view adds what it keeps itself: follow-ups and learning velocity)."""
+    recurrence = [_panel(engine, as_of, days) for days in windows]
+    listed = engine.buckets(BucketsRequest(action="buckets"), as_of, stop).buckets
+    buckets = focus(listed, BUCKETS_SHOWN)
+    correlations = focus(engine.recently_correlated(as_of, RECENT_SCAN, RECENT_SCAN, stop),
+                         RECENT_SHOWN)
     alerts = engine.alert_report(AlertsRequest(action="alerts"), as_of, stop)
-    return as_of, recurrence, buckets, titles, alerts
+    levels = {r.fingerprint: r.level for r in alerts.alerts}
+
+    def alert_level(row: AlertRow | PromoteCandidate) -> str:
+        return levels[row.fingerprint]
+
+    def firings(row: AlertRow | PromoteCandidate) -> int:
+        return row.firing_7d
+
+    every_flapping = [r for r in alerts.alerts if r.flapping]
+    flapping = focus(every_flapping, ALERTS_SHOWN, level=alert_level, count=firings)
+    promote = focus(alerts.promote_candidates, ALERTS_SHOWN, level=alert_level, count=firings)
+    trends = {fp: engine.daily_firings(fp, as_of)
+              for fp in [r.fingerprint for r in flapping.rows]
+              + [c.fingerprint for c in promote.rows]}
+    named = ([i for b in buckets.rows for i in b.sample_incidents[:SAMPLES_SHOWN]]
+             + [c.incident_id for c in correlations.rows]
+             + [r.incident_id for c in correlations.rows for r in c.related[:RELATED_SHOWN]])
+    incidents = {i: brief for i in named if (brief := _brief(engine, i)) is not None}
+    return DashboardData(
+        as_of=as_of, ready=True, recurrence=recurrence, buckets=buckets,
+        correlations=correlations, recurrence_target=target, incidents=incidents,
+        alert_window_days=alerts.window_days, flapping=flapping, promote=promote,
+        alert_levels=levels, flapping_levels=dict(Counter(r.level for r in every_flapping)),
+        promote_levels=dict(Counter(levels[c.fingerprint] for c in alerts.promote_candidates)),
+        alert_trends=trends)
 
 
 async def dashboard_data(view: LiveView, policy: Policy, stop: StopRequested) -> DashboardData:
     """One consistent read of what the dashboard shows (read-level data only)."""
     target = policy.recurrence_target
     if not view.ready:
-        return DashboardData(as_of=view.as_of(), ready=False, recurrence=[], buckets=None,
-                             correlations=[], followups=[], velocity=[],
-                             recurrence_target=target)
+        return DashboardData(as_of=view.as_of(), ready=False, recurrence_target=target)
     windows = sorted(policy.intel.recurrence.windows_days)
-    as_of, recurrence, buckets, titles, alerts = await view.read(
-        functools.partial(_dashboard_reads, windows, stop))
-    return DashboardData(as_of=as_of, ready=True, recurrence=recurrence, buckets=buckets,
-                         sample_titles=titles, alerts=alerts,
-                         correlations=view.recent_correlations(),
-                         followups=view.recent_followups(), velocity=view.velocity(),
-                         recurrence_target=target)
-
+    data = await view.read(functools.partial(_dashboard_reads, windows, target, stop))
+    followups = view.recent_followups()
+    return replace(data, velocity=view.velocity(),
+                   followups=Shown(followups[:RECENT_SHOWN],
+                                   rest=max(0, len(followups) - RECENT_SHOWN)))

@@ -23,8 +23,6 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 from app.artifacts import write_atomic
 from app.contracts import (
-    CorrelateRequest,
-    CorrelateResponse,
     Event,
     FollowUp,
     Note,
@@ -32,7 +30,7 @@ from app.contracts import (
     WeeklyDigestRequest,
     WeeklyDigestResponse,
 )
-from app.intel.engine import ActionError, Artifact, IntelEngine
+from app.intel.engine import Artifact, IntelEngine
 from app.intel.velocity import velocity_by_quarter
 from app.metrics import MetricsRegistry
 from app.policy import Policy
@@ -74,10 +72,6 @@ class LiveView(Protocol):
         loop's default executor, which the stream and aiohttp share). The API
         bounds each query's size and, on timeout, makes it stop at its next step.
         """
-        ...
-
-    def recent_correlations(self) -> list[CorrelateResponse]:
-        """The latest ``intel.correlations`` outputs, newest first (bounded)."""
         ...
 
     def recent_followups(self) -> list[FollowUp]:
@@ -145,7 +139,6 @@ class InMemoryLiveView:
             thread_name_prefix="engine-read")
         self._velocity = velocity_by_quarter(self.engine.book, policy.recurrence_target,
                                              as_of=as_of)
-        self._correlations = self._latest_correlations()
         self.metrics = MetricsRegistry()
         self.metrics.replica_incidents.set(len(self.engine.book.incidents))
         self.metrics.replica_ready.set(1)
@@ -158,29 +151,9 @@ class InMemoryLiveView:
     def as_of(self) -> datetime:
         return self._as_of
 
-    def _latest_correlations(self) -> list[CorrelateResponse]:
-        """What the worker would have emitted for the newest incidents (with relations)."""
-        records = sorted(self.engine.book.incidents.values(),
-                         key=lambda r: (r.started, r.incident_id), reverse=True)
-        out: list[CorrelateResponse] = []
-        for record in records:
-            if len(out) >= self.recent_limit:
-                break
-            try:
-                response = self.engine.correlate(
-                    CorrelateRequest(action="correlate", incident_id=record.incident_id))
-            except ActionError:
-                continue
-            if response.related_count:
-                out.append(response)
-        return out
-
     async def read(self, query: Query[T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._pool, query, self.engine,
                                                                 self._as_of)
-
-    def recent_correlations(self) -> list[CorrelateResponse]:
-        return list(self._correlations)
 
     def recent_followups(self) -> list[FollowUp]:
         return list(self._followups)

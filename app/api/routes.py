@@ -313,7 +313,7 @@ class Api:
                                  "detail.", self.refresh_seconds)
             status = 503
         else:
-            page = render_dashboard(data, self.policy.intel, self.refresh_seconds)
+            page = render_dashboard(data, self.refresh_seconds)
         return started, status, page
 
     async def _current_page(self) -> tuple[float, int, str]:

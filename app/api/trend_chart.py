@@ -1,10 +1,17 @@
-"""The learning-velocity trend as a small inline SVG for the dashboard.
+"""The dashboard's inline SVG charts: the learning-velocity trend and 30-day sparklines.
 
 Drawn by hand rather than with matplotlib (:mod:`app.velocity_chart`): the
 dashboard re-renders every refresh, must work offline with no script, and only
-needs one panel. Bars are the score per quarter (red when the quarter's
-recurrence rate is above the target), the line is the recurrence rate, the
-dashed line the target. Same rows, same bytes.
+needs small panels. Both charts share one way of opening an image (role, size,
+a text equivalent for screen readers) and of writing numbers, so the same data
+always gives the same bytes.
+
+- :func:`trend_svg`: bars are the score per quarter (red when the quarter's
+  recurrence rate is above the target), the line is the recurrence rate, the
+  dashed line the target.
+- :func:`sparkline_svg`: one bar per day (the engine's daily counts,
+  :mod:`app.intel.trends`), oldest left, each chart scaled to its own peak; a
+  shaded band marks the last seven days.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from html import escape
 from app.contracts import QuarterVelocity
 from app.intel.velocity import two_decimals
 
-__all__ = ["trend_svg"]
+__all__ = ["sparkline_svg", "trend_svg"]
 
 WIDTH, HEIGHT = 760, 280
 LEFT, RIGHT, TOP, BOTTOM = 48, 16, 34, 52
@@ -23,6 +30,13 @@ SCORE_COLOR = "#2f6db3"
 FLAG_COLOR = "#c0392b"
 RATE_COLOR = "#d35400"
 TARGET_COLOR = "#7f8c8d"
+SPARK_DAY = 4
+"""Horizontal pixels per day of a sparkline (a 3-pixel bar and a 1-pixel gap)."""
+SPARK_HEIGHT = 24
+SPARK_RECENT_DAYS = 7
+SPARK_COLOR = "#1f4e8c"
+SPARK_RECENT_FILL = "#e3e9f2"
+SPARK_BASE_COLOR = "#8792a2"
 
 
 def _y(fraction: float) -> float:
@@ -32,6 +46,12 @@ def _y(fraction: float) -> float:
 
 def _fmt(value: float) -> str:
     return f"{value:.1f}"
+
+
+def _open(attributes: str, description: str) -> str:
+    """An ``<svg>`` start tag: an image with a text equivalent, no script, no references."""
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" {attributes} role="img" '
+            f'aria-label="{escape(description)}">')
 
 
 def _axis() -> list[str]:
@@ -59,9 +79,9 @@ def _legend(target: float) -> list[str]:
 
 def trend_svg(rows: Sequence[QuarterVelocity], target: float) -> str:
     """An ``<svg>`` element (no script, no external reference) for the rows."""
-    head = (f'<svg xmlns="http://www.w3.org/2000/svg" id="velocity-chart" role="img" '
-            f'viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" style="max-width:{WIDTH}px" '
-            f'aria-label="Learning-velocity score and recurrence rate per quarter">')
+    head = _open(f'id="velocity-chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" '
+                 f'style="max-width:{WIDTH}px"',
+                 "Learning-velocity score and recurrence rate per quarter")
     if not rows:
         return (head + f'<text x="{WIDTH // 2}" y="{HEIGHT // 2}" text-anchor="middle" '
                 'font-size="14" fill="#555">No quarters yet</text></svg>')
@@ -102,4 +122,26 @@ def trend_svg(rows: Sequence[QuarterVelocity], target: float) -> str:
         parts += [f'<circle cx="{_fmt(x)}" cy="{_fmt(y)}" r="3.5" fill="{RATE_COLOR}"/>'
                   for x, y in rate_points]
     parts.append("</svg>")
+    return "".join(parts)
+
+
+def sparkline_svg(counts: Sequence[int], description: str) -> str:
+    """Daily counts as an ``<svg>`` of ``SPARK_DAY`` pixels per day; ``description`` is
+    its text equivalent (also shown on hover)."""
+    days = len(counts)
+    width, height = SPARK_DAY * days, SPARK_HEIGHT
+    peak = max(counts, default=0) or 1
+    recent = min(SPARK_RECENT_DAYS, days)
+    parts = [_open(f'class="spark" viewBox="0 0 {width} {height}" width="{width}" '
+                   f'height="{height}"', description),
+             f"<title>{escape(description)}</title>",
+             f'<rect x="{SPARK_DAY * (days - recent)}" y="0" width="{SPARK_DAY * recent}" '
+             f'height="{height}" fill="{SPARK_RECENT_FILL}"/>']
+    for day, count in enumerate(counts):
+        if count:
+            bar = max(2.0, (height - 2) * count / peak)
+            parts.append(f'<rect x="{SPARK_DAY * day}" y="{_fmt(height - 1 - bar)}" '
+                         f'width="{SPARK_DAY - 1}" height="{_fmt(bar)}" fill="{SPARK_COLOR}"/>')
+    parts.append(f'<line x1="0" x2="{width}" y1="{height - 0.5}" y2="{height - 0.5}" '
+                 f'stroke="{SPARK_BASE_COLOR}" stroke-width="1"/></svg>')
     return "".join(parts)

@@ -337,6 +337,7 @@ def _publish_feed(loop: asyncio.AbstractEventLoop, settings: WorkerSettings,
     dashboard and the first digest see all of it."""
     from datetime import UTC, datetime
 
+    from app.simulation.feed import first_run_story
     from app.simulation.publish import publish
 
     records, truth = feed_history(policy, datetime.now(UTC))
@@ -345,8 +346,10 @@ def _publish_feed(loop: asyncio.AbstractEventLoop, settings: WorkerSettings,
                                            client_options=settings.kafka_client_options()))
     _say(f"feed: published {sum(sent.values())} simulated records, event time "
          f"{records[0].payload['occurred_at']} … {records[-1].payload['occurred_at']} "
-         f"(ends before now); planted {len(truth.recurrence)} recurrences, "
-         f"{len(truth.clusters)} clusters; {len(truth.open_at_end)} incident(s) still open")
+         f"(ends before now); {len(truth.open_at_end)} incident(s) still open")
+    for line in first_run_story(truth, policy.simulation.stream,
+                                policy.intel.recurrence.label_template):
+        _say(line)
     high = [p for p in truth.recurrence if p.expected_level == "high"]
     if not high or not truth.clusters:
         return None

@@ -28,7 +28,7 @@ from app.contracts import (
 )
 from app.intel.incidents import Record
 from app.intel.periods import in_window, micros, week_end, week_start
-from app.intel.recurrence import findings, top
+from app.intel.recurrence import Labeller, findings, top
 from app.policy import IntelPolicy
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]|~])")
@@ -49,6 +49,7 @@ def summarise(
     buckets: list[Bucket],
     followups: FollowUpOutcome,
     policy: IntelPolicy,
+    label: Labeller,
     learning: dict[str, Any] | None = None,
     alert_noise: AlertNoise | None = None,
     correlation_quality: CorrelationQualityResponse | None = None,
@@ -58,8 +59,8 @@ def summarise(
     last = micros(end) - 1
     in_week = [r for r in window if in_window(r.started, last, 7)]
     in_30 = [r for r in window if in_window(r.started, last, 30)]
-    high, warn = findings(in_week, policy)
-    high_30, warn_30 = findings(in_30, policy)
+    high, warn = findings(in_week, policy, label)
+    high_30, warn_30 = findings(in_30, policy, label)
     high = _merge(high, high_30)
     warn = [f for f in _merge(warn, warn_30) if (f.type, f.key) not in {(h.type, h.key)
                                                                       for h in high}]
@@ -242,7 +243,10 @@ def _correlation_quality(q: CorrelationQualityResponse) -> list[str]:
 
 
 def _short(finding: RecurrenceFinding) -> str:
-    return finding.key[:8] if finding.type == "signature" else finding.key
+    """A signature by its label and hash prefix; a kind by its name."""
+    if finding.type == "signature":
+        return f"{finding.label} ({finding.key[:8]})"
+    return finding.key
 
 
 def _plain(value: Any) -> str:

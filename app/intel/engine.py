@@ -35,6 +35,7 @@ from app.contracts import (
     GateRequest,
     GateResponse,
     IncidentEvent,
+    KeyType,
     LinkVerdict,
     RecurrenceRequest,
     RecurrenceResponse,
@@ -45,7 +46,17 @@ from app.contracts import (
 )
 from app.intel import alerts as alert_rules
 from app.intel import buckets as bucket_rules
-from app.intel import correlation, digest, followups, gate, quality, recurrence, velocity
+from app.intel import (
+    correlation,
+    digest,
+    followups,
+    gate,
+    labels,
+    quality,
+    recurrence,
+    trends,
+    velocity,
+)
 from app.intel.incidents import Change, IncidentBook, Record
 from app.intel.periods import (
     DAY,
@@ -57,6 +68,7 @@ from app.intel.periods import (
     week_end,
     window_start,
 )
+from app.intel.recurrence import KeyRow
 from app.intel.timeline import Timeline, TimelineIndex
 from app.intel.verdicts import VerdictBook, VerdictChange
 from app.intel.watermark import retention_cutoff
@@ -128,6 +140,7 @@ class IntelEngine:
         self.verdicts = VerdictBook()
         self.verdict_change: VerdictChange | None = None
         """What the last :meth:`apply` did to a pair's verdict (see :meth:`answers_changed_by`)."""
+        self.names = labels.SignatureNames()
         self.learning: LearningSection = (
             learning if learning is not None else _learning_hook(policy))
         self.watermark: int | None = None
@@ -193,6 +206,7 @@ class IntelEngine:
         self.by_bucket.add(bucket_rules.bucket_key(r, self.policy.intel), r.started,
                            r.incident_id, entry)
         self.by_service.add(r.service, r.started, r.incident_id, entry)
+        self.names.add(r)
         if r.status in OPEN_STATUSES:
             self.open_ids.add(r.incident_id)
 
@@ -202,12 +216,18 @@ class IntelEngine:
         self.by_bucket.remove(bucket_rules.bucket_key(r, self.policy.intel), r.started,
                               r.incident_id)
         self.by_service.remove(r.service, r.started, r.incident_id)
+        self.names.remove(r)
         self.open_ids.discard(r.incident_id)
 
     # ----------------------------------------------------------------- reading
 
     def record(self, incident_id: str) -> Record:
         return self.book.incidents[incident_id]
+
+    def label(self, key_type: KeyType, key: str) -> str:
+        """What a person reads for a recurrence key (:mod:`app.intel.labels`)."""
+        return labels.key_label(key_type, key, self.names,
+                                self.policy.intel.recurrence.label_template)
 
     def window(self, as_of: int, days: int, timeline: Timeline | None = None) -> list[Record]:
         """Incidents with ``as_of - days < started <= as_of``, oldest first."""
@@ -250,20 +270,6 @@ class IntelEngine:
                 if request.append_note else None)
         return CorrelateResponse(incident_id=target.incident_id, related_count=len(related),
                                  related=related, note=note)
-
-    def recent_correlations(self, limit: int, scan: int) -> list[CorrelateResponse]:
-        """Current ``correlate`` answers of the newest incidents (by start, ids descending
-        on ties) that have related incidents: at most ``limit`` of them, from no more
-        than the ``scan`` newest incidents, so the cost is bounded whatever the history."""
-        out: list[CorrelateResponse] = []
-        for seen, (_, incident_id) in enumerate(self.timeline.newest_first(-(1 << 62), 1 << 62)):
-            if seen >= scan or len(out) >= limit:
-                break
-            response = self.correlate(CorrelateRequest(action="correlate",
-                                                       incident_id=incident_id))
-            if response.related_count:
-                out.append(response)
-        return out
 
     def _with_verdicts(self, incident_id: str,
                        related: list[RelatedIncident]) -> list[RelatedIncident]:
@@ -381,10 +387,37 @@ class IntelEngine:
                     quality.Neighbour(_conditions(correlation.match(record, c, rules)),
                                       c.started, c.incident_id) for c in neighbours)
         return quality.Evidence(tuple(pairs), crowds, skipped)
+    def recently_correlated(self, as_of: datetime, limit: int, scan: int,
+                            stop: StopRequested = _never) -> list[CorrelateResponse]:
+        """The current ``correlate`` answers of the newest incidents (started at or
+        before ``as_of``) that have related incidents, newest first: at most ``limit``,
+        from no more than the ``scan`` newest incidents, so the read is bounded however
+        long the history."""
+        found: list[CorrelateResponse] = []
+        newest = self.timeline.newest_first(-(1 << 62), micros(as_of))
+        for _, incident_id in itertools.islice(newest, scan):
+            if len(found) >= limit:
+                break
+            checkpoint(stop)
+            answer = self.correlate(CorrelateRequest(action="correlate", incident_id=incident_id))
+            if answer.related_count:
+                found.append(answer)
+        return found
 
     def recurrence(self, request: RecurrenceRequest, as_of: datetime) -> RecurrenceResponse:
         records = self.window(micros(as_of), request.window_days)
-        return recurrence.report(records, as_of, request.window_days, self.policy.intel)
+        return recurrence.report(records, as_of, request.window_days, self.policy.intel,
+                                 self.label)
+
+    def recurrence_overview(self, as_of: datetime, window_days: int) -> tuple[
+            RecurrenceResponse, list[KeyRow]]:
+        """The ``recurrence`` answer of a window and every key of it, ranked (what the
+        dashboard lists beyond the answer's top ``top_n``), from one tally."""
+        records = self.window(micros(as_of), window_days)
+        counts = recurrence.tally(records)
+        answer = recurrence.report(records, as_of, window_days, self.policy.intel, self.label,
+                                   counts)
+        return answer, recurrence.ranked(counts, self.policy.intel)
 
     def bucket_list(self, as_of: datetime, window_days: int,
                     service: str | None = None, stop: StopRequested = _never) -> list[Bucket]:
@@ -427,8 +460,27 @@ class IntelEngine:
         end = micros(as_of)
         counts = [0 if timeline is None else timeline.count(window_start(end, days), end)
                   for days in (7, 30)]
-        return recurrence.update(key_type, value, as_of, counts[0], counts[1],
-                                 self.policy.intel)
+        return recurrence.update(key_type, value, self.label(key_type, value), as_of,
+                                 counts[0], counts[1], self.policy.intel)
+
+    def daily_incidents(self, key: str, as_of: datetime,
+                        days: int = trends.TREND_DAYS) -> list[int]:
+        """Incidents of ``key`` (``<type>:<value>``) per day of the ``days`` days ending
+        at ``as_of``, oldest first (:mod:`app.intel.trends`)."""
+        key_type, value = recurrence.split_key(key)
+        timeline = self.correlation.timeline(key_type, value)
+        if timeline is None:
+            return [0] * days
+        return trends.daily(timeline.count, micros(as_of), days)
+
+    def daily_firings(self, fingerprint: str, as_of: datetime,
+                      days: int = trends.TREND_DAYS) -> list[int]:
+        """Firings of an alert fingerprint per day of the ``days`` days ending at
+        ``as_of``, oldest first."""
+        history = self.alerts.histories.get(fingerprint)
+        if history is None:
+            return [0] * days
+        return trends.daily(trends.counter_of(history.firings), micros(as_of), days)
 
     def bucket_summary(self, key: str, as_of: datetime) -> Bucket | None:
         """The ``intel.buckets`` value of bucket ``key`` at ``as_of``: the entry the
@@ -472,7 +524,8 @@ class IntelEngine:
         open_count = sum(1 for i in self.open_ids if self.record(i).started <= micros(as_of))
         summary = digest.summarise(
             week, as_of, window, open_count,
-            self._ranked(groups, from_micros(last), 30), plan, self.policy.intel, learning,
+            self._ranked(groups, from_micros(last), 30), plan, self.policy.intel, self.label,
+            learning,
             alert_noise=alert_rules.noise(self.alerts, from_micros(last),
                                           self.policy.intel.digest.top_n, self.policy.intel.alerts,
                                           self.policy.intel.kind_derivation.default),

@@ -51,11 +51,12 @@ class RecurrenceContent(NamedTuple):
     count_7d: int
     count_30d: int
     level: str
+    label: str | None
 
 
 Content = RecurrenceContent | bytes | None
-"""What a keyed record says apart from when it was computed: the counts and level of a
-recurrence record, the bytes of a bucket or alert record, ``None`` for nothing (a
+"""What a keyed record says apart from when it was computed: the counts, level and label
+of a recurrence record, the bytes of a bucket or alert record, ``None`` for nothing (a
 tombstone, or a recurrence key at zero)."""
 
 
@@ -118,7 +119,8 @@ def row(engine: IntelEngine, key: OutputKey, as_of: datetime) -> Row:
     if key.topic == RECURRENCE:
         update = engine.recurrence_update(key.key, as_of)
         return Row(key, dump_json(update),
-                   recurrence_content(update.count_7d, update.count_30d, update.level),
+                   recurrence_content(update.count_7d, update.count_30d, update.level,
+                                      update.label),
                    update.update_id)
     if key.topic == ALERTS:
         summary: BaseModel | None = engine.alerts.published_row(
@@ -141,14 +143,18 @@ def content(topic: str, value: bytes | None) -> Content:
     if value is None or topic != RECURRENCE:
         return value
     fields = orjson.loads(value)
-    return recurrence_content(fields["count_7d"], fields["count_30d"], fields["level"])
+    return recurrence_content(fields["count_7d"], fields["count_30d"], fields["level"],
+                              fields.get("label"))
 
 
-def recurrence_content(count_7d: int, count_30d: int, level: str) -> RecurrenceContent | None:
-    """What a recurrence record says: its counts and level (``None`` when both are zero)."""
+def recurrence_content(count_7d: int, count_30d: int, level: str,
+                       label: str | None) -> RecurrenceContent | None:
+    """What a recurrence record says: its counts, level and label (``None`` when both
+    counts are zero). A record without a label (written before records carried one)
+    differs from every labelled one, so it is re-stated with its label."""
     if not (count_7d or count_30d):
         return None
-    return RecurrenceContent(count_7d, count_30d, level)
+    return RecurrenceContent(count_7d, count_30d, level, label)
 
 
 def weeks_completed(before: int | None, after: int) -> list[str]:

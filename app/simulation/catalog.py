@@ -351,6 +351,15 @@ class StreamDifficulty(_Strict):
     cluster_reach_minutes: Annotated[int, Field(gt=0, le=1440)] | None = None
 
 
+class FirstRun(_Strict):
+    """What the history of a first ``incident-intel run`` uses instead of the stream's
+    own background and alert noise: a calm team's weeks, so that the planted
+    patterns are what stands out on the dashboard."""
+
+    background_per_day: Annotated[float, Field(ge=0, le=10000)] = 0.7
+    alert_noise_per_day: Annotated[float, Field(ge=0, le=10000)] = 1
+
+
 class StreamSettings(_Strict):
     """The synthetic stream; the defaults mirror ``policy/simulation.yml``.
 
@@ -361,6 +370,10 @@ class StreamSettings(_Strict):
 
     span_days: Annotated[float, Field(gt=0, le=30)] = 6
     background_per_day: Annotated[float, Field(ge=0, le=10000)] = 8
+    alert_noise_per_day: Annotated[float, Field(ge=0, le=10000)] | None = None
+    """Alert episodes no incident names (pending, firing, resolved) per day of event
+    time; the rest of the record budget is incident state re-sends. ``None``: about
+    half of the budget left after the incidents, as a load test wants."""
     services: Annotated[list[Text], Field(min_length=4)] = [
         "gateway", "assistant-chat", "checkout", "search", "billing", "recommendations",
         "notifications", "inference-worker", "queue-consumer", "storage", "auth",
@@ -383,6 +396,8 @@ class StreamSettings(_Strict):
     ``cross_service``, 120 for ``same_service``)."""
     difficulties: dict[Difficulty, StreamDifficulty] = {}
     """``--difficulty`` of ``simulate stream`` and ``simulate evaluate``."""
+    first_run: FirstRun = FirstRun()
+    """The calm background of the first run's history (``first_run_feed``)."""
 
     def at_difficulty(self, difficulty: Difficulty) -> StreamSettings:
         """These settings with one difficulty's changes applied."""
@@ -392,6 +407,10 @@ class StreamSettings(_Strict):
             raise UserError(f"stream.difficulties: no {difficulty!r} profile in the simulation "
                             f"policy (it has: {known})")
         return self.model_copy(update=profile.model_dump(exclude_none=True))
+
+    def for_first_run(self) -> StreamSettings:
+        """These settings with the first run's background and alert noise."""
+        return self.model_copy(update=self.first_run.model_dump())
 
     @model_validator(mode="after")
     def _check(self) -> StreamSettings:

@@ -63,7 +63,9 @@ from app.contracts import (
     Timestamp,
     event_from_obj,
 )
+from app.intel.labels import Name
 from app.intel.periods import last_complete_week, week_start
+from app.intel.signature import normalise_title
 from app.simulation.catalog import AlertPlant, Difficulty, StreamSettings
 from app.simulation.identifiers import alert_fingerprint, digest, hex_token
 from app.simulation.lifecycle import Lifecycle, lifecycle_events
@@ -616,14 +618,29 @@ def _plant_alerts(s: _Stream, remaining: int, flap: tuple[int, int], min_firing:
 
 def _filler(s: _Stream, lifecycles: list[tuple[Lifecycle, datetime]],
             remaining: int) -> list[FeedRecord]:
-    """State re-sends and flapping alerts (no incident) until the budget is used up."""
+    """State re-sends and alert episodes (no incident) until the budget is used up.
+
+    With ``alert_noise_per_day`` the episodes are that many a day of the span and
+    the rest are re-sends (none when there is no incident to re-send: the stream
+    is then shorter than its budget); without it, each record is either at even odds.
+    """
     rng, settings = s.rng, s.settings
     flap_pool = [(svc, k, ALERT_NAMES.get(k, "IncidentSignal") + "Flap")
                  for svc in settings.services for k in settings.kinds]
     prints = {(svc, name): alert_fingerprint(name, svc) for svc, _, name in flap_pool}
+    noise = (None if settings.alert_noise_per_day is None
+             else round(settings.alert_noise_per_day * settings.span_days))
     records: list[FeedRecord] = []
     while remaining > 0:
-        if lifecycles and rng.random() < 0.5:
+        if noise is None:
+            resend = bool(lifecycles) and rng.random() < 0.5
+        elif noise > 0:
+            resend, noise = False, noise - 1
+        elif lifecycles:
+            resend = True
+        else:
+            break
+        if resend:
             lc, last = rng.choice(lifecycles)
             at = s.at(lc.detected_at, min(last, lc.closed_at - timedelta(seconds=1)))
             records.append(_resend(lc, at, s.next_event_id()))
@@ -763,7 +780,7 @@ def first_run_feed(seed: int, now: datetime, rate_per_s: float, duration_s: floa
     follow-up; the gate of the recurring service fails while the recurrence is
     within the gate's windows; the clusters give correlations with notes.
     """
-    settings = settings or StreamSettings()
+    settings = (settings or StreamSettings()).for_first_run()
     now = now.astimezone(UTC).replace(microsecond=0)
     last_week_start = week_start(last_complete_week(now))
     start = last_week_start - timedelta(days=7)
@@ -777,6 +794,56 @@ def truth_groups(truth: StreamTruth) -> list[list[str]]:
     each planted recurrence. Every other pair is unrelated."""
     return ([c.incident_ids for c in truth.clusters]
             + [r.incident_ids for r in truth.recurrence])
+def _span(first: datetime, last: datetime) -> str:
+    """``2026-02-19 … 2026-02-22``, or one day."""
+    a, b = f"{first:%Y-%m-%d}", f"{last:%Y-%m-%d}"
+    return a if a == b else f"{a} … {b}"
+
+
+def _minutes(delta: timedelta) -> str:
+    minutes = round(delta.total_seconds() / 60)
+    return f"{minutes} min" if minutes < 120 else f"{minutes / 60:.1f} h"
+
+
+def first_run_story(truth: StreamTruth, settings: StreamSettings,
+                    label_template: str) -> list[str]:
+    """What a first run planted and where the dashboard shows it, one line each, for
+    the banner of ``incident-intel run``. A recurrence is named by the label the
+    dashboard gives its signature (``label_template``, the intelligence policy's)."""
+    lines = ["planted, and where the dashboard (GET / below) highlights it:"]
+    still_open = set(truth.open_at_end)
+    for plant in truth.recurrence:
+        label = Name(normalise_title(plant.title), plant.service, plant.kind).render(
+            label_template)
+        # Whole only in the 30-day window: the plant lies in the week before the last
+        # complete one, so at most its newest incidents are also in the last 7 days.
+        where = "Recurrence, last 30 days"
+        extra = ""
+        if still_open & set(plant.incident_ids):
+            extra = ", the newest still open"
+            where += "; Root-cause buckets; Recent follow-ups"
+        lines.append(f"  {plant.expected_level} recurrence  \"{label}\": {plant.count} incidents "
+                     f"{_span(plant.first_started_at, plant.last_started_at)}{extra} -> {where}")
+    newest = max(truth.clusters, key=lambda c: c.window_start, default=None)
+    for cluster in truth.clusters:
+        what = f"{', '.join(cluster.kinds)} on {', '.join(cluster.services)}"
+        within = _minutes(cluster.window_end - cluster.window_start)
+        where = ("Recent correlations" if cluster is newest
+                 else f"correlate {cluster.incident_ids[0]} (see try: below)")
+        lines.append(f"  cluster  {what} within {within}, {cluster.window_start:%Y-%m-%d} "
+                     f"-> {where}")
+    for alert in truth.alerts:
+        shown = [name for name, yes in (("Flapping alerts", alert.expected_flapping),
+                                        ("Promote to incident", alert.expected_promote)) if yes]
+        how = "in one burst" if alert.shape == "flapping" else "spread over the last days"
+        lines.append(f"  {alert.shape} alert  {alert.service}/{alert.kind} "
+                     f"({alert.fingerprint}): {alert.firings} firings {how}, no incident"
+                     + (f" -> {'; '.join(shown)}" if shown else ""))
+    calm = settings.for_first_run()
+    lines.append("everything else is a calm background (simulation.yml: stream.first_run): "
+                 f"about {calm.background_per_day:g} incidents a day, and alerts no incident "
+                 f"names about {calm.alert_noise_per_day or 0:g} a day")
+    return lines
 
 
 def to_jsonl(records: list[FeedRecord]) -> bytes:

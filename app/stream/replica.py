@@ -33,7 +33,6 @@ from typing import TypeVar
 
 from app.contracts import (
     AlertTransition,
-    CorrelateResponse,
     Event,
     FollowUp,
     QuarterVelocity,
@@ -47,9 +46,7 @@ from app.policy import Policy
 T = TypeVar("T")
 
 RECENT = 20
-"""Follow-ups and correlations the dashboard shows."""
-RECENT_SCAN = 500
-"""Newest incidents looked at for the dashboard's recent correlations."""
+"""Follow-ups the dashboard shows."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +122,6 @@ class Replica:
         async with self.state:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._pool, query, self.engine, self.as_of())
-
-    def recent_correlations(self) -> list[CorrelateResponse]:
-        """The current answers of the newest related incidents (what the tool answers)."""
-        return self.engine.recent_correlations(RECENT, RECENT_SCAN)
 
     def recent_followups(self) -> list[FollowUp]:
         return list(self.followups)

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from app.api.readiness import Readiness
 from app.contracts import (
-    CorrelateResponse,
     FollowUp,
     LinkVerdict,
     Note,
@@ -102,9 +101,6 @@ class WorkerView:
 
     async def read(self, query: Query[T]) -> T:
         return await self.replica.read(query)
-
-    def recent_correlations(self) -> list[CorrelateResponse]:
-        return self.replica.recent_correlations()
 
     def recent_followups(self) -> list[FollowUp]:
         return self.replica.recent_followups()

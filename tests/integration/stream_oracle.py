@@ -382,7 +382,7 @@ def check_metrics(port: str) -> None:
 
 def check_recurrence(engine: IntelEngine, final: dict[bytes, Any], as_of: datetime, *,
                      expect_decay: bool = True) -> None:
-    """Every key's latest record says its counts and level at the watermark; a key
+    """Every key's latest record says its counts, level and label at the watermark; a key
     without a record has none to say. Some key must have decayed to zero."""
     keys = {f"{t}:{getattr(r, t)}" for r in engine.book.incidents.values()
             for t in recurrence.KEY_TYPES}
@@ -395,8 +395,8 @@ def check_recurrence(engine: IntelEngine, final: dict[bytes, Any], as_of: dateti
             assert (want.count_7d, want.count_30d) == (0, 0), key
             continue
         got = RecurrenceUpdate.model_validate_json(record.value)
-        assert (got.count_7d, got.count_30d, got.level) == (
-            want.count_7d, want.count_30d, want.level), (key, got, want)
+        assert (got.count_7d, got.count_30d, got.level, got.label) == (
+            want.count_7d, want.count_30d, want.level, want.label), (key, got, want)
         # Counts are true at their as_of; a key that fell to zero stays zero, so its
         # record keeps the moment it fell.
         if got.count_30d:

@@ -12,8 +12,11 @@ import pytest
 
 from app.cli.demo import DEFAULT_SEED, demo_history
 from app.contracts import WeeklyDigestRequest, decode_event
+from app.intel.digest import escape
 from app.intel.engine import IntelEngine
 from app.intel.followups import dedupe_key
+from app.intel.labels import Name
+from app.intel.signature import normalise_title
 from app.policy import load_policy
 from tests.kafka_support import REPO, pid_alive, wait_until
 
@@ -42,7 +45,10 @@ def test_the_demo_prints_the_digest_of_the_histories_last_week_and_cleans_up(
     assert done.returncode == 0, output
     assert "Traceback" not in output
     assert f"# Weekly Incident Digest — {week}" in done.stdout
-    assert f"| signature | {strongest.signature[:8]} | {strongest.count} |" in done.stdout
+    label = Name(normalise_title(strongest.title), strongest.service, strongest.kind).render(
+        load_policy(REPO / "policy").intel.recurrence.label_template)
+    shown = escape(f"{label} ({strongest.signature[:8]})")
+    assert f"| signature | {shown} | {strongest.count} |" in done.stdout
     bucket = f"{strongest.service}\\|{strongest.kind}"
     # The history ends before the week's end in event time, so no owner has planned
     # the week yet: the digest creates the follow-up itself.

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaProducer
 from app.broker import EmbeddedBroker, free_port
 from app.broker.history import DurableHistory
 from app.broker.journal import Journal, decode_entry, journaled_topics
-from app.contracts import CorrelateRequest, FollowUp, decode_event
+from app.contracts import CorrelateRequest, FollowUp, RecurrenceUpdate, decode_event
 from app.errors import UserError
 from app.intel.periods import from_micros, last_complete_week
 from app.policy import load_policy
@@ -185,6 +185,20 @@ def followup_keys(bootstrap: str) -> Counter[str]:
     return Counter(f.meta.dedupe_key for f in followups(bootstrap))
 
 
+def labels_agree(bootstrap: str, recurrence: dict[str, Any], page: str) -> bool:
+    """The topic's latest record of every listed signature carries the answer's label,
+    and the page names the warn and high ones by it."""
+    records = read_all(bootstrap, ["intel.recurrence"])["intel.recurrence"]
+    latest = {record.key: record.value for record in records}
+    for item in recurrence["top_signatures"]:
+        value = latest.get(f"signature:{item['key']}".encode())
+        if value is None or RecurrenceUpdate.model_validate_json(value).label != item["label"]:
+            return False
+    lit = [f for f in recurrence["high_recurrence"] + recurrence["warn_recurrence"]
+           if f["type"] == "signature"]
+    return bool(lit) and all(html.escape(f["label"]) in page for f in lit)
+
+
 def dashboard(port: str) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:  # noqa: S310
         return response.read().decode()
@@ -295,6 +309,10 @@ def test_a_run_killed_outright_starts_again_with_everything_it_had_applied(
     assert shown and all(text in dashboard(port) for text in shown)
     asked = calls(values)
     before = api_answers(port, asked)
+    # One label per signature: the API's recurrence answer (equal to the tool's, below),
+    # the latest intel.recurrence record of each signature, and the page.
+    assert wait_until(lambda: labels_agree(bootstrap, before[0], dashboard(port)),
+                      timeout=30), first.output[-3000:]
     journaled = sum(journal_lines(data, name) for name in journaled_topics())
 
     assert first.stop(signal.SIGKILL) == -signal.SIGKILL

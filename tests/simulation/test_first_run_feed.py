@@ -8,16 +8,17 @@ several moments of the week (the digest's week depends on the weekday).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
 
 from app.cli import main
 from app.cli.run import feed_history
-from app.contracts import OPEN_STATUSES, IncidentEvent
+from app.contracts import OPEN_STATUSES, AlertsRequest, IncidentEvent
+from app.intel.engine import IntelEngine
 from app.policy import load_policy
-from app.simulation.feed import to_jsonl
+from app.simulation.feed import first_run_feed, to_jsonl
 from tests.support.repository import ROOT
 
 MOMENTS = [
@@ -91,3 +92,71 @@ def test_event_times_are_whole_seconds(policy):
     assert all(r.occurred_at.microsecond == 0 for r in records)
     assert all(r.value.incident.started_at.microsecond == 0
                for r in records if isinstance(r.value, IncidentEvent))
+
+
+@pytest.mark.parametrize(("seed", "now"), [(7, MOMENTS[0]), (7, MOMENTS[1]), (7, MOMENTS[2]),
+                                           (1, MOMENTS[2]), (42, MOMENTS[0]), (99, MOMENTS[1])])
+def test_the_planted_patterns_are_what_stands_out(policy, seed, now, monkeypatch):
+    """With the shipped thresholds, the warn and high rows a first run shows are the
+    planted recurrences (their signatures, kinds and services), the clusters' kinds and
+    services, and the planted noisy alerts: a calm background around them."""
+    import app.cli.run as run
+
+    monkeypatch.setattr(run, "FEED_SEED", seed)
+    records, truth = feed_history(policy, now)
+    engine = IntelEngine(policy)
+    engine.apply_all(r.value for r in records)
+    planted = ({("signature", p.signature) for p in truth.recurrence}
+               | {("kind", p.kind) for p in truth.recurrence}
+               | {("service", p.service) for p in truth.recurrence}
+               | {("kind", k) for c in truth.clusters for k in c.kinds}
+               | {("service", s) for c in truth.clusters for s in c.services})
+    for days in (7, 30):
+        _, rows = engine.recurrence_overview(now, days)
+        lit = {(r.type, r.key): r.level for r in rows if r.level != "none"}
+        assert set(lit) <= planted, (days, set(lit) - planted)
+    _, month = engine.recurrence_overview(now, 30)
+    levels = {(r.type, r.key): r.level for r in month}
+    for plant in truth.recurrence:
+        assert levels[("signature", plant.signature)] == plant.expected_level != "none"
+    alerts = engine.alert_report(AlertsRequest(action="alerts"), now)
+    planted_alerts = {a.fingerprint for a in truth.alerts}
+    assert {r.fingerprint for r in alerts.alerts if r.level != "none"} == planted_alerts
+    assert {c.fingerprint for c in alerts.promote_candidates} == planted_alerts
+    flapping = {a.fingerprint for a in truth.alerts if a.expected_flapping}
+    assert flapping <= set(alerts.flapping)
+    background = truth.incidents - sum(p.count for p in truth.recurrence) - sum(
+        len(c.incident_ids) for c in truth.clusters)
+    days = (truth.span_end - truth.start) / timedelta(days=1)
+    settings = policy.simulation.stream.for_first_run()
+    assert background <= 2 * settings.background_per_day * days  # a calm team's weeks
+
+
+def test_the_first_run_calibration_comes_from_the_policy(policy):
+    """`first_run` in simulation.yml sets the background and the alert noise; the stream
+    of `simulate stream` keeps its own."""
+    stream = policy.simulation.stream
+    assert stream.alert_noise_per_day is None
+    now = MOMENTS[1]
+
+    def feed(background: float, noise: float):  # type: ignore[no-untyped-def]
+        first_run = stream.first_run.model_copy(update={"background_per_day": background,
+                                                        "alert_noise_per_day": noise})
+        return first_run_feed(7, now, 2.0, 600.0, stream.model_copy(
+            update={"first_run": first_run}))
+
+    quiet_records, quiet = feed(0, 0)
+    busy_records, busy = feed(3, 5)
+    planted = sum(p.count for p in quiet.recurrence) + sum(len(c.incident_ids)
+                                                           for c in quiet.clusters)
+    assert quiet.incidents == planted < busy.incidents
+    span = (busy.span_end - busy.start) / timedelta(days=1)
+
+    def noise_episodes(records) -> int:  # type: ignore[no-untyped-def]
+        return sum(1 for r in records if r.topic == "alerts.state"
+                   and r.payload["alert"]["labels"]["alertname"].endswith("Flap")
+                   and r.payload["to_state"] == "pending")
+
+    assert noise_episodes(quiet_records) == 0
+    assert noise_episodes(busy_records) == round(5 * span)
+    assert len(busy_records) == len(quiet_records) == 1200  # the rest are state re-sends

@@ -45,8 +45,10 @@ def histories(draw: st.DrawFn) -> list[dict[str, Any]]:
         for v in range(draw(st.integers(1, 3))):
             status = "open" if v == 0 else draw(st.sampled_from(["mitigating", "resolved"]))
             occurred = started + timedelta(hours=draw(st.integers(0, 48)) * v)
+            title = draw(st.sampled_from(["5xx spike", "queue backlog"]))  # moves the label
             event = incident_event(f"inc-{n}", started=started, service=service, kind=kind,
                                    signature=signature, status=status, occurred=occurred,
+                                   title=title,
                                    etype="incident.opened" if v == 0 else "incident.updated")
             if draw(st.booleans()) and events:  # an event id re-used for another event
                 event["event_id"] = draw(st.sampled_from(events))["event_id"]
@@ -130,8 +132,8 @@ def check_keyed(engine: IntelEngine, records: list[Produced], *, settled: bool) 
                 assert want.count_30d == 0, key
             else:
                 update = RecurrenceUpdate.model_validate_json(got)
-                assert (update.count_7d, update.count_30d, update.level) == (
-                    want.count_7d, want.count_30d, want.level), key
+                assert (update.count_7d, update.count_30d, update.level, update.label) == (
+                    want.count_7d, want.count_30d, want.level, want.label), key
                 assert update.as_of == as_of or update.count_30d == 0 or not settled
         bucket = engine.bucket_summary(f"{record.service}|{record.kind}", as_of)
         got = latest.get((BUCKETS, f"{record.service}|{record.kind}".encode()))
