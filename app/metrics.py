@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
@@ -233,6 +234,19 @@ class Histogram(_Family):
             counts[index] += 1
             total[0] += value
 
+    def observe_all(self, values: Iterable[float], **labels: object) -> None:
+        """Many observations of one series (the labels checked once)."""
+        with self._lock:
+            key = self._key(labels)
+            if not self._admit(self.series, key):
+                return
+            counts, total = self.series.setdefault(key, ([0] * len(self.buckets), [0.0]))
+            for value in values:
+                if math.isnan(value):
+                    raise ValueError(f"{self.name}: cannot observe NaN")
+                counts[bisect_left(self.buckets, value)] += 1
+                total[0] += value
+
     def count(self, **labels: object) -> int:
         with self._lock:
             counts, _ = self.series.get(self._key(labels), ([0], [0.0]))
@@ -381,17 +395,22 @@ class MetricsRegistry:
     # ------------------------------------------------------------- update API
 
     def record_input(self, topic: str, outcome: InputOutcome,
-                     reason: DeadLetterReason | None = None) -> None:
-        """One input record consumed; ``reason`` is required exactly when dead-lettered."""
+                     reason: DeadLetterReason | None = None, count: int = 1) -> None:
+        """``count`` input records consumed; ``reason`` is required exactly when
+        dead-lettered."""
         if (outcome == "dead_lettered") != (reason is not None):
             raise ValueError("a reason class goes with, and only with, dead_lettered")
-        self.input_records.inc(topic=topic, outcome=outcome, reason=reason or "none")
+        self.input_records.inc(count, topic=topic, outcome=outcome, reason=reason or "none")
 
     def record_output(self, topic: str, *, latency_seconds: float | None = None) -> None:
         """One record sent to ``topic``; with the latency from the input that caused it."""
-        self.output_records.inc(topic=topic)
-        if latency_seconds is not None:
-            self.output_latency.observe(max(latency_seconds, 0.0), topic=topic)
+        self.record_outputs(topic, 1, () if latency_seconds is None else (latency_seconds,))
+
+    def record_outputs(self, topic: str, count: int, latencies: Iterable[float]) -> None:
+        """``count`` records sent to ``topic``, with the latencies from the inputs that
+        caused those of them that had one."""
+        self.output_records.inc(count, topic=topic)
+        self.output_latency.observe_all((max(x, 0.0) for x in latencies), topic=topic)
 
     def set_partition(self, topic: str, partition: int, *, committed: int, end: int) -> None:
         """Committed offset and end offset of one assigned partition (lag = end - committed)."""

@@ -348,6 +348,7 @@ class Size:
     """Worker CPU per event (ms) from the reader's start to the last correlation record."""
     broker_cpu_ms_per_event: float = 0.0
     replica_ready_s: float = 0.0
+    """Until the replica was caught up and had published the keyed records of its keys."""
     first_correlation_s: float = 0.0
     last_correlation_s: float = 0.0
 
@@ -367,6 +368,8 @@ async def pipeline(worker: Worker, n: int, input_topic: str, broker_pid: int | N
         worker_cpu = cpu_seconds(worker.proc.pid) - worker.cpu_at_start
         broker_cpu = cpu_seconds(broker_pid) - broker_start
         committed = await committed_at(worker, input_topic, time.monotonic() + 120)
+        # Caught up, it publishes the keyed records of its keys (after the last correlation).
+        await wait_for(lambda: worker.logged("replica ready") is not None, 60)
         started = worker.logged(STARTED_LINE)
         if started is None:
             raise RuntimeError(f"no '{STARTED_LINE}' line in the worker's log:\n{worker.tail()}")

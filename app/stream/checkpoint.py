@@ -49,16 +49,12 @@ class Checkpoint:
         self._offsets: dict[TP, int] = {}
         self._time = cloud_event_time()
 
-    def __len__(self) -> int:
-        """Records sent through this checkpoint and not yet flushed."""
-        return len(self._pending)
 
     async def send(self, record: Outgoing) -> None:
-        self._pending.append(await self.emitter.send(record, self._time))
+        await self.send_all((record,))
 
     async def send_all(self, records: Iterable[Outgoing]) -> None:
-        for record in records:
-            await self.send(record)
+        self._pending += await self.emitter.send_all(list(records), self._time)
 
     def cover(self, positions: Mapping[TP, int], offsets: Mapping[TP, int]) -> None:
         """The read positions these records cover, and the owned offsets to commit."""

@@ -150,6 +150,7 @@ class Cycle:
         dirty: set[OutputKey] = set()
         starts: list[int] = []
         relinked: set[str] = set()
+        ready = replica.ready
         positions: dict[TP, int] = {}
         policy = self.replica.policy.intel
         for topic, records in fetch:
@@ -174,12 +175,14 @@ class Cycle:
                         continue
                     if first:
                         folded = replica.fold(event)
-                        if isinstance(event, LinkVerdict):
+                        if not ready:
+                            pass  # nothing keyed is published before: no key to note
+                        elif isinstance(event, LinkVerdict):
                             relinked.update(engine.answers_changed_by(engine.verdict_change))
-                        if folded.fingerprint is not None:
+                        elif folded.fingerprint is not None:
                             dirty.add(publication.alert_moved(folded.fingerprint))
-                        change = folded.change
-                        if change is not None:
+                        elif folded.change is not None:
+                            change = folded.change
                             dirty |= publication.moved_by(change, engine)
                             starts.append(change.after.started)
                             if change.before is not None:

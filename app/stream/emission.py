@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.contracts import CorrelateRequest, Event, IncidentEvent, dump_json
+from app.contracts import CorrelateRequest, DeadLetterReason, Event, IncidentEvent, dump_json
 from app.intel.correlation import note_for
 from app.intel.engine import IntelEngine
 from app.intel.periods import micros
@@ -74,6 +74,7 @@ class Cause:
     version: tuple[int, str]
     received_ms: int | None
     trace: tuple[tuple[str, str], ...]
+    partition: int | None
 
 
 def dead_letter(topic: str, name: str, record: Any, rejected: Rejected) -> Outgoing:
@@ -84,7 +85,7 @@ def dead_letter(topic: str, name: str, record: Any, rejected: Rejected) -> Outgo
                ("intel-error-class", rejected.reason), *traceparent(record.headers))
     return Outgoing("intel.dlq", record.key, dump_json(rejected.dead_letter),
                     f"dlq:{topic}:{record.partition}:{record.offset}", headers,
-                    _timestamp(record))
+                    _timestamp(record), record.partition)
 
 
 def _timestamp(record: Any) -> int | None:
@@ -106,12 +107,15 @@ class Emission:
     _causes: dict[str, Cause] = field(default_factory=dict)
     _outcomes: list[tuple[str, Event]] = field(default_factory=list)
     _relinked: set[str] = field(default_factory=set)
+    _counts: Counter[tuple[str, InputOutcome, DeadLetterReason | None]] = field(
+        default_factory=Counter)
+    """Input records of the cycle by (topic, outcome, dead-letter reason), for the metrics."""
 
     def rejected(self, topic: str, name: str, record: Any, rejection: Rejected) -> None:
         """A record of an owned partition that cannot be applied."""
         self._dead.append(dead_letter(topic, name, record, rejection))
         self.stats.invalid += 1
-        self.metrics.record_input(name, "dead_lettered", rejection.reason)
+        self._counts[(name, "dead_lettered", rejection.reason)] += 1
         log.warning("%s[%d]@%d -> intel.dlq: %s", topic, record.partition, record.offset,
                     rejection.dead_letter.error)
 
@@ -122,7 +126,7 @@ class Emission:
         self._outcomes.append((name, event))
         if isinstance(event, IncidentEvent):
             cause = Cause((micros(event.occurred_at), event.event_id), _timestamp(record),
-                          traceparent(record.headers))
+                          traceparent(record.headers), record.partition)
             incident_id = event.incident.incident_id
             known = self._causes.get(incident_id)
             if known is None or cause.version > known.version:
@@ -143,7 +147,10 @@ class Emission:
                 if record is not None and record.version != (micros(event.occurred_at),
                                                              event.event_id):
                     outcome = "duplicate"
-            self.metrics.record_input(name, outcome)
+            self._counts[(name, outcome, None)] += 1
+        for (name, outcome, reason), count in self._counts.items():
+            self.metrics.record_input(name, outcome, reason, count)
+        self._counts.clear()
         out, self._dead = self._dead, []
         for incident_id, cause in self._causes.items():
             record = incidents.get(incident_id)
@@ -152,7 +159,7 @@ class Emission:
                 out += self._correlation(engine, incident_id, cause)
         for incident_id in sorted(self._relinked - set(self._causes)):
             if incident_id in incidents:
-                out += self._correlation(engine, incident_id, Cause((0, ""), None, ()))
+                out += self._correlation(engine, incident_id, Cause((0, ""), None, (), None))
         self._causes, self._outcomes, self._relinked = {}, [], set()
         if engine.retained_from != self._pruned_at:
             self._pruned_at = engine.retained_from
@@ -170,9 +177,9 @@ class Emission:
         self.last[incident_id] = digest
         key = incident_id.encode()
         out = [Outgoing("intel.correlations", key, value, f"corr:{incident_id}:{digest.hex()}",
-                        cause.trace, cause.received_ms)]
+                        cause.trace, cause.received_ms, cause.partition)]
         if response.related:
             note = note_for(incident_id, response.related, engine.policy.intel)
             out.append(Outgoing("incidents.notes", key, dump_json(note), note.note_id,
-                                cause.trace, cause.received_ms))
+                                cause.trace, cause.received_ms, cause.partition))
         return out

@@ -28,13 +28,10 @@ bucket, and never twice: ``intel.followups`` is read back as the dedupe table.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-
-from aiokafka.partitioner import murmur2
 
 from app.contracts import FollowUp, dump_json
 from app.intel import publication
@@ -42,7 +39,7 @@ from app.intel.engine import IntelEngine
 from app.intel.periods import from_micros, micros
 from app.intel.publication import Content, OutputKey
 from app.metrics import MetricsRegistry
-from app.stream.emitter import Outgoing
+from app.stream.emitter import Outgoing, partition_of
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +48,7 @@ SETTLE_SECONDS = 1.0
 """Inputs quiet this long: recurrence records are re-stated at the current watermark."""
 
 
-def partition_of(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner picks for ``key``."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-@functools.lru_cache(maxsize=1 << 16)
 def _partition_of_key(key: str, partitions: int) -> int:
-    """:func:`partition_of` of an output key, remembered: the same keys are asked
-    about after every cycle, and murmur2 here is pure Python."""
     return partition_of(key.encode(), partitions)
 
 

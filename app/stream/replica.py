@@ -84,9 +84,13 @@ class Replica:
     # ------------------------------------------------------------------ folding
 
     def fold(self, event: Event) -> Folded:
-        """Apply one valid input event to the engine and the velocity tracker."""
+        """Apply one valid input event to the engine (and, once ready, to the velocity
+        tracker: while the replica catches up nobody reads it, and it is built once from
+        the book when the replica becomes ready, which is cheaper than following every
+        event of a long history)."""
         change = self.engine.apply(event)
-        self.tracker.apply(self.engine.book, event)
+        if self._ready.is_set():
+            self.tracker.apply(self.engine.book, event)
         self.applied += 1
         fingerprint = event.alert.fingerprint if isinstance(event, AlertTransition) else None
         return Folded(change, fingerprint)
@@ -101,6 +105,7 @@ class Replica:
         """Mark the replica ready; True the first time (the caller logs it)."""
         if self._ready.is_set():
             return False
+        self.tracker = VelocityTracker.from_book(self.engine.book, self.policy.recurrence_target)
         self._ready.set()
         return True
 

@@ -32,10 +32,10 @@ from app.metrics import MetricsRegistry
 from app.policy import Policy
 from app.stream.cycle import Cycle, Ownership, Step, TopicNames
 from app.stream.emission import Emission
-from app.stream.emitter import Emitter
+from app.stream.emitter import Emitter, partition_of
 from app.stream.inputs import Received
 from app.stream.pipeline import Journal, deliver
-from app.stream.publisher import Publisher, partition_of
+from app.stream.publisher import Publisher
 from app.stream.replica import Replica
 from app.topics import default_catalog, input_topics
 
@@ -58,17 +58,29 @@ class Produced:
         return self.headers["intel-id"]
 
 
+class _MemoryBatch:
+    def __init__(self) -> None:
+        self.records: list[tuple[bytes | None, bytes | None, dict[str, str]]] = []
+
+    def append(self, *, timestamp: float | None, key: bytes | None, value: bytes | None,
+               headers: Sequence[tuple[str, bytes]] = ()) -> object | None:
+        self.records.append((key, value, {k: v.decode() for k, v in headers}))
+        return True
+
+
 class _MemoryProducer:
-    """A producer whose every send is acknowledged at once."""
+    """A producer whose every batch is acknowledged at once."""
 
     def __init__(self, catalog: Mapping[str, str]) -> None:
         self.catalog = catalog
         self.records: list[Produced] = []
 
-    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
-                   *, headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future[Any]:
-        self.records.append(Produced(self.catalog[topic], key, value,
-                                     {k: v.decode() for k, v in headers or ()}))
+    def create_batch(self) -> _MemoryBatch:
+        return _MemoryBatch()
+
+    async def send_batch(self, batch: Any, topic: str, *, partition: int) -> asyncio.Future[Any]:
+        self.records += [Produced(self.catalog[topic], key, value, headers)
+                         for key, value, headers in batch.records]
         done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
@@ -93,7 +105,8 @@ class StreamHarness:
         self.emission = Emission(self.metrics)
         self.cycle = Cycle(self.replica, self.publisher, self.emission, self.names)
         self._producer = _MemoryProducer({v: k for k, v in self.real.items()})
-        self.emitter = Emitter(self._producer, self.real, "/incident-intel/test", self.metrics)
+        self.emitter = Emitter(self._producer, self.real, "/incident-intel/test", self.metrics,
+                               partitions)
         self.owned = frozenset(range(partitions) if owned is None else owned)
         """Partition numbers this worker owns (of every input topic)."""
         self.floors: dict[TP, int] = {}

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from app.api.readiness import Readiness
 from app.contracts import (
@@ -36,7 +36,7 @@ from app.stream.checkpoint import Checkpoint
 from app.stream.cycle import Cycle, TopicNames
 from app.stream.digest_timer import DigestTimer, wall_clock
 from app.stream.emission import SUMMARY_INTERVAL, Emission
-from app.stream.emitter import Emitter, Outgoing
+from app.stream.emitter import Batch, Emitter, Outgoing
 from app.stream.group import GroupMember
 from app.stream.health import HealthProbe, WorkerHealth
 from app.stream.pipeline import Journal, Pipeline
@@ -169,7 +169,8 @@ def build_worker(settings: WorkerSettings, policy: Policy | None = None, *,
     group = GroupMember(app, settings, names.inputs)
     producer = _Producer(settings)
     every_topic = {spec.name: settings.topic(spec.name) for spec in catalog_topics()}
-    emitter = Emitter(producer, every_topic, f"/incident-intel/{settings.app_id}", metrics)
+    emitter = Emitter(producer, every_topic, f"/incident-intel/{settings.app_id}", metrics,
+                      settings.partitions)
     pipeline = Pipeline(cycle=cycle, reader=reader, group=group, emitter=emitter,
                         journal=journal, on_start=producer.start)
     digests = DigestTimer(replica, publisher, emitter, policy, settings.reports_dir,
@@ -235,11 +236,18 @@ class _Producer:
         await producer.start()
         self._producer = producer
 
-    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
-                   *, headers: list[tuple[str, bytes]] | None = None) -> Any:
+    def _started(self) -> Any:
         if self._producer is None:
             raise RuntimeError("the worker's producer is not started")
-        return await self._producer.send(topic, value, key=key, headers=headers)
+        return self._producer
+
+    def create_batch(self) -> Batch:
+        return cast(Batch, self._started().create_batch())
+
+    async def send_batch(self, batch: Batch, topic: str, *,
+                         partition: int) -> asyncio.Future[Any]:
+        return cast(asyncio.Future[Any],
+                    await self._started().send_batch(batch, topic, partition=partition))
 
     async def stop(self) -> None:
         producer, self._producer = self._producer, None

@@ -19,16 +19,21 @@ from app.stream.emitter import Emitter, Outgoing
 
 
 class HeldProducer:
-    """Keeps every send's acknowledgement pending until :meth:`ack` or :meth:`fail`."""
+    """Keeps every batch's acknowledgement pending until :meth:`ack` or :meth:`fail`
+    (a batch is named by the key of its first record)."""
 
     def __init__(self) -> None:
         self.acks: dict[bytes, asyncio.Future[Any]] = {}
 
-    async def send(self, topic: str, value: bytes | None = None, key: bytes | None = None,
-                   *, headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future[Any]:
-        assert key is not None
-        self.acks[key] = asyncio.get_running_loop().create_future()
-        return self.acks[key]
+    def create_batch(self) -> KeysBatch:
+        return KeysBatch()
+
+    async def send_batch(self, batch: KeysBatch, topic: str, *,
+                         partition: int) -> asyncio.Future[Any]:
+        first = batch.keys[0]
+        assert first is not None
+        self.acks[first] = asyncio.get_running_loop().create_future()
+        return self.acks[first]
 
     def ack(self, key: bytes) -> None:
         self.acks[key].set_result(None)
@@ -37,13 +42,27 @@ class HeldProducer:
         self.acks[key].set_exception(ConnectionError("broker gone"))
 
 
+class KeysBatch:
+    """A batch that keeps the keys of its records."""
+
+    def __init__(self) -> None:
+        self.keys: list[bytes | None] = []
+
+    def append(self, *, timestamp: float | None, key: bytes | None, value: bytes | None,
+               headers: Any = ()) -> object:
+        self.keys.append(key)
+        return True
+
+
 def _record(key: bytes) -> Outgoing:
-    return Outgoing("intel.correlations", key, b"{}", f"id-{key.decode()}")
+    # Each record in a partition of its own: one batch, one acknowledgement each.
+    return Outgoing("intel.correlations", key, b"{}", f"id-{key.decode()}",
+                    partition=ord(key[-1:]) % 64)
 
 
 def _emitter(producer: HeldProducer) -> Emitter:
     return Emitter(producer, {"intel.correlations": "intel.correlations"}, "/test",
-                   MetricsRegistry())
+                   MetricsRegistry(), 64)
 
 
 def test_each_writers_commit_waits_for_its_own_records_only() -> None:

@@ -16,8 +16,8 @@ import yaml
 from app.contracts import MAX_EVENT_BYTES, CorrelateRequest, DlqRecord, Note, dump_json
 from app.policy import load_policy
 from app.stream.app import catalog_topics, create_app
+from app.stream.emitter import partition_of
 from app.stream.inputs import Rejected, check_record
-from app.stream.publisher import partition_of
 from app.stream.settings import WorkerSettings
 from app.stream.testing import StreamHarness
 
