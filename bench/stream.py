@@ -33,6 +33,10 @@ from the end of the history, so the watermark moves with them): a warm-up of
 latency is the time from just before its send to the arrival of its
 ``intel.correlations`` record at a reader with a 5 ms fetch wait; an event
 without a record by the end counts as slower than every one that has one.
+Beside each, on a fresh broker of its own, the same run against the **plain
+loop** (:mod:`bench.plain_loop`: consume → engine → produce, nothing else), and
+the ratios of the two: how much of the latency is the worker's and how much
+the broker's, the clients' and the machine's.
 
 **API during a backfill**: a worker is caught up on nothing, then
 ``--backfill`` events (default 30,000) are sent at once; while it works
@@ -43,7 +47,8 @@ last correlation record arrives: ``api_p99_ms_during_backfill``.
 Every phase stops by itself (bounded waits; a pipeline that falls behind is
 reported with the events still missing). ``--json`` prints, as the last line,
 one JSON object: the first N's figures, ``latency_p50_ms`` / ``latency_p99_ms``
-(at the first rate), ``latency_p99_ms_at_100``, ``api_p99_ms_during_backfill``,
+(at the first rate), ``plain_loop_latency_p99_ms`` (the plain loop's, at the
+first rate), ``latency_p99_ms_at_100``, ``api_p99_ms_during_backfill``,
 every size's figures under ``runs`` and every rate's under ``latency``.
 """
 
@@ -235,6 +240,8 @@ class Worker:
     bootstrap: str
     prefix: str
     profile: Path | None = None
+    plain: bool = False
+    """Run the plain loop (:mod:`bench.plain_loop`) instead of the worker."""
     lines: list[tuple[float, str]] = field(default_factory=list)
     cpu_at_start: float = 0.0
     port: int = 0
@@ -265,7 +272,9 @@ class Worker:
 
     def start(self) -> None:
         runner = ["-m", "app.cli", "run", "--no-feed"]
-        if self.profile is not None:
+        if self.plain:
+            runner = ["-m", "bench.plain_loop", self.bootstrap, self.prefix]
+        elif self.profile is not None:
             runner = ["-m", "cProfile", "-o", str(self.profile), "-m", "app.cli", "run",
                       "--no-feed"]
         self.proc = subprocess.Popen([sys.executable, *runner], cwd=ROOT, env=self.env(),
@@ -416,6 +425,8 @@ class Latency:
     p50_ms: float | None = None
     p99_ms: float | None = None
     catch_up_s: float = 0.0
+    of: str = "pipeline"
+    """``pipeline`` (the worker) or ``plain loop`` (the baseline)."""
 
 
 @dataclass
@@ -435,9 +446,10 @@ class Live:
         self.worker.stop()
 
 
-async def start_caught_up(bootstrap: str, history: int) -> Live:
-    """A worker caught up on ``history`` pre-loaded incidents."""
-    worker = Worker(bootstrap, f"bench{uuid.uuid4().hex[:6]}.")
+async def start_caught_up(bootstrap: str, history: int, *, plain: bool = False) -> Live:
+    """A worker (or with ``plain`` the plain loop) caught up on ``history`` pre-loaded
+    incidents."""
+    worker = Worker(bootstrap, f"bench{uuid.uuid4().hex[:6]}.", plain=plain)
     await worker.create_topics()
     topic = f"{worker.prefix}incidents.events"
     if history:
@@ -448,8 +460,9 @@ async def start_caught_up(bootstrap: str, history: int) -> Live:
     t0 = time.monotonic()
     worker.start()
     ready = (lambda: len(watcher.arrived) >= history) if history else (
-        lambda: worker.logged("replica ready") is not None)
-    if not await wait_for(ready, PIPELINE_TIMEOUT):
+        lambda: worker.logged("plain ready" if plain else "replica ready") is not None)
+    if not await wait_for(lambda: ready() or worker.proc.poll() is not None, PIPELINE_TIMEOUT) \
+            or not ready():
         stop.set()
         await watching
         worker.stop()
@@ -458,12 +471,15 @@ async def start_caught_up(bootstrap: str, history: int) -> Live:
     return Live(worker, watcher, stop, watching, time.monotonic() - t0)
 
 
-async def latency(bootstrap: str, history: int, rate: float, seconds: float) -> Latency:
-    """Latency event → correlation record at ``rate`` with ``history`` incidents loaded."""
-    live = await start_caught_up(bootstrap, history)
+async def latency(bootstrap: str, history: int, rate: float, seconds: float, *,
+                  plain: bool = False) -> Latency:
+    """Latency event → correlation record at ``rate`` with ``history`` incidents loaded,
+    of the worker or (``plain``) of the plain loop."""
+    live = await start_caught_up(bootstrap, history, plain=plain)
     watcher = live.watcher
     topic = f"{live.worker.prefix}incidents.events"
-    result = Latency(history, rate, seconds, catch_up_s=live.catch_up_s)
+    result = Latency(history, rate, seconds, catch_up_s=live.catch_up_s,
+                     of="plain loop" if plain else "pipeline")
     warmup = int(rate * WARMUP_SECONDS)
     events = live_events(warmup + int(rate * seconds), history, rate)
     try:
@@ -585,15 +601,16 @@ def run(sizes: list[int], history: int = HISTORY, rates: list[float] | None = No
     rates = RATES if rates is None else rates
     runs = [on_fresh_broker(lambda b, pid, n=n, i=i: measure_size(
         b, n, profile if i == 0 else None, pid)) for i, n in enumerate(sizes)]
-    latencies = [on_fresh_broker(lambda b, pid, rate=rate: latency(b, history, rate, seconds))
-                 for rate in rates] if history else []
+    latencies = [on_fresh_broker(lambda b, pid, rate=rate, plain=plain: latency(
+        b, history, rate, seconds, plain=plain))
+        for rate in rates for plain in (False, True)] if history else []
     api = on_fresh_broker(lambda b, pid: api_during_backfill(b, backfill)) if backfill else None
     return {"runs": [asdict(r) for r in runs], "latency": [asdict(x) for x in latencies],
             "api": api and asdict(api)}
 
 
-def _at_rate(result: dict[str, Any], rate: float) -> dict[str, Any]:
-    return next((x for x in result["latency"] if x["rate"] == rate), {})
+def _at_rate(result: dict[str, Any], rate: float, of: str = "pipeline") -> dict[str, Any]:
+    return next((x for x in result["latency"] if x["rate"] == rate and x["of"] == of), {})
 
 
 def _ms(value: float | None) -> float | None:
@@ -613,6 +630,8 @@ def summary(result: dict[str, Any]) -> dict[str, Any]:
         "latency_p50_ms": _ms(lat.get("p50_ms")),
         "latency_p99_ms": _ms(lat.get("p99_ms")),
         "latency_p99_ms_at_100": _ms(_at_rate(result, 100.0).get("p99_ms")),
+        "plain_loop_latency_p99_ms": _ms(_at_rate(result, lat.get("rate", 0.0),
+                                                  "plain loop").get("p99_ms")),
         "api_p99_ms_during_backfill": _ms((result["api"] or {}).get("p99_ms")),
         "history": lat.get("history"),
         "runs": result["runs"],
@@ -645,10 +664,16 @@ def report(result: dict[str, Any]) -> str:
         if lat["received"] < lat["sent"]:
             figures += (f"; {lat['sent'] - lat['received']} of {lat['sent']} events without a "
                         f"correlation record {DRAIN_TIMEOUT:.0f} s after the last send")
-        rows.append(f"latency event -> intel.correlations, {lat['history']} incidents of "
-                    f"history (caught up in {lat['catch_up_s']:.0f} s), {lat['rate']:.0f} "
-                    f"events/s for {lat['seconds']:.0f} s after {WARMUP_SECONDS:.0f} s of "
-                    f"warm-up: {figures}")
+        rows.append(f"latency event -> intel.correlations, {lat['of']}, {lat['history']} "
+                    f"incidents of history (caught up in {lat['catch_up_s']:.0f} s), "
+                    f"{lat['rate']:.0f} events/s for {lat['seconds']:.0f} s after "
+                    f"{WARMUP_SECONDS:.0f} s of warm-up: {figures}")
+        plain = _at_rate(result, lat["rate"], "plain loop")
+        if lat["of"] == "plain loop" and (ours := _at_rate(result, lat["rate"])):
+            ratios = ", ".join(f"{name} {ours[key] / plain[key]:.1f}x" for name, key in
+                               (("p50", "p50_ms"), ("p99", "p99_ms"))
+                               if ours[key] and plain[key])
+            rows.append(f"  pipeline / plain loop at {lat['rate']:.0f} events/s: {ratios}")
     api = result["api"]
     if api:
         p50 = "–" if api["p50_ms"] is None else f"{api['p50_ms']:.0f} ms"

@@ -19,7 +19,7 @@ from app.contracts import (
     SignatureCount,
 )
 from app.intel.incidents import Record
-from app.intel.periods import from_micros, in_window, micros
+from app.intel.periods import from_micros, micros, window_start
 from app.policy import IntelPolicy
 
 PUBLISHED_WINDOW_DAYS: int = BucketsRequest.model_fields["window_days"].default
@@ -47,11 +47,6 @@ def newest_first(records: list[Record]) -> list[Record]:
     return sorted(records, key=lambda r: (-r.started, r.incident_id))
 
 
-def window_counts(records: list[Record], as_of: int) -> dict[int, int]:
-    """Count of ``records`` in each published window (7 and 30 days) ending at ``as_of``."""
-    return {days: sum(1 for r in records if in_window(r.started, as_of, days)) for days in (7, 30)}
-
-
 def summarise(key: str, records: list[Record], as_of: datetime, window_days: int,
               policy: IntelPolicy) -> Bucket | None:
     """One bucket from its incidents started within the largest window before ``as_of``.
@@ -61,12 +56,26 @@ def summarise(key: str, records: list[Record], as_of: datetime, window_days: int
     ``None`` when no incident of the bucket started in any of those windows.
     """
     end = micros(as_of)
-    counts = window_counts(records, end)
-    detail = newest_first([r for r in records if in_window(r.started, end, window_days)])
-    seen = [r for r in records if r.started <= end]
-    if not seen or not (counts[7] or counts[30] or detail):
+    # One pass: the keyed stream summarises a bucket for every incident it changes.
+    after_7, after_30, after_detail = (window_start(end, d) for d in (7, 30, window_days))
+    count_7d = count_30d = 0
+    last: int | None = None
+    inside: list[Record] = []
+    for r in records:
+        started = r.started
+        if started > end:
+            continue
+        if last is None or started > last:
+            last = started
+        if started > after_30:
+            count_30d += 1
+            if started > after_7:
+                count_7d += 1
+        if started > after_detail:
+            inside.append(r)
+    if last is None or not (count_7d or count_30d or inside):
         return None
-    last = max(r.started for r in seen)
+    detail = newest_first(inside)
     open_count = sum(1 for r in detail if r.status in OPEN_STATUSES)
     kinds = sorted({r.kind for r in detail})
     sig_counts = Counter(r.signature[:8] for r in detail)
@@ -74,7 +83,7 @@ def summarise(key: str, records: list[Record], as_of: datetime, window_days: int
     severities = Counter(r.severity for r in detail)
     return Bucket(
         bucket_key=key,
-        counts=BucketCounts(count_7d=counts[7], count_30d=counts[30], open=open_count),
+        counts=BucketCounts(count_7d=count_7d, count_30d=count_30d, open=open_count),
         last_seen=from_micros(last),
         services=sorted({r.service for r in detail}),
         kinds=kinds,
@@ -101,10 +110,8 @@ def ranked(buckets: list[Bucket], policy: IntelPolicy) -> list[Bucket]:
 
 def published(key: str, records: list[Record], as_of: datetime,
               policy: IntelPolicy) -> Bucket | None:
-    """The ``intel.buckets`` value of one bucket at ``as_of``: as the ``buckets`` action
-    (default window, no service filter) lists it, or ``None`` when that action would
-    not list it."""
-    end = micros(as_of)
-    inside = [r for r in records if in_window(r.started, end, PUBLISHED_WINDOW_DAYS)]
-    summary = summarise(key, inside, as_of, PUBLISHED_WINDOW_DAYS, policy) if inside else None
+    """The ``intel.buckets`` value of one bucket at ``as_of``, given its incidents started
+    in the published window: as the ``buckets`` action (default window, no service
+    filter) lists it, or ``None`` when that action would not list it."""
+    summary = summarise(key, records, as_of, PUBLISHED_WINDOW_DAYS, policy) if records else None
     return summary if summary is not None and kept(summary, policy) else None

@@ -14,9 +14,9 @@ owns, it
    the replica is caught up, the correlation records a responder's verdict
    changed, by the owners of those incidents;
 3. once the replica is caught up: the keyed records and follow-ups of the
-   partitions it owns (:mod:`app.stream.publisher`), and on the leader the
-   learning-velocity quarters that changed (at most once per
-   ``VELOCITY_SECONDS``);
+   partitions it owns (:mod:`app.stream.publisher`), and learning velocity
+   derived again (at most once per ``VELOCITY_SECONDS`` while inputs flow),
+   whose changed quarters the leader sends;
 
 and returns them with the read positions they cover and the input offsets
 to commit once they are acknowledged. The asynchronous shell around it
@@ -47,8 +47,10 @@ log = logging.getLogger(__name__)
 TP = tuple[str, int]
 """(real topic name, partition)."""
 VELOCITY_TOPIC = "learning.velocity"
-VELOCITY_SECONDS = 1.0
-"""The leader re-derives learning velocity at most this often (and when inputs pause)."""
+VELOCITY_SECONDS = 30.0
+"""Learning velocity is re-derived at most this often while inputs flow (and whenever
+they pause). Deriving a quarter walks its incidents (80 ms for a quarter of 30k), so
+doing it more often would stall the data path for a figure that moves slowly."""
 
 
 def velocity_record_id(quarter: str, value: bytes | None) -> str:
@@ -121,11 +123,7 @@ class Cycle:
     def reset(self) -> None:
         """Start over from nothing (after the data path failed)."""
         self.replica.reset()
-        self.publisher.seen.clear()
-        self.publisher.mine.clear()
-        self.publisher.emitted.clear()
-        self.publisher.owned = frozenset()
-        self.publisher.published_at = self.publisher.settled_at = None
+        self.publisher.reset()
         self.emission.last.clear()
         self.read_to.clear()
         self.position.clear()
@@ -208,10 +206,11 @@ class Cycle:
             out += self.publisher.gained(engine, gained)
             quiet = not any(records for _, records in fetch)
             out += self.publisher.changes(engine, dirty, starts, quiet=quiet, now=now)
-            if ownership.leader and (quiet or self.velocity_at is None
-                                     or now - self.velocity_at >= VELOCITY_SECONDS):
+            if quiet or self.velocity_at is None or now - self.velocity_at >= VELOCITY_SECONDS:
                 self.velocity_at = now
-                out += self.velocity()
+                replica.derive_velocity()
+                if ownership.leader:
+                    out += self.velocity()
         commit = {tp: self.position[tp] for tp, floor in ownership.floors.items()
                   if self.position.get(tp, 0) > floor}
         return Step(out, positions, commit, ready_now)

@@ -15,11 +15,12 @@ remembers what it sent itself (:attr:`Publisher.mine`). A key is sent when
 what it says differs, so a new owner after a rebalance or a restart
 re-publishes only what differs.
 
-After each cycle :meth:`Publisher.changes` sends the owned keys a cycle can
-have changed — keys of changed incidents and alert fingerprints, keys whose
-incidents or transitions crossed a window edge as the watermark moved, and
-every key of a partition just gained — and the follow-ups of the digest weeks
-the watermark passed or a late incident changed. When the inputs have been
+After a cycle (while inputs flow, at most every ``KEYED_SECONDS`` and no more
+than ``KEYED_SHARE`` of the time) :meth:`Publisher.changes` sends the owned
+keys the cycles since can have changed — keys of changed incidents and alert
+fingerprints, keys whose incidents or transitions crossed a window edge as the
+watermark moved, and every key of a partition just gained — and the follow-ups
+of the digest weeks the watermark passed or a late incident changed. When the inputs have been
 quiet for ``settle_seconds``, non-zero recurrence records are re-stated at the
 current watermark, so a settled topic says the watermark its counts are true
 at. Follow-ups are keyed by their dedupe key, sent by the owner of their
@@ -29,7 +30,8 @@ bucket, and never twice: ``intel.followups`` is read back as the dedupe table.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -46,6 +48,12 @@ log = logging.getLogger(__name__)
 AS_OF_HEADER = "intel-as-of"
 SETTLE_SECONDS = 1.0
 """Inputs quiet this long: recurrence records are re-stated at the current watermark."""
+KEYED_SECONDS = 0.1
+"""While inputs flow, keyed records are published at most this often: a kind or a
+service is changed by many events of a burst and is rendered once for all of them."""
+KEYED_SHARE = 0.25
+"""While inputs flow, publishing keyed records takes at most about this share of the
+time: after a publication that took ``t`` seconds the next waits ``t / KEYED_SHARE``."""
 
 
 def _partition_of_key(key: str, partitions: int) -> int:
@@ -77,10 +85,30 @@ class Publisher:
     emitted: set[str] = field(default_factory=set)
     """Follow-up dedupe keys on ``intel.followups`` or sent by this worker."""
     owned: frozenset[int] = frozenset()
+    keyed_seconds: float = KEYED_SECONDS
     published_at: int | None = None
-    """The watermark of the last cycle that published (microseconds)."""
+    """The watermark of the last publication (microseconds)."""
+    keyed_at: float | None = None
+    """When the last publication was (monotonic seconds)."""
+    clock: Callable[[], float] = time.monotonic
+    """Measures what a publication costs (only to space the next one out)."""
+    _cost: float = 0.0
+    """What the last publication took (seconds of :attr:`clock`)."""
+    _dirty: set[OutputKey] = field(default_factory=set)
+    _starts: list[int] = field(default_factory=list)
     settled_at: int | None = None
     quiet_since: float = 0.0
+
+    def reset(self) -> None:
+        """Forget everything read and sent (the data path starts over)."""
+        self.seen.clear()
+        self.mine.clear()
+        self.emitted.clear()
+        self.owned = frozenset()
+        self.published_at = self.settled_at = self.keyed_at = None
+        self._cost = 0.0
+        self._dirty.clear()
+        self._starts.clear()
 
     def owns(self, key: str) -> bool:
         return _partition_of_key(key, self.partitions) in self.owned
@@ -120,13 +148,29 @@ class Publisher:
 
     def changes(self, engine: IntelEngine, dirty: set[OutputKey], starts: list[int], *,
                 quiet: bool, now: float) -> list[Outgoing]:
-        """What one cycle sends: the owned keys it changed and the follow-ups of the
-        weeks it can have changed; when the inputs have been quiet a while, recurrence
-        records at the current watermark. ``now`` is a monotonic clock reading.
-        (Partitions just gained are published whole by :meth:`gained`.)"""
+        """What the cycles since the last publication send: the owned keys they changed
+        and the follow-ups of the weeks they can have changed; when the inputs have been
+        quiet a while, recurrence records at the current watermark. ``now`` is a
+        monotonic clock reading. (Partitions just gained are published whole by
+        :meth:`gained`.)
+
+        While inputs flow this publishes at most every ``keyed_seconds``, and no more
+        than ``KEYED_SHARE`` of the time: what the cycles in between changed is kept for
+        it, so a key many events change is rendered once, and a publication whose keys
+        are costly to render (a bucket walks its window) does not make every cycle as
+        slow. When the inputs pause, at once."""
+        self._dirty |= dirty
+        self._starts += starts
+        if not quiet:
+            self.quiet_since = now
         watermark = engine.watermark
-        if watermark is None:
+        if watermark is None or not (quiet or self.keyed_at is None
+                                     or now - self.keyed_at >= max(
+                                         self.keyed_seconds, self._cost / KEYED_SHARE)):
             return []
+        started = self.clock()
+        self.keyed_at = now
+        dirty, starts, self._dirty, self._starts = self._dirty, self._starts, set(), []
         as_of = from_micros(watermark)
         if self.published_at is not None and watermark != self.published_at:
             dirty |= publication.aged(engine, self.published_at, watermark)
@@ -136,12 +180,12 @@ class Publisher:
         out = self.publish(engine, dirty, as_of)
         for week in sorted(weeks):
             out += self.followups(engine.week_followups(week, self.emitted).created)
-        if not quiet:
-            self.quiet_since = now
-        elif now - self.quiet_since >= self.settle_seconds and self.settled_at != watermark:
+        if (quiet and now - self.quiet_since >= self.settle_seconds
+                and self.settled_at != watermark):
             self.settled_at = watermark
             keys = self.keys_in(self.owned, engine, watermark)
             out += self.publish(engine, keys, as_of, refresh=True)
+        self._cost = self.clock() - started
         return out
 
     def gained(self, engine: IntelEngine, partitions: frozenset[int]) -> list[Outgoing]:

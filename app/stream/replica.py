@@ -79,6 +79,7 @@ class Replica:
         self.digests: set[str] = set()
         """Weeks with a record on ``intel.digests``."""
         self.followups: deque[FollowUp] = deque(maxlen=RECENT)
+        self._velocity: list[QuarterVelocity] = []
         self._ready.clear()
 
     # ------------------------------------------------------------------ folding
@@ -131,9 +132,15 @@ class Replica:
     def recent_followups(self) -> list[FollowUp]:
         return list(self.followups)
 
+    def derive_velocity(self) -> None:
+        """Bring the learning-velocity quarters up to date (only quarters whose inputs
+        changed are rebuilt); the data path calls it, never a reader."""
+        self._velocity = self.tracker.quarters()
+
     def velocity(self) -> list[QuarterVelocity]:
-        """The tracker's quarters: only quarters whose inputs changed are rebuilt."""
-        return self.tracker.quarters()
+        """The quarters as of their last derivation: current once the inputs pause, at
+        most ``app.stream.cycle.VELOCITY_SECONDS`` old while they flow."""
+        return list(self._velocity)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -95,13 +95,14 @@ class StreamHarness:
         self.partitions = partitions
         catalog = list(default_catalog().topics)
         self.real = {name: f"{prefix}{name}" for name in catalog}
-        inputs = input_topics()
+        self.inputs = inputs = input_topics()
         read = {name: self.real[name] for name in
                 (*inputs, "intel.followups", "intel.digests", *publication.KEYED_TOPICS)}
         self.names = TopicNames.of(read, inputs)
         self.metrics = MetricsRegistry()
         self.replica = Replica(policy, read_workers=1)
         self.publisher = Publisher(partitions, self.metrics, settle_seconds)
+        self.publisher.clock = lambda: self.now  # a publication takes no time: never spaced out
         self.emission = Emission(self.metrics)
         self.cycle = Cycle(self.replica, self.publisher, self.emission, self.names)
         self._producer = _MemoryProducer({v: k for k, v in self.real.items()})
@@ -115,7 +116,9 @@ class StreamHarness:
         self.journal = journal
         self.caught_up = True
         self.now = 0.0
-        """The monotonic clock the settle and velocity rules read (seconds)."""
+        """The monotonic clock the settle, publication and velocity rules read (seconds)."""
+        self.cycle_seconds = 2 * self.publisher.keyed_seconds
+        """How far :attr:`now` moves in one cycle: by default every cycle publishes."""
         self.committed: dict[TP, int] = {}
         self._next: dict[TP, int] = {}
         self._loop = asyncio.new_event_loop()
@@ -151,7 +154,7 @@ class StreamHarness:
         """One cycle over a fetched batch ((real topic, one partition's records) pairs),
         sent and committed through a checkpoint as the worker does."""
         floors = {(self.real[name], p): self.floors.get((self.real[name], p), 0)
-                  for name in input_topics() for p in self.owned}
+                  for name in self.inputs for p in self.owned}
         ownership = Ownership(floors, self.owned, self.leader)
 
         async def commit(offsets: Mapping[TP, int]) -> bool:
@@ -159,10 +162,12 @@ class StreamHarness:
             self.floors.update(offsets)
             return True
 
-        return self._loop.run_until_complete(deliver(
+        step = self._loop.run_until_complete(deliver(
             fetch, self.cycle, ownership, self.emitter, journal=self.journal,
             caught_up=self.caught_up, now=self.now, to_commit=lambda offsets: offsets,
             commit=commit))
+        self.now += self.cycle_seconds
+        return step
 
     def settle(self) -> Step:
         """Let the inputs pause long enough for the settle rule, then run an empty cycle."""

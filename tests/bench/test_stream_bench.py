@@ -43,16 +43,20 @@ def test_tiny_run_reports_every_figure(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     summary = json.loads(lines[-1])
     for key in ("engine_eps", "raw_eps", "naive_eps", "pipeline_eps", "latency_p50_ms",
-                "latency_p99_ms", "latency_p99_ms_at_100", "api_p99_ms_during_backfill"):
+                "latency_p99_ms", "latency_p99_ms_at_100", "plain_loop_latency_p99_ms",
+                "api_p99_ms_during_backfill"):
         assert summary[key] > 0, key
     run = summary["runs"][0]
     # CPU is read in clock ticks: forty events may leave the broker's at zero.
     assert run["engine_cpu_ms_per_event"] > 0
     assert run["worker_cpu_ms_per_event"] >= 0 and run["broker_cpu_ms_per_event"] >= 0
     assert (summary["n"], summary["history"]) == (40, 60)
-    # The warm-up is sent but not measured: 2 s at each rate are.
-    assert [(x["rate"], x["sent"], x["received"]) for x in summary["latency"]] == [
-        (20.0, 40, 40), (100.0, 200, 200)]
+    # The warm-up is sent but not measured: 2 s at each rate are, of the pipeline and of
+    # the plain loop beside it.
+    assert [(x["of"], x["rate"], x["sent"], x["received"]) for x in summary["latency"]] == [
+        ("pipeline", 20.0, 40, 40), ("plain loop", 20.0, 40, 40),
+        ("pipeline", 100.0, 200, 200), ("plain loop", 100.0, 200, 200)]
+    assert "pipeline / plain loop at 20 events/s" in "\n".join(lines)
     assert summary["api"]["calls"] > 0 and summary["api"]["failed"] == 0
     assert "P/E" in "\n".join(lines)
 

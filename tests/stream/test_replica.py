@@ -89,9 +89,11 @@ def test_velocity_reads_the_tracker_and_equals_the_batch_computation(
     harness.feed("alerts.state", [(b"fp-1", _alert("al-1", "2026-04-02T09:03:00Z", "inc-2"))])
     harness.feed("learning.events", [(b"inc-1", _learning(
         "le-1", "regression_test.added", "2026-04-03T10:00:00Z", "inc-1"))])
-
     replica = harness.replica
+    stale = replica.velocity()
+    harness.run([])  # the inputs pause: velocity is derived again
     quarters = replica.velocity()
+    assert quarters != stale  # derived at most every VELOCITY_SECONDS while inputs flow
     assert quarters == velocity_by_quarter(replica.engine.book, replica.policy.recurrence_target)
     by_label = {q.quarter: q for q in quarters}
     assert by_label["2026-Q2"].recurrences == 1  # inc-2 repeats inc-1's signature

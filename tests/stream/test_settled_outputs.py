@@ -138,3 +138,34 @@ def check_keyed(engine: IntelEngine, records: list[Produced], *, settled: bool) 
         bucket = engine.bucket_summary(f"{record.service}|{record.kind}", as_of)
         got = latest.get((BUCKETS, f"{record.service}|{record.kind}".encode()))
         assert got == (None if bucket is None else dump_json(bucket))
+
+
+def test_keyed_records_are_published_once_for_the_cycles_of_a_burst() -> None:
+    """While inputs flow a key is rendered at most once per ``keyed_seconds``; what the
+    cycles in between changed is published when the interval is up or the inputs pause."""
+    harness = StreamHarness(default_policy(), partitions=1, leader=False,
+                            settle_seconds=float("inf"))
+    harness.publisher.keyed_seconds = 10.0
+    harness.cycle_seconds = 1.0
+
+    def incident(n: int) -> tuple[bytes, bytes]:
+        event = incident_event(f"inc-{n}", started=at(hours=n), service="gateway")
+        return f"inc-{n}".encode(), orjson.dumps(event)
+
+    def service_records() -> list[RecurrenceUpdate]:
+        return [RecurrenceUpdate.model_validate_json(r.value or b"")
+                for r in harness.to(RECURRENCE) if r.key == b"service:gateway"]
+
+    harness.feed("incidents.events", [incident(0)])  # the first cycle publishes
+    assert [u.count_30d for u in service_records()] == [1]
+    for n in range(1, 4):  # a burst within the interval: nothing keyed yet
+        harness.feed("incidents.events", [incident(n)])
+    assert [u.count_30d for u in service_records()] == [1]
+    assert harness.to("intel.correlations"), "correlations are not held back"
+    harness.run([])  # the inputs pause: everything the burst changed, once
+    assert [u.count_30d for u in service_records()] == [1, 4]
+    harness.now += 10.0
+    for n in range(4, 6):  # the interval is up: the next cycle publishes
+        harness.feed("incidents.events", [incident(n)])
+    assert [u.count_30d for u in service_records()] == [1, 4, 5]
+    harness.close()
