@@ -681,13 +681,42 @@ class CorrelationQualityResponse(_Model):
     reason: str
 
 
+class DigestChange(_Model):
+    """One line of what a revision changed: a count (``before`` -> ``after``) or a list
+    (``added``/``removed`` names; ``changed``: entries still there whose content moved)."""
+
+    field: str = Field(description="The digest field: a count (recent_7d_count, "
+                                   "by_severity.P1, ...), a list (buckets, high_recurrence, "
+                                   "followups.created, ...) or sections (other parts).")
+    before: int | None = Field(default=None, exclude_if=_absent)
+    after: int | None = Field(default=None, exclude_if=_absent)
+    added: list[str] | None = Field(default=None, exclude_if=_absent)
+    removed: list[str] | None = Field(default=None, exclude_if=_absent)
+    changed: list[str] | None = Field(default=None, exclude_if=_absent)
+
+
 class DigestSummary(_Model):
-    """``intel.digests`` value and the JSON artifact of a week."""
+    """``intel.digests`` value and the JSON artifact of a week.
+
+    ``revision``, ``revised_at`` and ``changes`` belong to a published digest only:
+    the first publication of a week is revision 1, a later one (late events changed
+    the week) says when and what changed. An answer (``incident-intel tool``, the
+    API) has none of the three."""
 
     week: str
     week_start: Timestamp
     week_end: Timestamp
     as_of: Timestamp
+    revision: int | None = Field(
+        default=None, ge=1, exclude_if=_absent,
+        description="Published digests only: 1 for the first publication of the week, "
+                    "then one more per revision.")
+    revised_at: Timestamp | None = Field(
+        default=None, exclude_if=_absent,
+        description="Revisions only (revision > 1): the digest timer's clock when revised.")
+    changes: list[DigestChange] | None = Field(
+        default=None, exclude_if=_absent,
+        description="Revisions only: what changed since the previous revision.")
     open_incidents_count: int
     recent_7d_count: int
     recent_30d_count: int

@@ -163,6 +163,11 @@ class Digest(_Strict):
     output_dir: str = "ops/reports/incidents/weekly"
     markdown_max_chars: Annotated[int, Field(ge=500)] = 20000
     top_n: Positive = 10
+    revise_for_weeks: Annotated[int, Field(ge=0, le=52)] = 4
+    """A published week is revised while the event-time watermark is less than this many
+    weeks past the week's end (0: never revised)."""
+    revise_min_interval_minutes: NonNegative = 60
+    """A week is revised at most once per this many minutes of the digest timer's clock."""
 
     @model_validator(mode="after")
     def _cron(self) -> Digest:
@@ -213,7 +218,7 @@ class AlertsPolicy(_Strict):
     promote: PromoteRule = PromoteRule()
     published_window_days: Annotated[int, Field(gt=0, le=3660)] = 30
     """Window of the flapping and linked-incident fields of each ``intel.alerts`` record."""
-    retention_days: Annotated[int, Field(gt=0, le=3660)] = 35
+    retention_days: Annotated[int, Field(gt=0, le=3660)] = 60
     """How long alert transitions are kept after they occurred: every window of the alert
     answers fits in it, and ``alerts`` asks for no longer window."""
 
@@ -290,6 +295,17 @@ class IntelPolicy(_Strict):
             raise ValueError(f"alerts.retention_days: {self.alerts.retention_days} is less than "
                              "the widest alert window (30 days, or published_window_days) plus "
                              f"recurrence.grace_days ({widest})")
+        # A revisable week's windows must still be held when the last revision is made:
+        # the watermark is then up to revise_for_weeks weeks past the week's end.
+        revised = 30 + 7 * self.digest.revise_for_weeks
+        if self.alerts.retention_days < revised:
+            raise ValueError(f"alerts.retention_days: {self.alerts.retention_days} is less than "
+                             "the digest's 30-day window plus digest.revise_for_weeks weeks "
+                             f"({revised})")
+        if self.retention_days < revised:
+            raise ValueError(f"retention_days: {self.retention_days} is less than the "
+                             "digest's 30-day window plus digest.revise_for_weeks weeks "
+                             f"({revised})")
         return self
 
     @property

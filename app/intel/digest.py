@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from datetime import datetime
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -21,9 +22,11 @@ from app.contracts import (
     AlertRow,
     Bucket,
     CorrelationQualityResponse,
+    DigestChange,
     DigestSummary,
     FollowUpOutcome,
     RecurrenceFinding,
+    dump_json,
     format_timestamp,
 )
 from app.intel.incidents import Record
@@ -114,6 +117,7 @@ def render_markdown(summary: DigestSummary, policy: IntelPolicy) -> str:
     out = [
         f"# Weekly Incident Digest — {s.week}",
         "",
+        *_revised(s),
         f"Week {format_timestamp(s.week_start)} to {format_timestamp(s.week_end)} "
         f"(state as of {format_timestamp(s.as_of)}).",
         "",
@@ -267,3 +271,140 @@ def _truncate(text: str, limit: int) -> str:
     cut = text.rfind("\n", 0, keep)
     cut = cut if cut > 0 else keep
     return text[:cut] + notice.format(n=len(text) - cut)
+
+
+# ------------------------------------------------------------------ revisions
+#
+# A published digest is a record of its week: revision 1 when first published,
+# then one more each time late events change what the week's digest says. The
+# content compared is the whole summary but the three revision fields, so a
+# revision always has a change to list, and the last revision is the answer of
+# ``weekly_digest`` over the same events.
+
+REVISION_FIELDS = frozenset({"revision", "revised_at", "changes"})
+
+_COUNTS: tuple[tuple[str, str], ...] = (
+    ("recent_7d_count", "incidents started this week"),
+    ("recent_30d_count", "incidents in the last 30 days"),
+    ("open_incidents_count", "open incidents"),
+)
+_LABELS = dict(_COUNTS) | {
+    "buckets": "root-cause buckets",
+    "high_recurrence": "high recurrence",
+    "warn_recurrence": "warn recurrence",
+    "followups.created": "follow-ups",
+    "sections": "also changed",
+}
+
+
+def revisable(week: str, as_of: datetime, policy: IntelPolicy) -> bool:
+    """Whether a published week may still be revised at event time ``as_of``: while the
+    watermark is less than ``digest.revise_for_weeks`` weeks past the week's end."""
+    return as_of < week_end(week) + timedelta(weeks=policy.digest.revise_for_weeks)
+
+
+def content(summary: DigestSummary) -> bytes:
+    """The summary's JSON without its revision fields: what revisions compare."""
+    return dump_json(unrevised(summary))
+
+
+def unrevised(summary: DigestSummary) -> DigestSummary:
+    """The summary as ``weekly_digest`` answers it (no revision fields)."""
+    return summary.model_copy(update=dict.fromkeys(REVISION_FIELDS))
+
+
+def first_revision(summary: DigestSummary) -> DigestSummary:
+    """The week's first publication."""
+    return unrevised(summary).model_copy(update={"revision": 1})
+
+
+def revise(previous: DigestSummary, current: DigestSummary,
+           revised_at: datetime) -> DigestSummary | None:
+    """The next revision of a published week, or ``None`` when its content is unchanged."""
+    if content(previous) == content(current):
+        return None
+    return unrevised(current).model_copy(update={
+        "revision": (previous.revision or 1) + 1,
+        "revised_at": revised_at,
+        "changes": changes(previous, current),
+    })
+
+
+def changes(before: DigestSummary, after: DigestSummary) -> list[DigestChange]:
+    """What differs, shortly: counts before and after, entries added, removed or changed,
+    and the names of the other sections that moved. Never empty when the content differs."""
+    out = [DigestChange(field=name, before=getattr(before, name), after=getattr(after, name))
+           for name, _ in _COUNTS if getattr(before, name) != getattr(after, name)]
+    for severity in sorted(set(before.by_severity) | set(after.by_severity)):
+        was, now = before.by_severity.get(severity, 0), after.by_severity.get(severity, 0)
+        if was != now:
+            out.append(DigestChange(field=f"by_severity.{severity}", before=was, after=now))
+    lists: list[tuple[str, Callable[[DigestSummary], Iterable[tuple[str, bytes]]]]] = [
+        ("buckets", lambda d: ((b.bucket_key, dump_json(b)) for b in d.buckets)),
+        ("high_recurrence", lambda d: ((_finding(f), dump_json(f)) for f in d.high_recurrence)),
+        ("warn_recurrence", lambda d: ((_finding(f), dump_json(f)) for f in d.warn_recurrence)),
+        ("followups.created", lambda d: ((f.meta.dedupe_key, dump_json(f))
+                                         for f in d.followups.created)),
+    ]
+    for name, entries in lists:
+        was, now = dict(entries(before)), dict(entries(after))
+        added = [k for k in now if k not in was]
+        removed = [k for k in was if k not in now]
+        moved = [k for k in now if k in was and now[k] != was[k]]
+        if added or removed or moved:
+            out.append(DigestChange(field=name, added=added or None, removed=removed or None,
+                                    changed=moved or None))
+    covered = {name for name, _ in _COUNTS} | {"by_severity", "buckets", "high_recurrence",
+                                                "warn_recurrence"}
+    old, new = unrevised(before), unrevised(after)
+    other = [name for name in DigestSummary.model_fields
+             if name not in covered | REVISION_FIELDS
+             and dump_json_field(old, name) != dump_json_field(new, name)
+             and not (name == "followups" and _only_created_moved(old, new))]
+    if other or not out:
+        out.append(DigestChange(field="sections", changed=other))
+    return out
+
+
+def dump_json_field(summary: DigestSummary, name: str) -> bytes:
+    """One field of the summary as JSON (the comparison unit of ``sections``)."""
+    return orjson.dumps(summary.model_dump(mode="json", by_alias=True, include={name})
+                        .get(name), option=orjson.OPT_SORT_KEYS)
+
+
+def _only_created_moved(before: DigestSummary, after: DigestSummary) -> bool:
+    """Whether the follow-ups differ only in ``created`` (listed on its own line)."""
+    return (before.followups.enabled == after.followups.enabled
+            and before.followups.skipped == after.followups.skipped)
+
+
+def _finding(finding: RecurrenceFinding) -> str:
+    return f"{finding.type}:{finding.key}"
+
+
+def _revised(s: DigestSummary) -> list[str]:
+    """The "Revised" notice at the top of a revision: when, and what changed."""
+    if not s.revision or s.revision < 2:
+        return []
+    when = f" at {format_timestamp(s.revised_at)}" if s.revised_at is not None else ""
+    out = [f"**Revised** — revision {s.revision}{when}; late events changed this week:", ""]
+    out += [f"- {_change_line(c)}" for c in s.changes or []]
+    return [*out, ""]
+
+
+def _change_line(change: DigestChange) -> str:
+    field = change.field
+    label = _LABELS.get(field) or (f"{field.removeprefix('by_severity.')} incidents this week"
+                                   if field.startswith("by_severity.") else field)
+    if change.before is not None or change.after is not None:
+        return f"{escape(label)}: {change.before} → {change.after}"
+    parts = [f"{verb} {escape(', '.join(names))}"
+             for verb, names in (("added", change.added), ("removed", change.removed),
+                                 ("changed", change.changed)) if names]
+    return f"{escape(label)}: " + ("; ".join(parts) or "content")
+
+
+def artifact_json(summary: DigestSummary) -> bytes:
+    """The JSON artifact of a digest (indented, one trailing newline)."""
+    return orjson.dumps(summary.model_dump(mode="json", by_alias=True),
+                        option=orjson.OPT_INDENT_2) + b"\n"

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import orjson
-
 from app.contracts import (
     OPEN_STATUSES,
     AlertsRequest,
@@ -512,12 +510,17 @@ class IntelEngine:
     def weekly_digest(self, request: WeeklyDigestRequest, as_of: datetime,
                       emitted: Container[str] = frozenset(),
                       output_dir: str | None = None) -> Answer:
-        """The digest of a week; artifacts go under ``output_dir`` (default: the policy's)."""
+        """The digest of a week; artifacts go under ``output_dir`` (default: the policy's).
+
+        A week that has ended is answered as of its end, whatever ``as_of`` is later:
+        every window ends there already, and so do the open count and the learning
+        section, so the digest of a past week changes only when its content does."""
         try:  # keys and file names come from the parsed week, never the raw text
             week = canonical_week(request.week or last_complete_week(as_of))
         except ValueError as exc:
             raise ActionError("invalid_argument", f"week: {exc}") from None
         end, window, groups = self.week_buckets(week)
+        as_of = min(as_of, end)
         last = micros(end) - 1
         plan = followups.plan(groups, week, end, emitted, self.policy.intel)
         learning = self.learning(self.book, as_of)
@@ -536,9 +539,8 @@ class IntelEngine:
         paths = [f"{out_dir}/{week}.json", f"{out_dir}/{week}.md"]
         artifacts = []
         if request.save_artifacts:
-            data = orjson.dumps(summary.model_dump(mode="json", by_alias=True),
-                                option=orjson.OPT_INDENT_2) + b"\n"
-            artifacts = [Artifact(paths[0], data), Artifact(paths[1], markdown.encode())]
+            artifacts = [Artifact(paths[0], digest.artifact_json(summary)),
+                         Artifact(paths[1], markdown.encode())]
         response = WeeklyDigestResponse(week=week,
                                         artifact_paths=paths if request.save_artifacts else [],
                                         markdown_preview=markdown, json_summary=summary)

@@ -223,7 +223,7 @@ def book_of(events: list[dict[str, Any]]) -> AlertBook:
 
 def test_prune_keeps_every_answer_whose_window_starts_after_the_cut(policy):
     rng = random.Random(7)
-    raw = [transition(f"p{n}", rng.choice(FINGERPRINTS), at(minutes=GRID * rng.randint(0, 6000)),
+    raw = [transition(f"p{n}", rng.choice(FINGERPRINTS), at(minutes=GRID * rng.randint(0, 12000)),
                       rng.choice(["firing", "resolved"]), incident_id=rng.choice([None, "i"]))
            for n in range(300)]
     full, pruned = book_of(raw), book_of(raw)
@@ -284,9 +284,11 @@ def policy_copy(tmp_path: Path, **changes: Any) -> Path:
     ({"promote": {"template": "{nope} fired"}},
      "alerts.promote.template: unknown placeholder {nope}"),
     ({"published_window_days": 0}, "alerts.published_window_days: "),
-    ({"published_window_days": 40}, "alerts.retention_days: 35 is less than the widest "
+    ({"published_window_days": 70}, "alerts.retention_days: 60 is less than the widest "
                                     "alert window (30 days, or published_window_days) plus "
-                                    "recurrence.grace_days (42)"),
+                                    "recurrence.grace_days (72)"),
+    ({"retention_days": 57}, "alerts.retention_days: 57 is less than the digest's 30-day "
+                             "window plus digest.revise_for_weeks weeks (58)"),
     ({"retention_days": 31}, "alerts.retention_days: 31 is less than"),
     ({"colour": "red"}, "alerts.colour: unknown key"),
 ])
@@ -396,7 +398,8 @@ def test_a_jump_of_the_watermark_past_the_retention_still_names_what_it_changed(
     assert before is not None
     rules = policy.intel.alerts
     assert engine.alerts.published_row("fp-quiet", before, rules) is not None
-    engine.apply(event_from_obj(transition("b", "fp-next", at(days=40), "firing")))
+    later = at(days=rules.retention_days + 5)
+    engine.apply(event_from_obj(transition("b", "fp-next", later, "firing")))
     after = engine.watermark
     assert after is not None and "fp-quiet" not in engine.alerts.histories
     assert "fp-quiet" in engine.alerts.aged(before, after, rules)
