@@ -336,9 +336,11 @@ def changes(before: DigestSummary, after: DigestSummary) -> list[DigestChange]:
     out = [DigestChange(field=name, before=getattr(before, name), after=getattr(after, name))
            for name, _ in _COUNTS if getattr(before, name) != getattr(after, name)]
     for severity in sorted(set(before.by_severity) | set(after.by_severity)):
-        was, now = before.by_severity.get(severity, 0), after.by_severity.get(severity, 0)
-        if was != now:
-            out.append(DigestChange(field=f"by_severity.{severity}", before=was, after=now))
+        count_before = before.by_severity.get(severity, 0)
+        count_after = after.by_severity.get(severity, 0)
+        if count_before != count_after:
+            out.append(DigestChange(field=f"by_severity.{severity}", before=count_before,
+                                    after=count_after))
     lists: list[tuple[str, Callable[[DigestSummary], Iterable[tuple[str, bytes]]]]] = [
         ("buckets", lambda d: ((b.bucket_key, dump_json(b)) for b in d.buckets)),
         ("high_recurrence", lambda d: ((_finding(f), dump_json(f)) for f in d.high_recurrence)),
@@ -347,10 +349,10 @@ def changes(before: DigestSummary, after: DigestSummary) -> list[DigestChange]:
                                          for f in d.followups.created)),
     ]
     for name, entries in lists:
-        was, now = dict(entries(before)), dict(entries(after))
-        added = [k for k in now if k not in was]
-        removed = [k for k in was if k not in now]
-        moved = [k for k in now if k in was and now[k] != was[k]]
+        earlier, later = dict(entries(before)), dict(entries(after))
+        added = [k for k in later if k not in earlier]
+        removed = [k for k in earlier if k not in later]
+        moved = [k for k in later if k in earlier and later[k] != earlier[k]]
         if added or removed or moved:
             out.append(DigestChange(field=name, added=added or None, removed=removed or None,
                                     changed=moved or None))

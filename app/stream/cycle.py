@@ -196,6 +196,9 @@ class Cycle:
             if end > done:
                 self.read_to[tp] = end
             positions[tp] = self.read_to[tp]
+        quiet = not any(records for _, records in fetch)
+        if quiet:
+            replica.settle()
         ready_now = caught_up and replica.caught_up()
         gained = self.publisher.reassign(ownership.keyed) if replica.ready else frozenset()
         if replica.ready:
@@ -204,7 +207,6 @@ class Cycle:
         out = self.emission.outputs(engine)
         if replica.ready:
             out += self.publisher.gained(engine, gained)
-            quiet = not any(records for _, records in fetch)
             out += self.publisher.changes(engine, dirty, starts, quiet=quiet, now=now)
             if quiet or self.velocity_at is None or now - self.velocity_at >= VELOCITY_SECONDS:
                 self.velocity_at = now
@@ -230,7 +232,7 @@ class Cycle:
                 self.publisher.followup_read(followup.meta.dedupe_key)
                 self.replica.followup_seen(followup)
             elif name == "intel.digests" and record.key is not None:
-                self.replica.digest_seen(record.key.decode())
+                self.replica.digest_seen(record.key.decode(), record.value)
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("%s[%d]@%d: skipped an output record the worker cannot read "
                         "(%s: %s)", name, record.partition, record.offset,

@@ -39,7 +39,15 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from app.artifacts import write_atomic
-from app.contracts import WeeklyDigestRequest, WeeklyDigestResponse, dump_json
+from app.contracts import (
+    DigestSummary,
+    FollowUp,
+    WeeklyDigestRequest,
+    WeeklyDigestResponse,
+    dump_json,
+)
+from app.intel import digest
+from app.intel.engine import Answer, IntelEngine
 from app.intel.periods import last_complete_week, micros, week_end
 from app.policy import Policy
 from app.stream.checkpoint import Checkpoint
@@ -113,19 +121,23 @@ class DigestTimer:
     clock: Callable[[], datetime | None] = wall_clock
     runs: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    published_at: dict[str, datetime] = field(default_factory=dict)
+    """When this worker last published each week (the clock): spaces revisions out."""
+    looked_at: dict[str, int] = field(default_factory=dict)
+    """:attr:`Replica.applied` when each week was last compared: unchanged, not again."""
 
-    async def produce(self, request: WeeklyDigestRequest, *,
-                      publish: bool) -> WeeklyDigestResponse:
-        """Answer a digest over the replica, write its artifacts, send its follow-ups.
+    async def produce(self, request: WeeklyDigestRequest) -> WeeklyDigestResponse:
+        """Answer a digest over the replica (the API's ``weekly_digest``), write its
+        artifacts when asked, send the follow-ups it plans that nobody sent yet.
 
-        With ``publish`` the summary also goes to ``intel.digests``. Artifacts are
-        written before anything is published: a crash in between repeats the run.
+        Publishing a week is :meth:`catch_up`'s, revising it :meth:`revise`'s.
         """
         async with self.lock:
-            return await self._produce_locked(request, publish=publish)
+            return await self._answer_locked(request)
 
-    async def _produce_locked(self, request: WeeklyDigestRequest, *,
-                              publish: bool) -> WeeklyDigestResponse:
+    async def _answer_locked(self, request: WeeklyDigestRequest) -> WeeklyDigestResponse:
+        """The API's digest: the engine's answer as of the replica's event time, the
+        follow-ups already sent shown as such (``incident-intel tool --state``)."""
         replica, publisher = self.replica, self.publisher
         emitted = frozenset(publisher.emitted)
         reports = str(self.reports_dir)
@@ -136,20 +148,63 @@ class DigestTimer:
         response = answer.response
         assert isinstance(response, WeeklyDigestResponse)
         checkpoint = Checkpoint(self.emitter)
-        # Once the watermark has passed the week, the owners of its buckets send its
-        # follow-ups (app.stream.publisher); before that (a quiet stream), the digest does.
-        watermark = replica.engine.watermark
-        if watermark is None or watermark < micros(week_end(response.week)):
-            await checkpoint.send_all(publisher.followups(answer.followups, owned_only=False))
-        if publish:
-            await checkpoint.send(Outgoing("intel.digests", response.week.encode(),
-                                           dump_json(response.json_summary),
-                                           f"digest:{response.week}"))
+        await checkpoint.send_all(self._week_followups(response.week, answer.followups))
         await checkpoint.commit()
-        if publish:
-            replica.digest_seen(response.week)
         self.runs += 1
         return response
+
+    def _week_followups(self, week: str, followups: list[FollowUp]) -> list[Outgoing]:
+        # Once the watermark has passed the week, the owners of its buckets send its
+        # follow-ups (app.stream.publisher); before that (a quiet stream), the digest does.
+        watermark = self.replica.engine.watermark
+        if watermark is None or watermark < micros(week_end(week)):
+            return self.publisher.followups(followups, owned_only=False)
+        return []
+
+    async def _published_digest(self, weeks: list[str]) -> dict[str, Answer]:
+        """The digest each week publishes: the engine's answer as of the week's end,
+        follow-ups planned as if none was sent (``incident-intel tool`` without
+        ``--state``), so it depends on the week's events only."""
+        def query(engine: IntelEngine, _: datetime) -> dict[str, Answer]:
+            return {week: engine.weekly_digest(
+                WeeklyDigestRequest(action="weekly_digest", week=week, save_artifacts=False),
+                week_end(week), frozenset()) for week in weeks}
+        return await self.replica.read(query)
+
+    async def _publish_locked(self, week: str, moment: datetime | None) -> WeeklyDigestResponse:
+        """Revision 1 of ``week``: artifacts, the follow-ups not sent yet, the record."""
+        answer = (await self._published_digest([week]))[week]
+        response = answer.response
+        assert isinstance(response, WeeklyDigestResponse)
+        summary = digest.first_revision(response.json_summary)
+        outgoing = self._week_followups(week, answer.followups)
+        response = await self._write_and_send(summary, outgoing)
+        if moment is not None:
+            self.published_at[week] = moment
+        return response
+
+    async def _write_and_send(self, summary: DigestSummary,
+                              outgoing: list[Outgoing]) -> WeeklyDigestResponse:
+        """Write a revision's artifacts (the previous revision's JSON kept as
+        ``YYYY-Www.rN.json``), then send it with ``outgoing`` through one checkpoint."""
+        week, policy = summary.week, self.policy.intel
+        markdown = digest.render_markdown(summary, policy)
+        paths = artifact_paths(self.reports_dir, week)
+        previous = self.replica.digests.get(week)
+        if previous is not None and (summary.revision or 1) > 1:
+            kept = self.reports_dir / f"{week}.r{previous.revision or 1}.json"
+            await asyncio.to_thread(write_atomic, kept, digest.artifact_json(previous))
+        await asyncio.to_thread(write_atomic, paths[0], digest.artifact_json(summary))
+        await asyncio.to_thread(write_atomic, paths[1], markdown.encode())
+        checkpoint = Checkpoint(self.emitter)
+        await checkpoint.send_all(outgoing)
+        await checkpoint.send(Outgoing("intel.digests", week.encode(), dump_json(summary),
+                                       record_id(week, summary.revision or 1)))
+        await checkpoint.commit()
+        self.replica.digest_seen(week, summary)
+        self.runs += 1
+        return WeeklyDigestResponse(week=week, artifact_paths=[str(p) for p in paths],
+                                    markdown_preview=markdown, json_summary=summary)
 
     async def catch_up(self, now: datetime | None = None) -> WeeklyDigestResponse | None:
         """Produce the due week's digest if this worker leads and nobody produced it yet.
@@ -169,12 +224,70 @@ class DigestTimer:
                                    replica.digests, replica.applied)
             if week is None:
                 return None
-            response = await self._produce_locked(
-                WeeklyDigestRequest(action="weekly_digest", week=week, save_artifacts=True),
-                publish=True,
-            )
+            response = await self._publish_locked(week, moment)
         log.warning("weekly digest %s produced: %s", week, ", ".join(response.artifact_paths))
         return response
+
+    async def revise(self, now: datetime | None = None) -> list[WeeklyDigestResponse]:
+        """Publish the next revision of every published week late events changed.
+
+        Only on the leader, once the replica is ready and its inputs pause
+        (:attr:`Replica.paused`): a burst of late events gives one revision, not
+        one per event. A week is looked at again only when events were applied
+        since it was last looked at, while it is :func:`~app.intel.digest.revisable`
+        at the replica's event time, and at most once per
+        ``digest.revise_min_interval_minutes`` of the clock (a week held back by
+        that is looked at on a later call). Its content is compared with the
+        latest revision on ``intel.digests``, so a worker that starts over
+        continues from there, and an unchanged week gets no revision.
+        """
+        replica = self.replica
+        if self.stopping() or not replica.ready or not self.leader() or not replica.paused:
+            return []
+        moment = now if now is not None else self.clock()
+        if moment is None:
+            return []
+        policy = self.policy.intel
+        interval = timedelta(minutes=policy.digest.revise_min_interval_minutes)
+        out: list[WeeklyDigestResponse] = []
+        async with self.lock:
+            applied, as_of = replica.applied, replica.as_of()
+            weeks = [week for week, latest in sorted(replica.digests.items())
+                     if latest is not None and self.looked_at.get(week) != applied
+                     and digest.revisable(week, as_of, policy)
+                     and not self._too_soon(week, latest, moment, interval)]
+            if not weeks:
+                return []
+            answers = await self._published_digest(weeks)
+            for week in weeks:
+                latest = replica.digests[week]
+                response = answers[week].response
+                assert latest is not None and isinstance(response, WeeklyDigestResponse)
+                revised = digest.revise(latest, response.json_summary, moment)
+                if revised is not None:
+                    out.append(await self._write_and_send(revised, []))
+                    self.published_at[week] = moment
+                    log.warning("weekly digest %s revised (revision %d)", week,
+                                revised.revision or 1)
+                self.looked_at[week] = applied
+        return out
+
+    def _too_soon(self, week: str, latest: DigestSummary, moment: datetime,
+                  interval: timedelta) -> bool:
+        """Whether the week's last publication (this worker's, or the ``revised_at`` of
+        its latest revision) is less than ``interval`` before ``moment``."""
+        last = [t for t in (self.published_at.get(week), latest.revised_at) if t is not None]
+        return bool(last) and moment - max(last) < interval
+
+
+def record_id(week: str, revision: int) -> str:
+    """The ``intel-id`` of a week's revision on ``intel.digests``: one per revision."""
+    return f"digest:{week}" if revision == 1 else f"digest:{week}:r{revision}"
+
+
+def artifact_paths(reports_dir: Path, week: str) -> tuple[Path, Path]:
+    """The JSON and Markdown artifacts of a week's latest revision."""
+    return reports_dir / f"{week}.json", reports_dir / f"{week}.md"
 
 
 def register(app: faust.App, timer: DigestTimer) -> None:
@@ -188,6 +301,7 @@ def register(app: faust.App, timer: DigestTimer) -> None:
     @app.timer(CATCH_UP_SECONDS, on_leader=True)
     async def missed_digest() -> None:
         await timer.catch_up()
+        await timer.revise()
 
     async def first_check() -> None:
         await timer.replica.wait_ready()

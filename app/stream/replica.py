@@ -31,8 +31,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
+from pydantic import ValidationError
+
 from app.contracts import (
     AlertTransition,
+    DigestSummary,
     Event,
     FollowUp,
     QuarterVelocity,
@@ -76,8 +79,11 @@ class Replica:
         self.tracker = VelocityTracker(self.policy.recurrence_target)
         self.applied = 0
         """Input events folded in (records read again after a seek are not counted)."""
-        self.digests: set[str] = set()
-        """Weeks with a record on ``intel.digests``."""
+        self.settled = 0
+        """:attr:`applied` when the data path last found no record to read."""
+        self.digests: dict[str, DigestSummary | None] = {}
+        """Weeks with a record on ``intel.digests``: the latest revision published (``None``
+        when the record cannot be read: that week is never revised)."""
         self.followups: deque[FollowUp] = deque(maxlen=RECENT)
         self._velocity: list[QuarterVelocity] = []
         self._ready.clear()
@@ -96,8 +102,29 @@ class Replica:
         fingerprint = event.alert.fingerprint if isinstance(event, AlertTransition) else None
         return Folded(change, fingerprint)
 
-    def digest_seen(self, week: str) -> None:
-        self.digests.add(week)
+    def digest_seen(self, week: str, value: bytes | DigestSummary | None = None) -> None:
+        """A record of ``intel.digests`` (read back, or just published): the week's latest
+        revision is the highest seen, so a late read-back of an older one changes nothing."""
+        summary = value
+        if isinstance(value, bytes):
+            try:
+                summary = DigestSummary.model_validate_json(value)
+            except ValidationError:
+                summary = None
+        known = self.digests.get(week)
+        if week not in self.digests or known is None or (
+                isinstance(summary, DigestSummary)
+                and (summary.revision or 1) >= (known.revision or 1)):
+            self.digests[week] = summary if isinstance(summary, DigestSummary) else known
+
+    def settle(self) -> None:
+        """The data path read everything there was: the inputs pause here."""
+        self.settled = self.applied
+
+    @property
+    def paused(self) -> bool:
+        """Nothing applied since the data path last found its inputs drained."""
+        return self.settled == self.applied
 
     def followup_seen(self, followup: FollowUp) -> None:
         self.followups.appendleft(followup)

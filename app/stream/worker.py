@@ -116,7 +116,7 @@ class WorkerView:
         self.notes_sent += 1
 
     async def run_digest(self, request: WeeklyDigestRequest) -> WeeklyDigestResponse:
-        return await self.digests.produce(request, publish=False)
+        return await self.digests.produce(request)
 
     def metrics_text(self) -> str:
         """Nothing of its own: the worker's metrics are in its registry."""
