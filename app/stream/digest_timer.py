@@ -1,4 +1,5 @@
-"""The weekly digest: on the policy's schedule, on the leader, once per week.
+"""The weekly digest: on the policy's schedule, on the leader, once per week, revised
+when late events change it.
 
 ``@app.crontab`` fires at ``digest.schedule`` in ``digest.timezone`` (default
 Monday 08:00 UTC) on the leader only, and produces the digest of the week
@@ -17,12 +18,16 @@ producing happen under the timer's lock, so the crontab, the catch-up timer
 and a manual trigger racing each other still produce a week once. What it
 sends goes through a checkpoint of its own (:mod:`app.stream.checkpoint`).
 
-A digest is the engine's answer over the replica, as of the replica's event
-time; the JSON and Markdown artifacts go to ``INTEL_REPORTS_DIR``, and the
-JSON summary to ``intel.digests`` keyed by week. The follow-ups of a week are
-sent by the owners of its buckets once the watermark passes the week's end;
-a digest of a week the watermark has not passed yet sends them itself (the
-replica's view of ``intel.followups`` is the dedupe table either way).
+A published digest is the engine's answer over the replica as of the week's
+end, its follow-ups planned as if none was sent, so it depends on the week's
+events only; the JSON and Markdown artifacts go to ``INTEL_REPORTS_DIR``, and
+the JSON summary to ``intel.digests`` keyed by week, as revision 1. When late
+events change a published week, :meth:`DigestTimer.revise` publishes its next
+revision (see the method, and :mod:`app.intel.digest` for the rules). The
+follow-ups of a week are sent by the owners of its buckets once the watermark
+passes the week's end; a digest of a week the watermark has not passed yet
+sends them itself (the replica's view of ``intel.followups`` is the dedupe
+table either way).
 """
 
 from __future__ import annotations

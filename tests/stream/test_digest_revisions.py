@@ -20,14 +20,14 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from app.cli import main
-from app.contracts import DigestSummary, WeeklyDigestRequest, decode_event, dump_json
+from app.contracts import DigestSummary, dump_json
 from app.intel import digest
-from app.intel.engine import IntelEngine
 from app.intel.periods import week_end, week_label
 from app.policy import Policy
 from app.stream.digest_timer import DigestTimer
 from app.stream.testing import StreamHarness
 from tests.builders import at, incident_event, jsonl
+from tests.support.digests import offline
 from tests.support.policies import default_policy, tweak
 from tests.support.repository import POLICY_DIR
 
@@ -74,17 +74,6 @@ class Leader:
 
     def close(self) -> None:
         self.harness.close()
-
-
-def offline(policy: Policy, events: list[dict[str, Any]], week: str) -> DigestSummary:
-    """``weekly_digest`` of ``week`` as the tool answers it: every event, as of the newest."""
-    engine = IntelEngine(policy)
-    parsed = [decode_event(orjson.dumps(e)) for e in events]
-    engine.apply_all(parsed)
-    as_of = max(e.occurred_at for e in parsed)
-    response = engine.weekly_digest(WeeklyDigestRequest(action="weekly_digest", week=week),
-                                    as_of).response
-    return response.json_summary  # type: ignore[union-attr]
 
 
 def week_events() -> list[dict[str, Any]]:
