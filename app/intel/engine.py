@@ -514,7 +514,9 @@ class IntelEngine:
 
         A week that has ended is answered as of its end, whatever ``as_of`` is later:
         every window ends there already, and so do the open count and the learning
-        section, so the digest of a past week changes only when its content does."""
+        section (at the week's last instant, as the windows: an incident started at
+        Monday 00:00 belongs to the next week), so the digest of a past week changes
+        only when its content does."""
         try:  # keys and file names come from the parsed week, never the raw text
             week = canonical_week(request.week or last_complete_week(as_of))
         except ValueError as exc:
@@ -523,8 +525,9 @@ class IntelEngine:
         as_of = min(as_of, end)
         last = micros(end) - 1
         plan = followups.plan(groups, week, end, emitted, self.policy.intel)
-        learning = self.learning(self.book, as_of)
-        open_count = sum(1 for i in self.open_ids if self.record(i).started <= micros(as_of))
+        point = min(micros(as_of), last)
+        learning = self.learning(self.book, from_micros(point))
+        open_count = sum(1 for i in self.open_ids if self.record(i).started <= point)
         summary = digest.summarise(
             week, as_of, window, open_count,
             self._ranked(groups, from_micros(last), 30), plan, self.policy.intel, self.label,

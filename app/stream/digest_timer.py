@@ -126,10 +126,11 @@ class DigestTimer:
     clock: Callable[[], datetime | None] = wall_clock
     runs: int = 0
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    published_at: dict[str, datetime] = field(default_factory=dict)
-    """When this worker last published each week (the clock): spaces revisions out."""
-    looked_at: dict[str, int] = field(default_factory=dict)
-    """:attr:`Replica.applied` when each week was last compared: unchanged, not again."""
+    looked_at: dict[str, datetime] = field(default_factory=dict)
+    """When this worker last published or compared each week (the clock): spaces the
+    looks, and so the revisions, out."""
+    dirty: set[str] = field(default_factory=set)
+    """Published weeks that events applied since their last look may have changed."""
 
     async def produce(self, request: WeeklyDigestRequest) -> WeeklyDigestResponse:
         """Answer a digest over the replica (the API's ``weekly_digest``), write its
@@ -185,7 +186,7 @@ class DigestTimer:
         outgoing = self._week_followups(week, answer.followups)
         response = await self._write_and_send(summary, outgoing)
         if moment is not None:
-            self.published_at[week] = moment
+            self.looked_at[week] = moment
         return response
 
     async def _write_and_send(self, summary: DigestSummary,
@@ -238,13 +239,15 @@ class DigestTimer:
 
         Only on the leader, once the replica is ready and its inputs pause
         (:attr:`Replica.paused`): a burst of late events gives one revision, not
-        one per event. A week is looked at again only when events were applied
-        since it was last looked at, while it is :func:`~app.intel.digest.revisable`
-        at the replica's event time, and at most once per
-        ``digest.revise_min_interval_minutes`` of the clock (a week held back by
-        that is looked at on a later call). Its content is compared with the
-        latest revision on ``intel.digests``, so a worker that starts over
-        continues from there, and an unchanged week gets no revision.
+        one per event. A week is looked at when events applied since its last look
+        can have changed it (:attr:`Replica.touched` is at or before its end; from
+        a fresh start, every week), while it is
+        :func:`~app.intel.digest.revisable` at the replica's event time, and at most
+        once per ``digest.revise_min_interval_minutes`` of the clock since its last
+        look or revision (a week held back is looked at on a later call). Its
+        digest is computed again and compared with its latest revision on
+        ``intel.digests``, so a worker that starts over continues from there, and
+        an unchanged week gets no revision.
         """
         replica = self.replica
         if self.stopping() or not replica.ready or not self.leader() or not replica.paused:
@@ -256,32 +259,34 @@ class DigestTimer:
         interval = timedelta(minutes=policy.digest.revise_min_interval_minutes)
         out: list[WeeklyDigestResponse] = []
         async with self.lock:
-            applied, as_of = replica.applied, replica.as_of()
-            weeks = [week for week, latest in sorted(replica.digests.items())
-                     if latest is not None and self.looked_at.get(week) != applied
-                     and digest.revisable(week, as_of, policy)
-                     and not self._too_soon(week, latest, moment, interval)]
-            if not weeks:
-                return []
-            answers = await self._published_digest(weeks)
-            for week in weeks:
+            touched, as_of = replica.take_touched(), replica.as_of()
+            if touched is not None:
+                self.dirty |= {week for week in replica.digests
+                               if touched <= micros(week_end(week))}
+            self.dirty = {week for week in self.dirty if replica.digests.get(week) is not None
+                          and digest.revisable(week, as_of, policy)}
+            for week in sorted(self.dirty):
                 latest = replica.digests[week]
-                response = answers[week].response
-                assert latest is not None and isinstance(response, WeeklyDigestResponse)
+                assert latest is not None
+                if self._too_soon(week, latest, moment, interval):
+                    continue
+                self.dirty.discard(week)
+                self.looked_at[week] = moment
+                # One read per week: folding waits for each, never for all of them.
+                response = (await self._published_digest([week]))[week].response
+                assert isinstance(response, WeeklyDigestResponse)
                 revised = digest.revise(latest, response.json_summary, moment)
                 if revised is not None:
                     out.append(await self._write_and_send(revised, []))
-                    self.published_at[week] = moment
                     log.warning("weekly digest %s revised (revision %d)", week,
                                 revised.revision or 1)
-                self.looked_at[week] = applied
         return out
 
     def _too_soon(self, week: str, latest: DigestSummary, moment: datetime,
                   interval: timedelta) -> bool:
-        """Whether the week's last publication (this worker's, or the ``revised_at`` of
-        its latest revision) is less than ``interval`` before ``moment``."""
-        last = [t for t in (self.published_at.get(week), latest.revised_at) if t is not None]
+        """Whether the week's last look here, or its latest revision's ``revised_at``, is
+        less than ``interval`` before ``moment``."""
+        last = [t for t in (self.looked_at.get(week), latest.revised_at) if t is not None]
         return bool(last) and moment - max(last) < interval
 
 

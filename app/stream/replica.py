@@ -38,11 +38,13 @@ from app.contracts import (
     DigestSummary,
     Event,
     FollowUp,
+    IncidentEvent,
+    LinkVerdict,
     QuarterVelocity,
 )
 from app.intel.engine import IntelEngine
 from app.intel.incidents import Change
-from app.intel.periods import EPOCH, from_micros
+from app.intel.periods import EPOCH, from_micros, micros
 from app.intel.velocity import VelocityTracker
 from app.policy import Policy
 
@@ -50,6 +52,8 @@ T = TypeVar("T")
 
 RECENT = 20
 """Follow-ups the dashboard shows."""
+ANY_TIME = -(1 << 62)
+"""A :attr:`Replica.touched` before every week: anything may have changed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +85,10 @@ class Replica:
         """Input events folded in (records read again after a seek are not counted)."""
         self.settled = 0
         """:attr:`applied` when the data path last found no record to read."""
+        self.touched: int | None = ANY_TIME
+        """The earliest event time (microseconds) that events applied since the last
+        :meth:`take_touched` can have changed, ``None`` when nothing changed: a digest of
+        a week that ended before it is unchanged. From a fresh start: anything."""
         self.digests: dict[str, DigestSummary | None] = {}
         """Weeks with a record on ``intel.digests``: the latest revision published (``None``
         when the record cannot be read: that week is never revised)."""
@@ -100,7 +108,33 @@ class Replica:
             self.tracker.apply(self.engine.book, event)
         self.applied += 1
         fingerprint = event.alert.fingerprint if isinstance(event, AlertTransition) else None
+        self._touch(event, change)
         return Folded(change, fingerprint)
+
+    def _touch(self, event: Event, change: Change | None) -> None:
+        """Note the earliest event time an applied event can have changed (see
+        :attr:`touched`): an incident's start before and after the change; for other
+        events their ``occurred_at`` and the start of each incident they name."""
+        if isinstance(event, IncidentEvent):
+            if change is None:
+                return  # an older or repeated version: nothing changed
+            times = [change.after.started]
+            if change.before is not None:
+                times.append(change.before.started)
+        else:
+            names = ([event.incident_id, event.related_incident_id]
+                     if isinstance(event, LinkVerdict) else [event.incident_id])
+            incidents = self.engine.book.incidents
+            times = [micros(event.occurred_at)]
+            times += [incidents[i].started for i in names if i is not None and i in incidents]
+        earliest = min(times)
+        if self.touched is None or earliest < self.touched:
+            self.touched = earliest
+
+    def take_touched(self) -> int | None:
+        """:attr:`touched`, cleared: the caller now knows what changed up to here."""
+        touched, self.touched = self.touched, None
+        return touched
 
     def digest_seen(self, week: str, value: bytes | DigestSummary | None = None) -> None:
         """A record of ``intel.digests`` (read back, or just published): the week's latest

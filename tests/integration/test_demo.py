@@ -11,11 +11,18 @@ from pathlib import Path
 import pytest
 
 from app.cli.demo import DEFAULT_SEED, demo_history
-from app.contracts import WeeklyDigestRequest, decode_event
-from app.intel.digest import escape
+from app.contracts import (
+    DigestSummary,
+    WeeklyDigestRequest,
+    WeeklyDigestResponse,
+    decode_event,
+    dump_json,
+)
+from app.intel.digest import artifact_json, content, escape, first_revision
 from app.intel.engine import IntelEngine
 from app.intel.followups import dedupe_key
 from app.intel.labels import Name
+from app.intel.periods import week_end
 from app.intel.signature import normalise_title
 from app.policy import load_policy
 from tests.kafka_support import REPO, pid_alive, wait_until
@@ -65,15 +72,21 @@ def test_the_demo_prints_the_digest_of_the_histories_last_week_and_cleans_up(
     assert broker is not None, done.stdout
     assert wait_until(lambda: not pid_alive(int(broker.group(1))), timeout=10), "tansu left"
 
-    # The streamed digest is the offline engine's over the same events, byte for byte.
+    # The streamed digest is the offline engine's over the same events, byte for byte
+    # (revision 1 aside). A published digest is as of the week's end, also when the
+    # history stops short of it: the tool answers so with `--as-of` at the week's end.
     policy = load_policy(REPO / "policy")
     engine = IntelEngine(policy)
     events = [decode_event(r.value_bytes()) for r in history.records]
     engine.apply_all(events)
     offline = engine.weekly_digest(
         WeeklyDigestRequest(action="weekly_digest", week=week, save_artifacts=True),
-        max(e.occurred_at for e in events))
+        week_end(week))
     assert dedupe_key(week, f"{strongest.service}|{strongest.kind}", policy.intel) in {
         f.meta.dedupe_key for f in offline.followups}
     assert md_path.read_bytes() == offline.artifacts[1].data
-    assert json_path.read_bytes() == offline.artifacts[0].data
+    published = DigestSummary.model_validate_json(json_path.read_bytes())
+    assert published.revision == 1
+    assert json_path.read_bytes() == artifact_json(first_revision(published))
+    assert isinstance(offline.response, WeeklyDigestResponse)
+    assert content(published) == dump_json(offline.response.json_summary)

@@ -148,12 +148,18 @@ def test_re_sending_an_applied_event_gives_nothing_new(leader):
     assert len(leader.harness.to("intel.digests")) == before
 
 
-def test_events_of_other_weeks_and_time_passing_revise_nothing(leader):
+def test_events_of_later_weeks_and_time_passing_revise_nothing(leader):
     leader.publish()
+    assert leader.revise() == []  # the first look after a start compares every week
+    looked = leader.timer.looked_at[W08]
+
     leader.send(incident_event("w10", started=at(days=15), service="search"),
-                incident_event("w10b", started=at(days=16), service="search", status="resolved"))
+                incident_event("w10b", started=at(days=16), service="search", status="resolved"),
+                incident_event("next", started=at(days=8), service="billing",
+                               status="resolved", occurred=at(days=16)))
 
     assert leader.revise(after=timedelta(days=3)) == []
+    assert leader.timer.looked_at[W08] == looked  # not even computed again
     assert [r.revision for r in leader.revisions(W08)] == [1]
 
 
@@ -317,6 +323,7 @@ def test_published_revisions_end_equal_to_the_tools_digests(tmp_path_factory, hi
         beat = incident_event(f"beat-{w}", started=at(days=(w + 1) * WEEK_DAYS, hours=1),
                               service="search", status="resolved")
         worker.send(*events, beat)
+        assert worker.revise() == []  # a new week's incidents change no published week
         worker.now = week_end(weeks[w]) + timedelta(hours=8)
         worker.publish()
     for events in late:
