@@ -145,6 +145,8 @@ class IntelEngine:
         """Newest ``occurred_at`` applied (microseconds): the live ``as_of``."""
         self.retained_from = retention_cutoff(0, policy.intel)
         self.alerts_from = alert_rules.alert_cutoff(0, policy.intel.alerts)
+        self.forgot = 0
+        """Incidents the last :meth:`apply` forgot (the retention cutoff moved past them)."""
 
     # ----------------------------------------------------------------- folding
 
@@ -155,11 +157,12 @@ class IntelEngine:
         ``alerts.retention_days`` likewise. A verdict's effect on its pair is left in
         :attr:`verdict_change`."""
         at = micros(event.occurred_at)
+        self.forgot = 0
         if self.watermark is None or at > self.watermark:
             self.watermark = at
             cutoff = retention_cutoff(at, self.policy.intel)
             if cutoff > self.retained_from:
-                self.forget_before(cutoff)
+                self.forgot = len(self.forget_before(cutoff))
             alert_cut = alert_rules.alert_cutoff(at, self.policy.intel.alerts)
             if alert_cut > self.alerts_from:
                 self.alerts_from = alert_cut
@@ -278,6 +281,20 @@ class IntelEngine:
             out.append(row if verdict is None else
                        row.model_copy(update={"verdict": verdict.verdict}))
         return out
+
+    def relabels(self, change: Change) -> bool:
+        """Whether an applied incident change renamed a signature it touches (a label is
+        its signature's most common variant over every incident kept, so it shows in
+        answers about any time). A signature that starts or stops being carried is not
+        renamed: answers that showed it, or will, hold the changed incident itself."""
+        before, after = change.before, change.after
+        signatures = {after.signature} | ({before.signature} if before is not None else set())
+        for signature in signatures:
+            now = self.names.name(signature)
+            was = self.names.name_if(signature, without=after, with_=before)
+            if now is not None and was is not None and now != was:
+                return True
+        return False
 
     def answers_changed_by(self, change: VerdictChange | None) -> tuple[str, ...]:
         """The incidents whose ``correlate`` answer a verdict change altered: each of the

@@ -126,6 +126,25 @@ class SignatureNames:
             return None
         return name_of({kept[:3]: kept[3]} if isinstance(kept, tuple) else kept)
 
+    def name_if(self, signature: str, *, without: Record | None,
+                with_: Record | None) -> Name | None:
+        """The signature's label parts were ``without`` not counted and ``with_`` counted
+        (each only if it carries the signature): its name before a change, asked after."""
+        kept = self._variants.get(signature)
+        counts: dict[Variant, int] = ({} if kept is None else {kept[:3]: kept[3]}
+                                      if isinstance(kept, tuple) else dict(kept))
+        if without is not None and without.signature == signature:
+            variant = variant_of(without)
+            left = counts.get(variant, 0) - 1
+            if left > 0:
+                counts[variant] = left
+            else:
+                counts.pop(variant, None)
+        if with_ is not None and with_.signature == signature:
+            variant = variant_of(with_)
+            counts[variant] = counts.get(variant, 0) + 1
+        return name_of(counts) if counts else None
+
 
 def key_label(key_type: KeyType, key: str, names: SignatureNames, template: str) -> str:
     """The label of a recurrence key: a signature's rendered name (the key itself when

@@ -103,18 +103,25 @@ class Replica:
         tracker: while the replica catches up nobody reads it, and it is built once from
         the book when the replica becomes ready, which is cheaper than following every
         event of a long history)."""
-        change = self.engine.apply(event)
+        engine = self.engine
+        change = engine.apply(event)
         if self._ready.is_set():
-            self.tracker.apply(self.engine.book, event)
+            self.tracker.apply(engine.book, event)
         self.applied += 1
         fingerprint = event.alert.fingerprint if isinstance(event, AlertTransition) else None
-        self._touch(event, change)
+        self._touch(event, change, forgot=engine.forgot > 0)
         return Folded(change, fingerprint)
 
-    def _touch(self, event: Event, change: Change | None) -> None:
+    def _touch(self, event: Event, change: Change | None, *, forgot: bool) -> None:
         """Note the earliest event time an applied event can have changed (see
         :attr:`touched`): an incident's start before and after the change; for other
-        events their ``occurred_at`` and the start of each incident they name."""
+        events their ``occurred_at`` and the start of each incident they name.
+        Incidents forgotten (retention) or a signature renamed can change answers
+        about any time. Alert transitions the retention forgets cannot: their
+        retention covers every revisable week (policy validation)."""
+        if forgot or (change is not None and self.engine.relabels(change)):
+            self.touched = ANY_TIME
+            return
         if isinstance(event, IncidentEvent):
             if change is None:
                 return  # an older or repeated version: nothing changed
