@@ -728,6 +728,8 @@ class GateResponse(_Model):
     high_kinds: list[str]
     total_incidents: int
     reasons: list[str]
+    as_of: Timestamp = Field(description="The event time the gate judged at: the newest event "
+                                         "applied, or later after a quiet period.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -319,12 +319,17 @@ class MetricsRegistry:
             ("topic", "partition"), max_series=cap)
         self.watermark = Gauge(
             self, "incident_intel_event_time_watermark_seconds",
-            "Newest event time applied to the replica (Unix seconds); 0 before the first.")
+            "Event time of the replica (Unix seconds): the newest event applied, or later after "
+            "a quiet period advanced it; 0 before the first.")
         self.watermark_delay = Gauge(
             self, "incident_intel_event_time_watermark_delay_seconds",
             "Wall clock at scrape time minus the event-time watermark (seconds); "
             "NaN before the first event.")
         self.watermark_delay.set(math.nan)
+        self.watermark_idle = Gauge(
+            self, "incident_intel_event_time_watermark_idle_advanced",
+            "1 when the watermark was advanced on the wall clock because no input arrived "
+            "for time.idle_after_seconds (a quiet period), 0 when it is the newest event time.")
         self.output_latency = Histogram(
             self, "incident_intel_event_to_output_latency_seconds",
             "From the input record's broker timestamp to sending the output it caused "
@@ -422,11 +427,12 @@ class MetricsRegistry:
         self.committed_offset.remove(topic=topic, partition=partition)
         self.consumer_lag.remove(topic=topic, partition=partition)
 
-    def set_watermark(self, event_time: float) -> None:
-        """The event-time watermark (Unix seconds); its delay is measured at each scrape,
-        so a stuck worker shows a growing delay."""
+    def set_watermark(self, event_time: float, *, idle_advanced: bool = False) -> None:
+        """The event-time watermark (Unix seconds) and whether a quiet period advanced it;
+        its delay is measured at each scrape, so a stuck worker shows a growing delay."""
         with self.lock:
             self.watermark.set(event_time)
+            self.watermark_idle.set(int(idle_advanced))
             self._watermark_known = True
 
     def set_recurrence(self, type_: str, key: str, level: str) -> None:

@@ -124,7 +124,7 @@ class InMemoryLiveView:
             as_of = max(e.occurred_at for e in events)
         self.policy = policy
         self.engine = IntelEngine(policy)
-        self.engine.apply_all(e for e in events if e.occurred_at <= as_of)
+        self.engine.apply_until(events, as_of)
         self._as_of = as_of
         self.artifact_dir = artifact_dir
         self.recent_limit = recent_limit

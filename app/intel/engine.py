@@ -144,7 +144,10 @@ class IntelEngine:
         self.learning: LearningSection = (
             learning if learning is not None else _learning_hook(policy))
         self.watermark: int | None = None
-        """Newest ``occurred_at`` applied (microseconds): the live ``as_of``."""
+        """Newest ``occurred_at`` applied, or a later time :meth:`advance` moved it to
+        (microseconds): the live ``as_of``."""
+        self.advanced = False
+        """The watermark was moved by :meth:`advance`, not by the newest event."""
         self.retained_from = retention_cutoff(0, policy.intel)
         self.alerts_from = alert_rules.alert_cutoff(0, policy.intel.alerts)
 
@@ -158,14 +161,8 @@ class IntelEngine:
         :attr:`verdict_change`."""
         at = micros(event.occurred_at)
         if self.watermark is None or at > self.watermark:
-            self.watermark = at
-            cutoff = retention_cutoff(at, self.policy.intel)
-            if cutoff > self.retained_from:
-                self.forget_before(cutoff)
-            alert_cut = alert_rules.alert_cutoff(at, self.policy.intel.alerts)
-            if alert_cut > self.alerts_from:
-                self.alerts_from = alert_cut
-                self.alerts.prune(alert_cut)
+            self._move_watermark(at)
+            self.advanced = False
         self.verdict_change = None
         self.book.affected = ()
         if isinstance(event, IncidentEvent) and \
@@ -186,6 +183,32 @@ class IntelEngine:
     def apply_all(self, events: Iterable[Event]) -> None:
         for event in events:
             self.apply(event)
+
+    def apply_until(self, events: Iterable[Event], as_of: datetime) -> None:
+        """The engine as of ``as_of``: the events that occurred by then, and time
+        advanced to it (what a worker whose inputs went quiet holds at that ``as_of``)."""
+        self.apply_all(e for e in events if e.occurred_at <= as_of)
+        self.advance(micros(as_of))
+
+    def advance(self, to: int) -> bool:
+        """Move the watermark to ``to`` (microseconds) without an event: time that passed
+        with nothing arriving. Windows age and retention follows exactly as when an event
+        moves it; an earlier ``to`` changes nothing. True when it moved."""
+        if self.watermark is not None and to <= self.watermark:
+            return False
+        self._move_watermark(to)
+        self.advanced = True
+        return True
+
+    def _move_watermark(self, at: int) -> None:
+        self.watermark = at
+        cutoff = retention_cutoff(at, self.policy.intel)
+        if cutoff > self.retained_from:
+            self.forget_before(cutoff)
+        alert_cut = alert_rules.alert_cutoff(at, self.policy.intel.alerts)
+        if alert_cut > self.alerts_from:
+            self.alerts_from = alert_cut
+            self.alerts.prune(alert_cut)
 
     def forget_before(self, cutoff: int) -> list[Record]:
         """Forget incidents started before ``cutoff``, and their facts that occurred
@@ -585,7 +608,7 @@ class IntelEngine:
         except ReadCancelled:
             raise
         except Exception as exc:  # fail open: a broken gate must not block releases
-            return gate.failed_open(request, f"{type(exc).__name__}: {exc}")
+            return gate.failed_open(request, f"{type(exc).__name__}: {exc}", as_of)
 
 
 def _conditions(m: correlation.Match) -> correlation.Conditions:
