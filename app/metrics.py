@@ -139,7 +139,7 @@ class _Family(Collector, Generic[M]):
                     self._registry.count_dropped(self.name)
                     return None
                 self._admitted.add(key)
-        return self.metric.labels(*key)
+            return self.metric.labels(*key)
 
     def _forget(self, labels: Mapping[str, object]) -> None:
         key = self._key(labels)
