@@ -39,7 +39,6 @@ __all__ = [
     "CONTENT_TYPE",
     "DEAD_LETTER_REASONS",
     "LATENCY_BUCKETS",
-    "OPENMETRICS_TYPE",
     "Counter",
     "DeadLetterReason",
     "Gauge",
@@ -51,8 +50,6 @@ __all__ = [
 PREFIX = "incident_intel_"
 CONTENT_TYPE = choose_encoder("")[1]
 """What ``/metrics`` answers by default: the Prometheus text format 0.0.4."""
-OPENMETRICS_TYPE = "application/openmetrics-text"
-"""The media type a scraper puts in ``Accept`` to be answered in OpenMetrics."""
 
 InputOutcome = Literal["applied", "duplicate", "dead_lettered"]
 INPUT_OUTCOMES: frozenset[str] = frozenset({"applied", "duplicate", "dead_lettered"})
