@@ -61,7 +61,7 @@ class LiveView(Protocol):
         """The newest event time the replica has applied (what answers are "as of").
 
         Must not raise: before the first event, return any time not after it
-        (the Unix epoch will do); ``/healthz`` reports it.
+        (the Unix epoch will do); the dashboard and the velocity report show it.
         """
         ...
 
@@ -88,11 +88,6 @@ class LiveView(Protocol):
 
     async def run_digest(self, request: WeeklyDigestRequest) -> WeeklyDigestResponse:
         """Produce a digest: the engine's response unchanged, artifacts written, dedupe honoured."""
-        ...
-
-    def metrics_text(self) -> str:
-        """Prometheus lines of the view beside the shared :class:`MetricsRegistry`
-        (empty once the view keeps all of its metrics in the registry)."""
         ...
 
 
@@ -182,6 +177,3 @@ class InMemoryLiveView:
             self.digest_runs += 1
         assert isinstance(answer.response, WeeklyDigestResponse)
         return answer.response
-
-    def metrics_text(self) -> str:
-        return ""  # everything is in self.metrics

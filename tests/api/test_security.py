@@ -308,8 +308,10 @@ def test_not_ready_answers_503_and_health_says_so(policy: Policy, tokens) -> Non
         reply = client.tool({"action": "recurrence"})
         assert reply.status == 503 and reply.error["code"] == "not_ready"
         assert client.velocity().status == 503
-        health = client.request("GET", "/healthz")
-        assert health.status == 200 and health.json()["recovered"] is False
+        health, ready = client.request("GET", "/healthz"), client.request("GET", "/readyz")
+        assert health.status == ready.status == 503 and health.body == ready.body
+        assert health.json() == {"status": "not_ready", "waiting_for": ["replica_recovering"]}
+        assert client.request("GET", "/livez").status == 200
         page = client.request("GET", "/")
         assert page.status == 200 and b'id="recovering"' in page.body
         assert b'id="buckets"' not in page.body
