@@ -1,6 +1,6 @@
 """The body of ``GET /v1/learning/velocity``: quarters, target and trend.
 
-The quarters are exactly :func:`~app.intel.velocity.velocity_by_quarter` rows
+The quarters are exactly :func:`~app.intel.velocity_quarters.velocity_by_quarter` rows
 (what ``learning.velocity`` carries and ``incident-intel velocity --format
 json`` lists); the trend is judged over them as the CLI judges it.
 """
@@ -13,7 +13,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 
 from app.contracts import QuarterVelocity, Timestamp
-from app.intel.velocity import trend
+from app.intel.velocity_quarters import trend
 
 __all__ = ["Trend", "VelocityReport", "velocity_report"]
 

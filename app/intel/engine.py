@@ -55,7 +55,7 @@ from app.intel import (
     quality,
     recurrence,
     trends,
-    velocity,
+    velocity_report,
 )
 from app.intel.incidents import Change, IncidentBook, Record
 from app.intel.periods import (
@@ -594,7 +594,7 @@ def _conditions(m: correlation.Match) -> correlation.Conditions:
 
 def _learning_hook(policy: Policy) -> LearningSection:
     """The digest's learning section, judged against the policy's recurrence target."""
-    return functools.partial(velocity.digest_section, target=policy.recurrence_target)
+    return functools.partial(velocity_report.digest_section, target=policy.recurrence_target)
 
 
 __all__ = ["DAY", "ActionError", "Answer", "Artifact", "IntelEngine", "ReadCancelled",

@@ -9,20 +9,22 @@ from velocity_reference import firing_event, incident_event, postmortem, regress
 
 from app.contracts import event_from_obj
 from app.intel.incidents import IncidentBook
-from app.intel.velocity import (
-    ascii_bar,
+from app.intel.velocity_quarters import (
     clamped_duration,
     detection_moment,
-    digest_section,
     duration_stats,
-    learning_section_markdown,
-    learning_summary,
     learning_velocity_score,
     previous_quarter,
     quantile,
     score_contributions,
     trend,
     velocity_by_quarter,
+)
+from app.intel.velocity_report import (
+    ascii_bar,
+    digest_section,
+    learning_section_markdown,
+    learning_summary,
 )
 from app.policy import KindDerivation
 
