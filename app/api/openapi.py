@@ -34,11 +34,11 @@ from app.contracts import (
     LinkFeedbackRequest,
     RecurrenceRequest,
     RecurrenceResponse,
+    VelocityReport,
     WeeklyDigestRequest,
     WeeklyDigestResponse,
 )
 
-from .learning import VelocityReport
 from .readiness import Liveness, ReadyReport
 from .routes import Health
 

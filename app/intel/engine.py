@@ -14,7 +14,6 @@ import itertools
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import orjson
 
@@ -29,6 +28,7 @@ from app.contracts import (
     CorrelateResponse,
     CorrelationQualityRequest,
     CorrelationQualityResponse,
+    DigestLearning,
     Event,
     FollowUp,
     FollowUpOutcome,
@@ -80,7 +80,7 @@ Response = (CorrelateResponse | RecurrenceResponse | BucketsResponse | WeeklyDig
             | GateResponse | AlertsResponse | CorrelationQualityResponse)
 Label = tuple[str, str, bool]
 """A labelled pair: the incident judged from, the other one, and whether they are related."""
-LearningSection = Callable[[IncidentBook, datetime], dict[str, Any] | None]
+LearningSection = Callable[[IncidentBook, datetime], DigestLearning | None]
 StopRequested = Callable[[], bool]
 """Asked between steps of a long read: ``True`` makes it raise :class:`ReadCancelled`.
 

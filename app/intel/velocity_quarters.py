@@ -56,9 +56,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from app.contracts import DurationStats, QuarterVelocity
+from app.contracts import DurationStats, QuarterVelocity, Trend
 from app.intel.incidents import IncidentBook, Record
 from app.intel.periods import (
     MINUTE,
@@ -144,21 +143,21 @@ def learning_velocity_score(incidents: Sequence[tuple[str, int | None]]) -> floa
     return sum(values) / len(values) if values else 0.0
 
 
-def trend(scores: Sequence[float | None]) -> dict[str, Any]:
+def trend(scores: Sequence[float | None]) -> Trend:
     """Whether the quarterly scores rise; quarters without a score are skipped.
 
     ``None`` for both flags when fewer than two quarters have a score.
     """
     seq = [s for s in scores if s is not None]
     if len(seq) < 2:
-        return {"scored_quarters": len(seq), "monotonically_increasing": None,
-                "strictly_increasing": None}
+        return Trend(scored_quarters=len(seq), monotonically_increasing=None,
+                     strictly_increasing=None)
     pairs = list(zip(seq, seq[1:], strict=False))
-    return {
-        "scored_quarters": len(seq),
-        "monotonically_increasing": all(b >= a for a, b in pairs),
-        "strictly_increasing": all(b > a for a, b in pairs),
-    }
+    return Trend(
+        scored_quarters=len(seq),
+        monotonically_increasing=all(b >= a for a, b in pairs),
+        strictly_increasing=all(b > a for a, b in pairs),
+    )
 
 
 def previous_quarter(label: str) -> str:

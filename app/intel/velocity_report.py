@@ -7,7 +7,7 @@ Both read rows from :mod:`app.intel.velocity_quarters`; pure (no clock, no I/O):
 
     summary = learning_summary(velocity_by_quarter(book, target, as_of=as_of), as_of)
     lines = learning_section_markdown(summary)
-    section = digest_section(book, as_of, target)   # flat dict for the engine's hook
+    section = digest_section(book, as_of, target)   # DigestLearning, the engine's hook
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from app.contracts import QuarterVelocity, format_timestamp
+from app.contracts import DigestLearning, QuarterVelocity, format_timestamp
 from app.intel.incidents import IncidentBook
 from app.intel.periods import micros, quarter_start
 from app.intel.velocity_quarters import (
@@ -48,7 +48,7 @@ def velocity_report(book: IncidentBook, target: float, first: str | None = None,
         "recurrence_target": target,
         "range": {"from": first, "to": last},
         "overall": {"incidents": len(book.incidents), "score": score, "score_values": values},
-        "trend": trend([r.score for r in shown]),
+        "trend": trend([r.score for r in shown]).model_dump(),
         "quarters": [r.model_dump(mode="json") for r in shown],
     }
 
@@ -184,8 +184,8 @@ def learning_summary(quarters: Sequence[QuarterVelocity], as_of: datetime) -> di
 
 
 def digest_section(book: IncidentBook, as_of: datetime,
-                   target: float) -> dict[str, Any] | None:
-    """The weekly digest's learning section, flat so each item is one bullet.
+                   target: float) -> DigestLearning | None:
+    """The weekly digest's learning section, flat so each figure is one row.
 
     Matches the engine's ``LearningSection`` hook ``(book, as_of)``. The target
     lives in policy, which the hook does not receive: bind it with
@@ -198,14 +198,13 @@ def digest_section(book: IncidentBook, as_of: datetime,
     if not (now["incidents"] or before["incidents"] or now["regression_tests_added"]
             or before["regression_tests_added"]):
         return None
-    out: dict[str, Any] = {"quarter": now["quarter"], "compared_with": before["quarter"]}
+    figures: dict[str, Any] = {}
     for name in ("incidents", "mttr_median_minutes", "detection_median_minutes",
                  "recurrence_rate", "regression_tests_added", "score"):
-        out[name] = now[name]
-        out[f"{name}_last_quarter"] = before[name]
-    out["recurrence_target"] = target
-    out["above_target"] = now["above_target"]
-    return out
+        figures[name] = now[name]
+        figures[f"{name}_last_quarter"] = before[name]
+    return DigestLearning(quarter=now["quarter"], compared_with=before["quarter"], **figures,
+                          recurrence_target=target, above_target=now["above_target"])
 
 
 def _one_decimal(value: float) -> str:
