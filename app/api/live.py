@@ -31,7 +31,7 @@ from app.contracts import (
     WeeklyDigestResponse,
 )
 from app.intel.engine import Artifact, IntelEngine
-from app.intel.velocity import velocity_by_quarter
+from app.intel.velocity_quarters import velocity_by_quarter
 from app.metrics import MetricsRegistry
 from app.policy import Policy
 

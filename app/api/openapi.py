@@ -34,11 +34,11 @@ from app.contracts import (
     LinkFeedbackRequest,
     RecurrenceRequest,
     RecurrenceResponse,
+    VelocityReport,
     WeeklyDigestRequest,
     WeeklyDigestResponse,
 )
 
-from .learning import VelocityReport
 from .readiness import Liveness, ReadyReport
 
 __all__ = ["DOCUMENT_PATH", "build_document", "render"]

@@ -14,7 +14,6 @@ import itertools
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import orjson
 
@@ -29,6 +28,7 @@ from app.contracts import (
     CorrelateResponse,
     CorrelationQualityRequest,
     CorrelationQualityResponse,
+    DigestLearning,
     Event,
     FollowUp,
     FollowUpOutcome,
@@ -55,7 +55,7 @@ from app.intel import (
     quality,
     recurrence,
     trends,
-    velocity,
+    velocity_report,
 )
 from app.intel.incidents import Change, IncidentBook, Record
 from app.intel.periods import (
@@ -80,7 +80,7 @@ Response = (CorrelateResponse | RecurrenceResponse | BucketsResponse | WeeklyDig
             | GateResponse | AlertsResponse | CorrelationQualityResponse)
 Label = tuple[str, str, bool]
 """A labelled pair: the incident judged from, the other one, and whether they are related."""
-LearningSection = Callable[[IncidentBook, datetime], dict[str, Any] | None]
+LearningSection = Callable[[IncidentBook, datetime], DigestLearning | None]
 StopRequested = Callable[[], bool]
 """Asked between steps of a long read: ``True`` makes it raise :class:`ReadCancelled`.
 
@@ -617,7 +617,7 @@ def _conditions(m: correlation.Match) -> correlation.Conditions:
 
 def _learning_hook(policy: Policy) -> LearningSection:
     """The digest's learning section, judged against the policy's recurrence target."""
-    return functools.partial(velocity.digest_section, target=policy.recurrence_target)
+    return functools.partial(velocity_report.digest_section, target=policy.recurrence_target)
 
 
 __all__ = ["DAY", "ActionError", "Answer", "Artifact", "IntelEngine", "ReadCancelled",

@@ -40,7 +40,7 @@ from app.contracts import (
 from app.intel.engine import IntelEngine
 from app.intel.incidents import Change
 from app.intel.periods import EPOCH, from_micros
-from app.intel.velocity import VelocityTracker
+from app.intel.velocity_tracker import VelocityTracker
 from app.policy import Policy
 
 T = TypeVar("T")

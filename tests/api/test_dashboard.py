@@ -24,7 +24,7 @@ from app.api import InMemoryLiveView, create_api
 from app.api.dashboard import CONTENT_SECURITY_POLICY, focus
 from app.api.live import Query
 from app.api.trend_chart import sparkline_svg
-from app.cli.run import feed_history
+from app.cli.first_run_feed import feed_history
 from app.contracts import event_from_obj
 from app.policy import Policy
 from app.simulation.feed import StreamTruth, first_run_story

@@ -10,7 +10,8 @@ from velocity_reference import BASE, firing_event, incident_event, postmortem, r
 
 from app.contracts import QuarterVelocity, event_from_obj
 from app.intel.incidents import IncidentBook
-from app.intel.velocity import VelocityTracker, velocity_by_quarter
+from app.intel.velocity_quarters import velocity_by_quarter
+from app.intel.velocity_tracker import VelocityTracker
 from app.policy import KindDerivation
 
 TARGET = 0.10
