@@ -30,7 +30,7 @@ from app.contracts import (
 from app.intel.engine import IntelEngine, ReadCancelled
 from app.intel.periods import canonical_week
 from app.policy import EngineReads, Limit, Policy, RateLimitPolicy
-from tests.api.history import history
+from tests.support.api_history import history
 from tests.support.http_api import ROLE_TOKENS, Client, as_of, make_view, running
 
 REQUESTS = (CorrelateRequest, RecurrenceRequest, BucketsRequest, WeeklyDigestRequest,

@@ -14,7 +14,7 @@ from app.api import InMemoryLiveView, create_api
 from app.api.live import Query
 from app.contracts import event_from_obj
 from app.policy import Limit, Policy, RateLimitPolicy
-from tests.api.history import history
+from tests.support.api_history import history
 from tests.support.http_api import ROLE_TOKENS, Client, FakeClock, as_of, running
 
 V1 = [("POST", "/v1/tools/incident_intelligence", {"action": "recurrence"}),

@@ -20,7 +20,7 @@ from app.contracts import GateRequest, decode_event
 from app.intel import publication
 from app.intel.engine import IntelEngine
 from app.intel.periods import from_micros, micros
-from tests.builders import at, incident_event
+from tests.support.builders import at, incident_event
 from tests.support.policies import default_policy
 
 

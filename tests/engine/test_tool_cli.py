@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import main
-from tests.builders import at, incident_event, jsonl
+from tests.support.builders import at, incident_event, jsonl
 from tests.support.repository import POLICY_DIR
 
 

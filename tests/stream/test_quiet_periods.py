@@ -21,7 +21,7 @@ from app.intel.publication import BUCKETS, RECURRENCE, OutputKey
 from app.intel.watermark import idle_as_of
 from app.metrics import MetricsRegistry
 from app.stream.testing import Produced, StreamHarness
-from tests.builders import at, incident_event
+from tests.support.builders import at, incident_event
 from tests.support.policies import default_policy
 
 SIGNATURE = "c" * 64

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from velocity_reference import firing_event, incident_event, postmortem, regression_test_event
 
 from app.contracts import event_from_obj
 from app.intel.incidents import IncidentBook
@@ -27,6 +26,12 @@ from app.intel.velocity_report import (
     learning_summary,
 )
 from app.policy import KindDerivation
+from tests.support.velocity_reference import (
+    firing_event,
+    incident_event,
+    postmortem,
+    regression_test_event,
+)
 
 MIN = 60_000_000  # microseconds per minute
 T = 0.10

@@ -28,8 +28,9 @@ from app.intel import publication
 from app.intel.engine import IntelEngine
 from app.intel.publication import RECURRENCE, OutputKey
 from app.policy import load_policy
-from tests.builders import incident_event
-from tests.integration.stream_oracle import (
+from tests.support.builders import incident_event
+from tests.support.kafka import REPO, CliProcess, wait_until
+from tests.support.stream_oracle import (
     RELEASE_TOKEN,
     header,
     post,
@@ -37,7 +38,6 @@ from tests.integration.stream_oracle import (
     read_all,
     worker_env,
 )
-from tests.kafka_support import REPO, CliProcess, wait_until
 
 pytestmark = pytest.mark.broker
 
