@@ -153,6 +153,11 @@ class InMemoryLiveView:
     def recent_followups(self) -> list[FollowUp]:
         return list(self._followups)
 
+    def close(self) -> None:
+        """Wait for the reads still running (an abandoned read stops at its next step)
+        and release the view's pool."""
+        self._pool.shutdown(wait=True)
+
     def velocity(self) -> list[QuarterVelocity]:
         return list(self._velocity)
 

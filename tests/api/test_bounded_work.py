@@ -251,7 +251,7 @@ def test_a_timed_out_read_stops_instead_of_running_on(policy: Policy, tokens, ro
         reply = getattr(client, route)(call, role=role)
         view.opened.set()  # the read starts its work only after the call timed out
         assert reply.status == 504, reply.body
-    view._pool.shutdown(wait=True)
+    view.close()
     assert view.outcomes == ["cancelled"]
 
 
