@@ -695,6 +695,31 @@ class DigestChange(_Model):
     changed: list[str] | None = Field(default=None, exclude_if=_absent)
 
 
+class DigestLearning(_Model):
+    """The weekly digest's learning section: the quarter holding ``as_of`` so far against
+    the quarter before it (docs/learning-velocity.md). Flat, one figure a field; each
+    ``*_last_quarter`` is the same figure for ``compared_with``."""
+
+    quarter: str = Field(description="The quarter holding the digest's as_of, or the "
+                                     "week's last instant once the week is over (YYYY-Qn).")
+    compared_with: str = Field(description="The quarter before it (YYYY-Qn).")
+    incidents: int
+    incidents_last_quarter: int
+    mttr_median_minutes: float | None
+    mttr_median_minutes_last_quarter: float | None
+    detection_median_minutes: float | None
+    detection_median_minutes_last_quarter: float | None
+    recurrence_rate: float | None
+    recurrence_rate_last_quarter: float | None
+    regression_tests_added: int
+    regression_tests_added_last_quarter: int
+    score: float | None
+    score_last_quarter: float | None
+    recurrence_target: float
+    above_target: bool = Field(description="This quarter's recurrence rate is above the "
+                                           "target (strictly).")
+
+
 class DigestSummary(_Model):
     """``intel.digests`` value and the JSON artifact of a week.
 
@@ -728,7 +753,7 @@ class DigestSummary(_Model):
     buckets: list[Bucket]
     followups: FollowUpOutcome
     recommendations: list[str]
-    learning: dict[str, Any] | None = None
+    learning: DigestLearning | None = None
     alert_noise: AlertNoise | None = None
     correlation_quality: CorrelationQualityResponse | None = Field(
         default=None, exclude_if=_absent,
@@ -757,6 +782,8 @@ class GateResponse(_Model):
     high_kinds: list[str]
     total_incidents: int
     reasons: list[str]
+    as_of: Timestamp = Field(description="The event time the gate judged at: the newest event "
+                                         "applied, or later after a quiet period.")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -785,6 +812,24 @@ class QuarterVelocity(_Model):
     coverage_change: int | None
     score: float | None
     score_values: int
+
+
+class Trend(_Model):
+    """Whether the quarterly learning-velocity scores rise; quarters without a score are
+    skipped, and both flags are ``None`` with fewer than two scored quarters."""
+
+    scored_quarters: int
+    monotonically_increasing: bool | None
+    strictly_increasing: bool | None
+
+
+class VelocityReport(_Model):
+    """Learning velocity per quarter as of the replica's newest event."""
+
+    as_of: Timestamp
+    recurrence_target: float
+    trend: Trend
+    quarters: list[QuarterVelocity]
 
 
 class LinkFeedbackRequest(BaseModel):

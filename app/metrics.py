@@ -1,16 +1,20 @@
-"""The worker's Prometheus metrics: one typed registry, rendered in the text format.
+"""The worker's Prometheus metrics: ``prometheus_client`` with a bound on every label set.
 
 Every name starts with ``incident_intel_``, uses base units (seconds, records)
-and ends counters in ``_total``. Label sets are bounded: a label either has a
-closed set of values (an outcome, a catalog topic; anything else is a wiring
-bug and raises) or is capped in how many distinct series it may hold (a
-partition, a route, a recurrence key); past the cap a new series is dropped
-and counted in ``incident_intel_metric_series_dropped_total``, so a flood of
-odd values can never exhaust the memory of the worker or of Prometheus.
+and counters end in ``_total``. Counting, the histogram, the registry and the
+exposition (Prometheus text 0.0.4, or OpenMetrics when the scraper's
+``Accept`` asks for it) are ``prometheus_client``'s; each :class:`MetricsRegistry`
+owns a :class:`~prometheus_client.CollectorRegistry` of its own, so several
+applications (and tests) in one process never share a series.
 
-The registry is a plain object: the stream shell and the API call its methods
-as things happen; ``render`` reads it. Updates take a lock so the API's
-worker threads and the event loop may share one registry.
+What this module adds is the bound on labels. A label either has a closed set
+of values (an outcome, a catalog topic; anything else is a wiring bug and
+raises) or is capped in how many distinct series it may hold (a partition, a
+route, a recurrence key); past the cap a new series is dropped and counted in
+``incident_intel_metric_series_dropped_total``, so a flood of odd values can
+never exhaust the memory of the worker or of Prometheus. The ``_created``
+series ``prometheus_client`` adds to counters and histograms are left out:
+nothing reads them, and they would double the series of every family.
 """
 
 from __future__ import annotations
@@ -18,9 +22,15 @@ from __future__ import annotations
 import math
 import threading
 import time
-from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Literal
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Generic, Literal, TypeVar
+
+import prometheus_client
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from app.contracts import DEAD_LETTER_REASONS as _DEAD_LETTER_REASONS
 from app.contracts import DeadLetterReason
@@ -35,12 +45,11 @@ __all__ = [
     "Histogram",
     "InputOutcome",
     "MetricsRegistry",
-    "escape_help",
-    "escape_label",
 ]
 
 PREFIX = "incident_intel_"
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+CONTENT_TYPE = choose_encoder("")[1]
+"""What ``/metrics`` answers by default: the Prometheus text format 0.0.4."""
 
 InputOutcome = Literal["applied", "duplicate", "dead_lettered"]
 INPUT_OUTCOMES: frozenset[str] = frozenset({"applied", "duplicate", "dead_lettered"})
@@ -51,7 +60,7 @@ DEAD_LETTER_REASONS: frozenset[str] = frozenset(_DEAD_LETTER_REASONS)
 
 LATENCY_BUCKETS: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                                       10.0, 30.0, 60.0, 300.0)
-"""Upper bounds (seconds) of the event-to-output latency histogram."""
+"""Upper bounds (seconds) of the event-to-output latency histogram (``+Inf`` follows)."""
 
 SOURCE_RECEIVERS: frozenset[str] = frozenset({"alertmanager", "pagerduty"})
 SOURCE_DELIVERY_OUTCOMES: frozenset[str] = frozenset({
@@ -68,40 +77,15 @@ RECURRENCE_TYPES: frozenset[str] = frozenset({"signature", "kind", "service"})
 LEVEL_VALUES: Mapping[str, int] = {"none": 0, "warn": 1, "high": 2}
 
 DEFAULT_MAX_SERIES = 1000
+SERIES_DROPPED = "incident_intel_metric_series_dropped_total"
 
 Labels = tuple[str, ...]
+M = TypeVar("M", bound=MetricWrapperBase)
 
 
-def escape_label(value: str) -> str:
-    """A label value as the text format requires (backslash, quote, newline)."""
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def escape_help(text: str) -> str:
-    """A HELP text as the text format requires (backslash, newline)."""
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
-def format_value(value: float) -> str:
-    """Integers without a fraction, infinities as ``+Inf``/``-Inf``, NaN as ``NaN``."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if float(value).is_integer() and abs(value) < 2**53:
-        return str(int(value))
-    return repr(float(value))
-
-
-def _label_text(names: Sequence[str], values: Sequence[str]) -> str:
-    if not names:
-        return ""
-    pairs = ",".join(f'{n}="{escape_label(v)}"' for n, v in zip(names, values, strict=True))
-    return "{" + pairs + "}"
-
-
-class _Family:
-    """One metric name: its label names, the allowed values and the series it holds."""
+class _Family(Collector, Generic[M]):
+    """One metric name: a ``prometheus_client`` metric, its allowed label values and the
+    series it has admitted under its cap."""
 
     kind: str = ""
 
@@ -121,12 +105,13 @@ class _Family:
             raise ValueError(f"{name}: values given for unknown labels {sorted(unknown)}")
         self.max_series = max_series
         self._registry = registry
-        self._lock = registry.lock
-        self._start()
+        self._admitted: set[Labels] = set()
+        self.metric: M = self._make()
         registry.register(self)
 
-    def _start(self) -> None:
-        """Set up the empty series store (a label-less metric starts with its one series)."""
+    def _make(self) -> M:
+        """The ``prometheus_client`` metric, kept out of any registry but ours."""
+        raise NotImplementedError
 
     def _key(self, labels: Mapping[str, object]) -> Labels:
         if set(labels) != set(self.labels):
@@ -139,131 +124,119 @@ class _Family:
                                  f"{sorted(allowed)}")
         return key
 
-    def _admit(self, series: Mapping[Labels, object], key: Labels) -> bool:
-        """True when ``key`` exists or fits under the cap; else count the drop."""
-        if key in series or len(series) < self.max_series:
-            return True
-        self._registry.series_dropped[self.name] = (
-            self._registry.series_dropped.get(self.name, 0) + 1)
-        return False
+    def _child(self, labels: Mapping[str, object]) -> M | None:
+        """The series of ``labels``; ``None`` (and the drop counted) past the cap."""
+        if not self.labels:
+            self._key(labels)
+            return self.metric
+        key = self._key(labels)
+        with self._registry.lock:
+            if key not in self._admitted:
+                if len(self._admitted) >= self.max_series:
+                    self._registry.count_dropped(self.name)
+                    return None
+                self._admitted.add(key)
+            return self.metric.labels(*key)
 
-    def header(self) -> list[str]:
-        return [f"# HELP {self.name} {escape_help(self.help)}", f"# TYPE {self.name} {self.kind}"]
+    def _forget(self, labels: Mapping[str, object]) -> None:
+        key = self._key(labels)
+        with self._registry.lock:
+            if key in self._admitted:
+                self._admitted.discard(key)
+                self.metric.remove(*key)
 
-    def samples(self) -> list[str]:
-        raise NotImplementedError
+    def _sample(self, suffix: str, labels: Mapping[str, object]) -> float | None:
+        key = self._key(labels)
+        return self._registry.registry.get_sample_value(
+            self.name.removesuffix("_total") + suffix, dict(zip(self.labels, key, strict=True)))
 
+    def describe(self) -> Iterable[Metric]:
+        return self.metric.describe()
 
-class _Scalar(_Family):
-    """A counter or gauge: one float per label set."""
-
-    series: dict[Labels, float]
-
-    def _start(self) -> None:
-        self.series = {(): 0.0} if not self.labels else {}
-
-    def value(self, **labels: object) -> float:
-        """The current value of one series (0 when it was never touched)."""
-        with self._lock:
-            return self.series.get(self._key(labels), 0.0)
-
-    def samples(self) -> list[str]:
-        return [f"{self.name}{_label_text(self.labels, key)} {format_value(value)}"
-                for key, value in sorted(self.series.items())]
+    def collect(self) -> Iterator[Metric]:
+        for family in self.metric.collect():
+            family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+            yield family
 
 
-class Counter(_Scalar):
+class Counter(_Family[prometheus_client.Counter]):
     """A monotonically increasing count; the name ends in ``_total``."""
 
     kind = "counter"
 
-    def _start(self) -> None:
+    def _make(self) -> prometheus_client.Counter:
         if not self.name.endswith("_total"):
             raise ValueError(f"counter {self.name!r} must end in _total")
-        super()._start()
+        return prometheus_client.Counter(self.name, self.help, self.labels, registry=None)
 
     def inc(self, amount: float = 1.0, **labels: object) -> None:
         if amount < 0:
             raise ValueError(f"{self.name}: a counter cannot decrease ({amount})")
-        with self._lock:
-            key = self._key(labels)
-            if self._admit(self.series, key):
-                self.series[key] = self.series.get(key, 0.0) + amount
+        child = self._child(labels)
+        if child is not None:
+            child.inc(amount)
+
+    def value(self, **labels: object) -> float:
+        """The current value of one series (0 when it was never touched)."""
+        return self._sample("_total", labels) or 0.0
 
 
-class Gauge(_Scalar):
+class Gauge(_Family[prometheus_client.Gauge]):
     """A value that goes up and down; a labelled series can be removed."""
 
     kind = "gauge"
 
+    def _make(self) -> prometheus_client.Gauge:
+        return prometheus_client.Gauge(self.name, self.help, self.labels, registry=None)
+
     def set(self, value: float, **labels: object) -> None:
-        with self._lock:
-            key = self._key(labels)
-            if self._admit(self.series, key):
-                self.series[key] = float(value)
+        child = self._child(labels)
+        if child is not None:
+            child.set(value)
+
+    def set_function(self, read: Callable[[], float]) -> None:
+        """A label-less gauge whose value is ``read()`` at each scrape."""
+        if self.labels:
+            raise ValueError(f"{self.name}: only a label-less gauge is read at scrape time")
+        self.metric.set_function(read)
 
     def remove(self, **labels: object) -> None:
         """Forget one series (a partition revoked, a key back to normal)."""
-        with self._lock:
-            self.series.pop(self._key(labels), None)
+        self._forget(labels)
+
+    def value(self, **labels: object) -> float:
+        """The current value of one series (0 when it was never set)."""
+        found = self._sample("", labels)
+        return 0.0 if found is None else found
 
 
-class Histogram(_Family):
-    """Observations counted into cumulative ``le`` buckets, with their sum and count."""
+class Histogram(_Family[prometheus_client.Histogram]):
+    """Observations (seconds) counted into the ``le`` buckets of :data:`LATENCY_BUCKETS`."""
 
     kind = "histogram"
-
     buckets: tuple[float, ...] = (*LATENCY_BUCKETS, math.inf)
-    series: dict[Labels, tuple[list[int], list[float]]]
-    """Per series: the count in each bucket (not cumulative), and the sum in a one-item list."""
 
-    def _start(self) -> None:
+    def _make(self) -> prometheus_client.Histogram:
         if "le" in self.labels:
             raise ValueError(f"{self.name}: 'le' is reserved for histogram buckets")
-        self.series = {(): ([0] * len(self.buckets), [0.0])} if not self.labels else {}
+        return prometheus_client.Histogram(self.name, self.help, self.labels,
+                                           buckets=self.buckets, registry=None)
 
     def observe(self, value: float, **labels: object) -> None:
-        if math.isnan(value):
-            raise ValueError(f"{self.name}: cannot observe NaN")
-        with self._lock:
-            key = self._key(labels)
-            if not self._admit(self.series, key):
-                return
-            counts, total = self.series.setdefault(key, ([0] * len(self.buckets), [0.0]))
-            index = next(i for i, bound in enumerate(self.buckets) if value <= bound)
-            counts[index] += 1
-            total[0] += value
+        self.observe_all((value,), **labels)
 
     def observe_all(self, values: Iterable[float], **labels: object) -> None:
-        """Many observations of one series (the labels checked once)."""
-        with self._lock:
-            key = self._key(labels)
-            if not self._admit(self.series, key):
-                return
-            counts, total = self.series.setdefault(key, ([0] * len(self.buckets), [0.0]))
-            for value in values:
-                if math.isnan(value):
-                    raise ValueError(f"{self.name}: cannot observe NaN")
-                counts[bisect_left(self.buckets, value)] += 1
-                total[0] += value
+        """Many observations of one series (its labels checked once)."""
+        child = self._child(labels)
+        if child is None:
+            return
+        for value in values:
+            if math.isnan(value):
+                raise ValueError(f"{self.name}: cannot observe NaN")
+            child.observe(value)
 
     def count(self, **labels: object) -> int:
-        with self._lock:
-            counts, _ = self.series.get(self._key(labels), ([0], [0.0]))
-            return sum(counts)
-
-    def samples(self) -> list[str]:
-        out: list[str] = []
-        for key, (counts, total) in sorted(self.series.items()):
-            running = 0
-            for bound, n in zip(self.buckets, counts, strict=True):
-                running += n
-                labels = _label_text((*self.labels, "le"), (*key, format_value(bound)))
-                out.append(f"{self.name}_bucket{labels} {running}")
-            plain = _label_text(self.labels, key)
-            out.append(f"{self.name}_sum{plain} {format_value(total[0])}")
-            out.append(f"{self.name}_count{plain} {running}")
-        return out
+        return int(self._sample("_count", labels) or 0)
 
 
 def _catalog_topics() -> tuple[frozenset[str], frozenset[str]]:
@@ -293,11 +266,17 @@ class MetricsRegistry:
         inputs, outputs = frozenset(input_topics), frozenset(output_topics)
         self.clock = clock
         self.lock = threading.RLock()
-        self.families: dict[str, _Family] = {}
-        self._watermark_known = False
-        self.series_dropped: dict[str, int] = {}
+        """Guards the series each family admitted; the counting is prometheus_client's."""
+        self.registry = CollectorRegistry()
+        """What is exposed: every family below, and nothing of any other registry."""
+        self.families: dict[str, _Family[MetricWrapperBase]] = {}
+        self._watermark: float | None = None
         cap = max_series
 
+        self.series_dropped = Counter(
+            self, SERIES_DROPPED,
+            "Metric updates dropped because a metric reached its series cap, by metric.",
+            ("metric",))
         self.input_records = Counter(
             self, "incident_intel_input_records_total",
             "Input records consumed, by topic and outcome (applied, duplicate, dead_lettered); "
@@ -319,12 +298,17 @@ class MetricsRegistry:
             ("topic", "partition"), max_series=cap)
         self.watermark = Gauge(
             self, "incident_intel_event_time_watermark_seconds",
-            "Newest event time applied to the replica (Unix seconds); 0 before the first.")
+            "Event time of the replica (Unix seconds): the newest event applied, or later after "
+            "a quiet period advanced it; 0 before the first.")
         self.watermark_delay = Gauge(
             self, "incident_intel_event_time_watermark_delay_seconds",
             "Wall clock at scrape time minus the event-time watermark (seconds); "
             "NaN before the first event.")
-        self.watermark_delay.set(math.nan)
+        self.watermark_delay.set_function(self._watermark_delay)
+        self.watermark_idle = Gauge(
+            self, "incident_intel_event_time_watermark_idle_advanced",
+            "1 when the watermark was advanced on the wall clock because no input arrived "
+            "for time.idle_after_seconds (a quiet period), 0 when it is the newest event time.")
         self.output_latency = Histogram(
             self, "incident_intel_event_to_output_latency_seconds",
             "From the input record's broker timestamp to sending the output it caused "
@@ -382,15 +366,20 @@ class MetricsRegistry:
             for outcome in sorted(SOURCE_RECORD_OUTCOMES):
                 self.source_records.inc(0, receiver=receiver, outcome=outcome)
 
-    def register(self, family: _Family) -> None:
+    def register(self, family: _Family[M]) -> None:
         if family.name in self.families:
             raise ValueError(f"metric {family.name!r} registered twice")
-        self.families[family.name] = family
+        self.registry.register(family)
+        self.families[family.name] = family  # type: ignore[assignment]
 
     @property
     def names(self) -> frozenset[str]:
         """Every metric family name (histograms without their ``_bucket`` suffixes)."""
-        return frozenset(self.families) | {"incident_intel_metric_series_dropped_total"}
+        return frozenset(self.families)
+
+    def count_dropped(self, metric: str) -> None:
+        """One update of ``metric`` left out because the metric holds its cap of series."""
+        self.series_dropped.metric.labels(metric).inc()
 
     # ------------------------------------------------------------- update API
 
@@ -422,12 +411,18 @@ class MetricsRegistry:
         self.committed_offset.remove(topic=topic, partition=partition)
         self.consumer_lag.remove(topic=topic, partition=partition)
 
-    def set_watermark(self, event_time: float) -> None:
-        """The event-time watermark (Unix seconds); its delay is measured at each scrape,
-        so a stuck worker shows a growing delay."""
+    def set_watermark(self, event_time: float, *, idle_advanced: bool = False) -> None:
+        """The event-time watermark (Unix seconds) and whether a quiet period advanced it;
+        its delay is measured at each scrape, so a stuck worker shows a growing delay."""
         with self.lock:
+            self._watermark = event_time
             self.watermark.set(event_time)
-            self._watermark_known = True
+            self.watermark_idle.set(int(idle_advanced))
+
+    def _watermark_delay(self) -> float:
+        with self.lock:
+            watermark = self._watermark
+        return math.nan if watermark is None else self.clock() - watermark
 
     def set_recurrence(self, type_: str, key: str, level: str) -> None:
         """The current level of one recurrence key; ``none`` removes its series."""
@@ -438,22 +433,15 @@ class MetricsRegistry:
         else:
             self.recurrence_level.set(LEVEL_VALUES[level], type=type_, key=key)
 
-    # ----------------------------------------------------------------- render
+    # ------------------------------------------------------------- exposition
+
+    def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
+        """The body and ``Content-Type`` answering a scrape whose ``Accept`` is ``accept``:
+        OpenMetrics when it names ``application/openmetrics-text``, else the Prometheus
+        text format 0.0.4 (``prometheus_client``'s negotiation)."""
+        encode, content_type = choose_encoder(accept or "")
+        return encode(self.registry), content_type
 
     def render(self) -> str:
-        """The text exposition format (version 0.0.4), every family with HELP and TYPE."""
-        with self.lock:
-            if self._watermark_known:
-                self.watermark_delay.set(self.clock() - self.watermark.value())
-            out: list[str] = []
-            for name in sorted(self.families):
-                family = self.families[name]
-                out += family.header()
-                out += family.samples()
-            dropped = "incident_intel_metric_series_dropped_total"
-            out += [f"# HELP {dropped} Metric updates dropped because a metric reached its "
-                    "series cap, by metric.",
-                    f"# TYPE {dropped} counter"]
-            out += [f'{dropped}{{metric="{escape_label(metric)}"}} {n}'
-                    for metric, n in sorted(self.series_dropped.items())]
-        return "\n".join(out) + "\n"
+        """The Prometheus text format 0.0.4, every family with HELP and TYPE."""
+        return self.exposition()[0].decode("utf-8")

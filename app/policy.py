@@ -210,6 +210,15 @@ class PromoteRule(_Strict):
         return check_template(value, set(ALERT_TEMPLATE_FIELDS))
 
 
+class EventTime(_Strict):
+    """``time:``: how event time moves when no event arrives (a quiet period)."""
+
+    idle_after_seconds: Annotated[int, Field(gt=0, le=86_400)] = 300
+    """No input applied for this long: the live ``as_of`` advances on the wall clock."""
+    allowed_lateness_minutes: Annotated[int, Field(ge=0, le=10_080)] = 10
+    """How far behind the wall clock an idle ``as_of`` stays, for events still on their way."""
+
+
 class AlertsPolicy(_Strict):
     """Alert intelligence over ``alerts.state``: recurrence levels, flapping, promotion."""
 
@@ -239,6 +248,7 @@ class IntelPolicy(_Strict):
     """How long an incident is kept after it started: bounds a worker's memory."""
     max_future_skew_minutes: NonNegative = 60
     """An event this far ahead of the receiving clock is dead-lettered, not applied."""
+    time: EventTime = EventTime()
     alerts: AlertsPolicy = AlertsPolicy()
     correlation_quality: CorrelationQuality = CorrelationQuality()
 

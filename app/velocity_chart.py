@@ -1,7 +1,7 @@
 """The learning-velocity trend as a picture (PNG or SVG), drawn with matplotlib.
 
 An edge module, not part of the pure engine: it only turns the rows of
-:func:`app.intel.velocity.velocity_report` into image bytes. It uses the Agg
+:func:`app.intel.velocity_report.velocity_report` into image bytes. It uses the Agg
 canvas directly (no pyplot, no global figure state), and pins the metadata, the
 SVG id salt and the margins (no layout engine) so the same rows give the same
 bytes.
@@ -18,7 +18,7 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from app.intel.velocity import two_decimals
+from app.intel.velocity_report import two_decimals
 
 SCORE_COLOR = "#2f6db3"
 FLAG_COLOR = "#c0392b"

@@ -26,6 +26,7 @@ from app.contracts import (
     BucketsRequest,
     CorrelateResponse,
     PromoteCandidate,
+    VelocityReport,
     WeeklyDigestRequest,
 )
 from app.intel.engine import ActionError, IntelEngine, ReadCancelled, Request, StopRequested
@@ -46,7 +47,7 @@ from .dashboard import (
     focus,
 )
 from .errors import ApiError
-from .learning import VelocityReport, velocity_report
+from .learning import velocity_report
 from .live import LiveView
 
 __all__ = ["answer_call", "dashboard_data", "learning_velocity", "within"]

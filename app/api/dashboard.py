@@ -43,7 +43,7 @@ from app.contracts import (
     format_timestamp,
 )
 from app.intel.recurrence import KeyRow
-from app.intel.velocity import two_decimals
+from app.intel.velocity_report import two_decimals
 
 from .trend_chart import sparkline_svg, trend_svg
 

@@ -31,7 +31,7 @@ from app.contracts import (
     WeeklyDigestResponse,
 )
 from app.intel.engine import Artifact, IntelEngine
-from app.intel.velocity import velocity_by_quarter
+from app.intel.velocity_quarters import velocity_by_quarter
 from app.metrics import MetricsRegistry
 from app.policy import Policy
 
@@ -61,7 +61,7 @@ class LiveView(Protocol):
         """The newest event time the replica has applied (what answers are "as of").
 
         Must not raise: before the first event, return any time not after it
-        (the Unix epoch will do); ``/healthz`` reports it.
+        (the Unix epoch will do); the dashboard and the velocity report show it.
         """
         ...
 
@@ -88,11 +88,6 @@ class LiveView(Protocol):
 
     async def run_digest(self, request: WeeklyDigestRequest) -> WeeklyDigestResponse:
         """Produce a digest: the engine's response unchanged, artifacts written, dedupe honoured."""
-        ...
-
-    def metrics_text(self) -> str:
-        """Prometheus lines of the view beside the shared :class:`MetricsRegistry`
-        (empty once the view keeps all of its metrics in the registry)."""
         ...
 
 
@@ -124,7 +119,7 @@ class InMemoryLiveView:
             as_of = max(e.occurred_at for e in events)
         self.policy = policy
         self.engine = IntelEngine(policy)
-        self.engine.apply_all(e for e in events if e.occurred_at <= as_of)
+        self.engine.apply_until(events, as_of)
         self._as_of = as_of
         self.artifact_dir = artifact_dir
         self.recent_limit = recent_limit
@@ -158,6 +153,11 @@ class InMemoryLiveView:
     def recent_followups(self) -> list[FollowUp]:
         return list(self._followups)
 
+    def close(self) -> None:
+        """Wait for the reads still running (an abandoned read stops at its next step)
+        and release the view's pool."""
+        self._pool.shutdown(wait=True)
+
     def velocity(self) -> list[QuarterVelocity]:
         return list(self._velocity)
 
@@ -182,6 +182,3 @@ class InMemoryLiveView:
             self.digest_runs += 1
         assert isinstance(answer.response, WeeklyDigestResponse)
         return answer.response
-
-    def metrics_text(self) -> str:
-        return ""  # everything is in self.metrics

@@ -6,11 +6,9 @@ up the label cardinality (the registry caps it besides).
 
 from __future__ import annotations
 
-from app.metrics import MetricsRegistry, escape_label
+from app.metrics import MetricsRegistry
 
-__all__ = ["ApiMetrics", "label_value"]
-
-label_value = escape_label
+__all__ = ["ApiMetrics"]
 
 
 class ApiMetrics:
@@ -34,6 +32,11 @@ class ApiMetrics:
     def count_engine_read(self) -> None:
         self.registry.http_engine_reads.inc()
 
+    def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """Every metric of the registry (the API's and the worker's) in the format the
+        scraper's ``Accept`` asks for, with its ``Content-Type``."""
+        return self.registry.exposition(accept)
+
     def render(self) -> str:
-        """Every metric of the registry (the API's and the worker's), with HELP and TYPE."""
+        """Every metric of the registry in the Prometheus text format."""
         return self.registry.render()

@@ -34,13 +34,12 @@ from app.contracts import (
     LinkFeedbackRequest,
     RecurrenceRequest,
     RecurrenceResponse,
+    VelocityReport,
     WeeklyDigestRequest,
     WeeklyDigestResponse,
 )
 
-from .learning import VelocityReport
 from .readiness import Liveness, ReadyReport
-from .routes import Health
 
 __all__ = ["DOCUMENT_PATH", "build_document", "render"]
 
@@ -64,7 +63,7 @@ class GateCall(GateRequest):
 _REQUESTS: tuple[type[BaseModel], ...] = (ToolCall, GateCall, LinkFeedbackRequest)
 _RESPONSES: tuple[type[BaseModel], ...] = (
     CorrelateResponse, RecurrenceResponse, BucketsResponse, WeeklyDigestResponse, GateResponse,
-    AlertsResponse, CorrelationQualityResponse, LinkFeedbackAccepted, VelocityReport, Health,
+    AlertsResponse, CorrelationQualityResponse, LinkFeedbackAccepted, VelocityReport,
     Liveness, ReadyReport, ErrorResponse,
 )
 _ERRORS: dict[str, tuple[str, str]] = {
@@ -214,9 +213,11 @@ def _paths() -> dict[str, Any]:
         }},
         "/healthz": {"get": {
             "operationId": "health",
-            "summary": "Liveness, and whether the replica has finished recovering.",
+            "summary": "The same answer as /readyz (status code and body); liveness is /livez.",
             "security": [],
-            "responses": {"200": _json_body(_ref("Health"), "Alive.")},
+            "responses": {"200": _json_body(_ref("ReadyReport"), "Ready."),
+                          "503": _json_body(_ref("ReadyReport"),
+                                            "Not ready; waiting_for names what is missing.")},
         }},
         "/livez": {"get": {
             "operationId": "liveness",
@@ -236,8 +237,11 @@ def _paths() -> dict[str, Any]:
             "operationId": "metrics",
             "summary": "Prometheus metrics of the view and of the API.",
             "security": [],
-            "responses": {"200": {"description": "Text exposition format 0.0.4.",
-                                  "content": {"text/plain": {"schema": {"type": "string"}}}}},
+            "responses": {"200": {
+                "description": "The Prometheus text format 0.0.4; OpenMetrics 1.0.0 when "
+                               "Accept names application/openmetrics-text.",
+                "content": {"text/plain": {"schema": {"type": "string"}},
+                            "application/openmetrics-text": {"schema": {"type": "string"}}}}},
         }},
     }
 

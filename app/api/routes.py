@@ -11,10 +11,12 @@
 ``GET  /v1/learning/velocity``              learning velocity per quarter
 ``GET  /``                                  the on-call dashboard (no token; see
                                             :mod:`app.api.dashboard`)
-``GET  /healthz``                           liveness, and whether recovery finished
+``GET  /healthz``                           the same as ``/readyz`` (status and body)
 ``GET  /livez``                             liveness: the event loop answers
 ``GET  /readyz``                            readiness, from the host's provider
-``GET  /metrics``                           Prometheus text: the view's and the API's
+``GET  /metrics``                           the registry the API and the worker share:
+                                            Prometheus text, or OpenMetrics when
+                                            ``Accept`` asks for it
 ==========================================  ======================================
 
 Every ``/v1`` call: bearer token (401) → body within ``max_body_bytes`` (413)
@@ -42,11 +44,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from app.contracts import (
     CorrelateRequest,
@@ -58,7 +60,7 @@ from app.contracts import (
     parse_request,
 )
 from app.intel.engine import Request
-from app.metrics import CONTENT_TYPE, MetricsRegistry
+from app.metrics import MetricsRegistry
 from app.policy import Policy
 
 from .access import operations_of
@@ -78,7 +80,7 @@ from .tokens import TokenRoles
 if TYPE_CHECKING:
     import faust
 
-__all__ = ["API_KEY", "ROUTES", "Api", "Health", "Route", "add_routes", "create_api",
+__all__ = ["API_KEY", "ROUTES", "Api", "Route", "add_routes", "create_api",
            "register_routes"]
 
 log = logging.getLogger(__name__)
@@ -98,7 +100,6 @@ burst of anonymous loads costs one engine read. Concurrent first requests
 share one render in progress; a failed render (503/504 notice) is kept for the
 same time, so a struggling replica is not read harder by reloads."""
 
-PROMETHEUS_CONTENT_TYPE = CONTENT_TYPE
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
@@ -123,15 +124,6 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/metrics", "intel.metrics", "prometheus"),
     Route("GET", "/", "intel.dashboard", "dashboard"),
 )
-
-
-class Health(BaseModel):
-    """``GET /healthz``: alive when it answers; ``recovered`` once recovery is done."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    status: Literal["ok"]
-    recovered: bool
-    as_of: str
 
 
 def _wall_clock() -> datetime:
@@ -343,9 +335,10 @@ class Api:
         })
 
     async def healthz(self, request: web.Request) -> web.Response:
-        """Liveness: answering at all means alive; ``recovered`` says whether to route."""
-        return _json(Health(status="ok", recovered=bool(self.view.ready),
-                            as_of=format_timestamp(self.view.as_of())))
+        """The same answer as ``/readyz``, status code and body: a load balancer or probe
+        that only knows ``/healthz`` sends no traffic before this process is ready
+        (liveness is ``/livez``)."""
+        return await self.readyz(request)
 
     async def livez(self, request: web.Request) -> web.Response:
         """Liveness: the event loop answered; nothing else is consulted."""
@@ -359,12 +352,11 @@ class Api:
                      200 if state.ready else 503)
 
     async def prometheus(self, request: web.Request) -> web.Response:
-        """The view's own lines (if any), then the registry the API and the worker share."""
-        text = self.view.metrics_text()
-        if text and not text.endswith("\n"):
-            text += "\n"
-        return web.Response(body=(text + self.counters.render()).encode("utf-8"),
-                            headers={"Content-Type": PROMETHEUS_CONTENT_TYPE})
+        """The registry the API and the worker share: OpenMetrics when the scraper's
+        ``Accept`` asks for it, else the Prometheus text format."""
+        body, content_type = self.counters.exposition(request.headers.get("Accept"))
+        return web.Response(body=body, headers={"Content-Type": content_type,
+                                                "Vary": "Accept"})
 
     # ------------------------------------------------------------------ wiring
 

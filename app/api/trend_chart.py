@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from html import escape
 
 from app.contracts import QuarterVelocity
-from app.intel.velocity import two_decimals
+from app.intel.velocity_report import two_decimals
 
 __all__ = ["sparkline_svg", "trend_svg"]
 

@@ -39,7 +39,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from app.cli.run import _make_worker, _prepare_kafka, _say, _sigterm_exits, _start_broker
+from app.cli.broker_start import prepare_kafka, start_broker
+from app.cli.console import say
+from app.cli.worker_wiring import make_worker, sigterm_exits
 from app.contracts import OPEN_STATUSES, WeeklyDigestResponse
 from app.errors import UserError
 from app.intel.periods import last_complete_week, week_label
@@ -196,22 +198,22 @@ async def _drive(worker: Worker, history: DemoHistory, outcome: _Outcome, deadli
     replica = worker.replica
     try:
         await asyncio.wait_for(replica.wait_ready(), max(1.0, deadline - time.monotonic()))
-        _say(f"demo: replica caught up: {replica.applied} events applied, "
+        say(f"demo: replica caught up: {replica.applied} events applied, "
              f"event time as of {replica.as_of().isoformat()}")
         while not worker.group.leader():
             _check_deadline(deadline, "the worker to lead its consumer group")
             await asyncio.sleep(0.2)
         await _processed(worker, deadline)
-        _say("demo: every stage of the pipeline processed (the consumer group committed "
+        say("demo: every stage of the pipeline processed (the consumer group committed "
              f"all records); {len(worker.publisher.emitted)} follow-up(s) raised live")
         for row in replica.velocity():
             rate = "–" if row.recurrence_rate is None else f"{row.recurrence_rate:.1%}"
-            _say(f"demo: learning.velocity {row.quarter}: {row.incidents} incidents, "
+            say(f"demo: learning.velocity {row.quarter}: {row.incidents} incidents, "
                  f"recurrence {rate} (target {row.recurrence_target:.0%}), "
                  f"{row.regression_tests_added} regression test(s) added")
         schedule = worker.policy.intel.digest
         now = next_run(schedule.schedule, schedule.timezone, history.end)
-        _say(f"demo: the schedule's clock jumps to {now.isoformat()} "
+        say(f"demo: the schedule's clock jumps to {now.isoformat()} "
              f"(cron {schedule.schedule!r}); running the digest timer's catch-up")
         outcome.response = await worker.digests.catch_up(now)
         if outcome.response is None:
@@ -249,9 +251,9 @@ def run_demo(seed: int = DEFAULT_SEED, weeks: int = DEFAULT_WEEKS,
         by_topic[record.topic] = by_topic.get(record.topic, 0) + 1
     planted = ", ".join(f"{r.count}× {r.service}|{r.kind} ({r.expected_level})"
                         for r in history.truth.recurrence)
-    _say(f"demo: seed {seed}: {weeks} weeks of history, {week_label(history.start)} to "
+    say(f"demo: seed {seed}: {weeks} weeks of history, {week_label(history.start)} to "
          f"{history.last_week} ({history.start.date()} to {history.end.date()}, event time)")
-    _say(f"demo: {len(history.records)} records "
+    say(f"demo: {len(history.records)} records "
          f"({', '.join(f'{t} {n}' for t, n in sorted(by_topic.items()))}); "
          f"{history.truth.incidents} incidents; planted recurrence: {planted}; "
          f"{len(history.truth.clusters)} clusters")
@@ -262,38 +264,38 @@ def run_demo(seed: int = DEFAULT_SEED, weeks: int = DEFAULT_WEEKS,
     asyncio.set_event_loop(loop)
     broker: EmbeddedBroker | None = None
     try:
-        with _sigterm_exits():
+        with sigterm_exits():
             if settings.embedded:
-                broker = _start_broker(settings)
+                broker = start_broker(settings)
                 settings = settings.with_bootstrap(broker.bootstrap_servers)
             else:
-                _say(f"demo: using Kafka at {settings.bootstrap_servers}, topic prefix "
+                say(f"demo: using Kafka at {settings.bootstrap_servers}, topic prefix "
                      f"{settings.topic_prefix!r}")
-            _prepare_kafka(loop, settings)
+            prepare_kafka(loop, settings)
             sent = loop.run_until_complete(publish(
                 history.records, settings.bootstrap_servers, PUBLISH_RATE,
                 topic_prefix=settings.topic_prefix,
                 client_options=settings.kafka_client_options(),
                 client_id="incident-intel-demo"))
-            _say(f"demo: published {sum(sent.values())} records; starting the worker "
+            say(f"demo: published {sum(sent.values())} records; starting the worker "
                  f"(consumer group {settings.app_id!r})")
             # The demo moves the schedule's clock itself: the timer's own clock is held.
             parts = build_worker(settings, policy, clock=lambda: None)
-        worker = _make_worker(parts.app, verbose=verbose,
+        worker = make_worker(parts.app, verbose=verbose,
                               source=settings.topic("incidents.events"), loop=loop,
                               loglevel="info", quiet=True, redirect_stdouts=False)
         stop = _stopper(worker)
         parts.app.task(lambda: _drive(parts, history, outcome, deadline, stop))
         with contextlib.suppress(SystemExit):
             worker.execute_from_commandline()
-        _say("demo: worker stopped")
+        say("demo: worker stopped")
     finally:
         if not loop.is_closed():
             loop.close()
         asyncio.set_event_loop(None)
         if broker is not None:
             broker.stop()
-            _say("demo: embedded broker stopped")
+            say("demo: embedded broker stopped")
     if outcome.error is not None:
         raise UserError(f"demo: {outcome.error}")
     if outcome.response is None:
@@ -314,7 +316,7 @@ def _print_digest(response: WeeklyDigestResponse, paths: Sequence[str]) -> None:
     click.echo("")
     click.echo(response.markdown_preview.rstrip("\n"))
     click.echo("")
-    _say(f"demo: digest {response.week}: " + ", ".join(paths))
+    say(f"demo: digest {response.week}: " + ", ".join(paths))
 
 
 @click.command("demo")

@@ -47,7 +47,7 @@ def assess(policy: Policy, events: list[Event], as_of: datetime, window_days: in
            truth: StreamTruth | None) -> CorrelationQualityResponse:
     """The engine over ``events`` up to ``as_of``, scored against ``truth`` or the verdicts."""
     engine = IntelEngine(policy)
-    engine.apply_all(e for e in events if e.occurred_at <= as_of)
+    engine.apply_until(events, as_of)
     if truth is None:
         return engine.quality_of(engine.verdict_labels(), as_of, window_days, "verdicts")
     return engine.quality_of(engine.truth_labels(truth_groups(truth)), as_of, window_days,

@@ -89,7 +89,7 @@ def command(event_files: tuple[str, ...], policy_dir: str | None, as_of_text: st
     history = load_history(event_files, parse_as_of(as_of_text), now_text, policy.intel)
     as_of = history.as_of
     engine = IntelEngine(policy)
-    engine.apply_all(e for e in history.events if e.occurred_at <= as_of)
+    engine.apply_until(history.events, as_of)
     state = Path(state_file) if state_file else None
     emitted = _emitted(state)
     try:

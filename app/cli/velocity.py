@@ -19,7 +19,7 @@ from app.errors import UserError
 from app.eventfile import read_events
 from app.intel.incidents import IncidentBook
 from app.intel.periods import quarter_start
-from app.intel.velocity import render_markdown, velocity_report
+from app.intel.velocity_report import render_markdown, velocity_report
 from app.policy import load_policy
 from app.policyfile import POLICY_DIR_HELP
 

@@ -23,6 +23,7 @@ from app.contracts import (
     Bucket,
     CorrelationQualityResponse,
     DigestChange,
+    DigestLearning,
     DigestSummary,
     FollowUpOutcome,
     RecurrenceFinding,
@@ -53,7 +54,7 @@ def summarise(
     followups: FollowUpOutcome,
     policy: IntelPolicy,
     label: Labeller,
-    learning: dict[str, Any] | None = None,
+    learning: DigestLearning | None = None,
     alert_noise: AlertNoise | None = None,
     correlation_quality: CorrelationQualityResponse | None = None,
 ) -> DigestSummary:
@@ -165,7 +166,7 @@ def render_markdown(summary: DigestSummary, policy: IntelPolicy) -> str:
     out += ["## Recommendations", ""]
     out += [f"- {escape(text)}" for text in s.recommendations] or ["_none_"]
     out.append("")
-    if s.learning:
+    if s.learning is not None:
         out += _learning(s.learning)
     if s.alert_noise is not None:
         out += _alert_noise(s.alert_noise)
@@ -184,17 +185,17 @@ _LEARNING_ROWS = (
 )
 
 
-def _learning(section: dict[str, Any]) -> list[str]:
+def _learning(section: DigestLearning) -> list[str]:
     """This quarter so far against the last, as a small table."""
-    now, before = str(section.get("quarter", "")), str(section.get("compared_with", ""))
-    rows = [[label, _plain(section.get(key)), _plain(section.get(f"{key}_last_quarter"))]
-            for key, label in _LEARNING_ROWS if key in section]
+    now, before = section.quarter, section.compared_with
+    figures = section.model_dump()
+    rows = [[label, _plain(figures[key]), _plain(figures[f"{key}_last_quarter"])]
+            for key, label in _LEARNING_ROWS]
     out = [f"## Learning — {escape(now)} so far against {escape(before)}", ""]
     out += _table(["metric", escape(now), escape(before)], rows)
-    if "recurrence_target" in section:
-        verdict = "above" if section.get("above_target") else "within"
-        out += [f"Recurrence rate is {verdict} the target of "
-                f"{100 * float(section['recurrence_target']):.0f}%.", ""]
+    verdict = "above" if section.above_target else "within"
+    out += [f"Recurrence rate is {verdict} the target of "
+            f"{100 * section.recurrence_target:.0f}%.", ""]
     return out
 
 

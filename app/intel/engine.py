@@ -14,7 +14,6 @@ import itertools
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from app.contracts import (
     OPEN_STATUSES,
@@ -27,6 +26,7 @@ from app.contracts import (
     CorrelateResponse,
     CorrelationQualityRequest,
     CorrelationQualityResponse,
+    DigestLearning,
     Event,
     FollowUp,
     FollowUpOutcome,
@@ -53,7 +53,7 @@ from app.intel import (
     quality,
     recurrence,
     trends,
-    velocity,
+    velocity_report,
 )
 from app.intel.incidents import Change, IncidentBook, Record
 from app.intel.periods import (
@@ -78,7 +78,7 @@ Response = (CorrelateResponse | RecurrenceResponse | BucketsResponse | WeeklyDig
             | GateResponse | AlertsResponse | CorrelationQualityResponse)
 Label = tuple[str, str, bool]
 """A labelled pair: the incident judged from, the other one, and whether they are related."""
-LearningSection = Callable[[IncidentBook, datetime], dict[str, Any] | None]
+LearningSection = Callable[[IncidentBook, datetime], DigestLearning | None]
 StopRequested = Callable[[], bool]
 """Asked between steps of a long read: ``True`` makes it raise :class:`ReadCancelled`.
 
@@ -142,11 +142,15 @@ class IntelEngine:
         self.learning: LearningSection = (
             learning if learning is not None else _learning_hook(policy))
         self.watermark: int | None = None
-        """Newest ``occurred_at`` applied (microseconds): the live ``as_of``."""
+        """Newest ``occurred_at`` applied, or a later time :meth:`advance` moved it to
+        (microseconds): the live ``as_of``."""
+        self.advanced = False
+        """The watermark was moved by :meth:`advance`, not by the newest event."""
         self.retained_from = retention_cutoff(0, policy.intel)
         self.alerts_from = alert_rules.alert_cutoff(0, policy.intel.alerts)
-        self.forgot = 0
-        """Incidents the last :meth:`apply` forgot (the retention cutoff moved past them)."""
+        self.forgotten = 0
+        """Incidents forgotten so far because the retention cutoff moved past them: a
+        reader that notes it can tell when answers about any time may have changed."""
 
     # ----------------------------------------------------------------- folding
 
@@ -157,16 +161,9 @@ class IntelEngine:
         ``alerts.retention_days`` likewise. A verdict's effect on its pair is left in
         :attr:`verdict_change`."""
         at = micros(event.occurred_at)
-        self.forgot = 0
         if self.watermark is None or at > self.watermark:
-            self.watermark = at
-            cutoff = retention_cutoff(at, self.policy.intel)
-            if cutoff > self.retained_from:
-                self.forgot = len(self.forget_before(cutoff))
-            alert_cut = alert_rules.alert_cutoff(at, self.policy.intel.alerts)
-            if alert_cut > self.alerts_from:
-                self.alerts_from = alert_cut
-                self.alerts.prune(alert_cut)
+            self._move_watermark(at)
+            self.advanced = False
         self.verdict_change = None
         self.book.affected = ()
         if isinstance(event, IncidentEvent) and \
@@ -188,11 +185,38 @@ class IntelEngine:
         for event in events:
             self.apply(event)
 
+    def apply_until(self, events: Iterable[Event], as_of: datetime) -> None:
+        """The engine as of ``as_of``: the events that occurred by then, and time
+        advanced to it (what a worker whose inputs went quiet holds at that ``as_of``)."""
+        self.apply_all(e for e in events if e.occurred_at <= as_of)
+        self.advance(micros(as_of))
+
+    def advance(self, to: int) -> bool:
+        """Move the watermark to ``to`` (microseconds) without an event: time that passed
+        with nothing arriving. Windows age and retention follows exactly as when an event
+        moves it; an earlier ``to`` changes nothing. True when it moved."""
+        if self.watermark is not None and to <= self.watermark:
+            return False
+        self._move_watermark(to)
+        self.advanced = True
+        return True
+
+    def _move_watermark(self, at: int) -> None:
+        self.watermark = at
+        cutoff = retention_cutoff(at, self.policy.intel)
+        if cutoff > self.retained_from:
+            self.forget_before(cutoff)
+        alert_cut = alert_rules.alert_cutoff(at, self.policy.intel.alerts)
+        if alert_cut > self.alerts_from:
+            self.alerts_from = alert_cut
+            self.alerts.prune(alert_cut)
+
     def forget_before(self, cutoff: int) -> list[Record]:
         """Forget incidents started before ``cutoff``, and their facts that occurred
         before it."""
         self.retained_from = cutoff
         gone = [self.record(i) for _, i in self.timeline.window(-1 << 62, cutoff - 1)]
+        self.forgotten += len(gone)
         for record in gone:
             self._unindex(record)
             self.book.forget(record.incident_id)
@@ -607,7 +631,7 @@ class IntelEngine:
         except ReadCancelled:
             raise
         except Exception as exc:  # fail open: a broken gate must not block releases
-            return gate.failed_open(request, f"{type(exc).__name__}: {exc}")
+            return gate.failed_open(request, f"{type(exc).__name__}: {exc}", as_of)
 
 
 def _conditions(m: correlation.Match) -> correlation.Conditions:
@@ -616,7 +640,7 @@ def _conditions(m: correlation.Match) -> correlation.Conditions:
 
 def _learning_hook(policy: Policy) -> LearningSection:
     """The digest's learning section, judged against the policy's recurrence target."""
-    return functools.partial(velocity.digest_section, target=policy.recurrence_target)
+    return functools.partial(velocity_report.digest_section, target=policy.recurrence_target)
 
 
 __all__ = ["DAY", "ActionError", "Answer", "Artifact", "IntelEngine", "ReadCancelled",

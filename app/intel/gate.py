@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 
 from app.contracts import SEVERITIES, GateMode, GateRequest, GateResponse
 from app.intel.incidents import Record
 from app.intel.levels import level
-from app.intel.periods import in_window
+from app.intel.periods import from_micros, in_window
 from app.policy import GatePolicy, IntelPolicy
 
 
@@ -60,7 +61,7 @@ def evaluate(request: GateRequest, records: list[Record], as_of: int, intel: Int
                             has_high_recurrence=False, has_warn_recurrence=False,
                             max_severity_seen=None, high_signatures=[], high_kinds=[],
                             total_incidents=0,
-                            reasons=["recurrence watch is off"])
+                            reasons=["recurrence watch is off"], as_of=from_micros(as_of))
     thresholds = intel.recurrence.thresholds
     high_sigs: Counter[str] = Counter()
     high_kinds: Counter[str] = Counter()
@@ -111,14 +112,16 @@ def evaluate(request: GateRequest, records: list[Record], as_of: int, intel: Int
         high_kinds=_ranked(high_kinds, set(high_kinds), short=False),
         total_incidents=total,
         reasons=reasons,
+        as_of=from_micros(as_of),
     )
 
 
-def failed_open(request: GateRequest, reason: str) -> GateResponse:
+def failed_open(request: GateRequest, reason: str, as_of: datetime) -> GateResponse:
     """The answer when the gate itself broke: skipped, passing, with the reason."""
     return GateResponse(service=request.recurrence_watch_service or request.service,
                         profile=request.profile, mode=request.recurrence_watch_mode or "warn",
                         windows_days=request.recurrence_watch_windows_days or [],
                         pass_=True, skipped=True, has_high_recurrence=False,
                         has_warn_recurrence=False, max_severity_seen=None, high_signatures=[],
-                        high_kinds=[], total_incidents=0, reasons=[f"internal error: {reason}"])
+                        high_kinds=[], total_incidents=0, reasons=[f"internal error: {reason}"],
+                        as_of=as_of)

@@ -10,13 +10,17 @@ stream and in the offline tool:
   cutoff: the start of the watermark's day minus ``retention_days``. The
   cutoff moves once a day, so where a worker pruned along the way and where
   the tool prunes once at the end give the same set.
+
+When no input arrives for ``time.idle_after_seconds`` a worker advances the
+watermark on its wall clock (:func:`idle_as_of`), since a quiet period is
+information too; the offline tool given that ``--as-of`` advances to it alike.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from app.intel.periods import DAY
+from app.intel.periods import DAY, MINUTE
 from app.policy import IntelPolicy
 
 
@@ -35,6 +39,13 @@ def future_skew_error(occurred_at: datetime, received_at: datetime,
 def retention_cutoff(as_of: int, policy: IntelPolicy) -> int:
     """Incidents that started before this (microseconds) are forgotten at ``as_of``."""
     return (as_of // DAY) * DAY - policy.retention_days * DAY
+
+
+def idle_as_of(wall: int, policy: IntelPolicy) -> int:
+    """Where event time stands at wall-clock time ``wall`` (microseconds) once no input
+    has arrived for a while: the whole minute before it, less ``time.allowed_lateness_minutes``
+    (events still on their way are late when they arrive, and applied as late events)."""
+    return (wall // MINUTE) * MINUTE - policy.time.allowed_lateness_minutes * MINUTE
 
 
 def _duration(delta: timedelta) -> str:

@@ -61,6 +61,11 @@ class KafkaRecordPublisher:
         self._producer: AIOKafkaProducer | None = None
         self._starting = asyncio.Lock()
 
+    @property
+    def connected(self) -> bool:
+        """A producer was started (the first publication starts it)."""
+        return self._producer is not None
+
     async def _started(self) -> AIOKafkaProducer:
         async with self._starting:
             if self._producer is None:

@@ -36,6 +36,7 @@ from typing import Any
 from app.contracts import FollowUp, LinkVerdict, dump_json
 from app.intel import publication
 from app.intel.publication import OutputKey
+from app.intel.watermark import idle_as_of
 from app.stream.emission import Emission
 from app.stream.emitter import Outgoing
 from app.stream.inputs import Rejected, check_record
@@ -119,6 +120,9 @@ class Cycle:
     applied_to: dict[TP, int] = field(default_factory=dict)
     """Read positions whose outputs are acknowledged (marked applied by the checkpoint)."""
     velocity_at: float | None = None
+    idle_since: float | None = None
+    """When (monotonic seconds) an input was last applied or event time last advanced
+    for lack of one; ``None`` until the replica is ready."""
 
     def reset(self) -> None:
         """Start over from nothing (after the data path failed)."""
@@ -129,6 +133,7 @@ class Cycle:
         self.position.clear()
         self.applied_to.clear()
         self.velocity_at = None
+        self.idle_since = None
 
     def rewind(self, tp: TP, offset: int) -> None:
         """The reader was sent back to ``offset`` of ``tp``: what it reads again up to
@@ -141,9 +146,10 @@ class Cycle:
                 self.applied_to[tp] = offset
 
     def step(self, fetch: Sequence[tuple[str, Sequence[Any]]], ownership: Ownership, *,
-             caught_up: bool, now: float) -> Step:
+             caught_up: bool, now: float, wall: float | None = None) -> Step:
         """One cycle over ``fetch`` ((real topic, one partition's records in offset
-        order) pairs); ``now`` is a monotonic clock reading."""
+        order) pairs); ``now`` is a monotonic clock reading, ``wall`` the wall clock
+        (Unix seconds; without it event time never advances for lack of input)."""
         replica, engine = self.replica, self.replica.engine
         dirty: set[OutputKey] = set()
         starts: list[int] = []
@@ -173,6 +179,7 @@ class Cycle:
                         continue
                     if first:
                         folded = replica.fold(event)
+                        self.idle_since = now
                         if not ready:
                             pass  # nothing keyed is published before: no key to note
                         elif isinstance(event, LinkVerdict):
@@ -199,7 +206,13 @@ class Cycle:
         quiet = not any(records for _, records in fetch)
         if quiet:
             replica.settle()
+        if caught_up and not replica.ready:
+            self._resume_event_time()
         ready_now = caught_up and replica.caught_up()
+        if ready_now:
+            self.idle_since = now
+        elif replica.ready and wall is not None:
+            self._advance_when_idle(now, wall)
         gained = self.publisher.reassign(ownership.keyed) if replica.ready else frozenset()
         if replica.ready:
             # A verdict changes the answers of its pair: their owners send them again.
@@ -216,6 +229,24 @@ class Cycle:
         commit = {tp: self.position[tp] for tp, floor in ownership.floors.items()
                   if self.position.get(tp, 0) > floor}
         return Step(out, positions, commit, ready_now)
+
+    def _resume_event_time(self) -> None:
+        """Before the replica turns ready: event time resumes where the keyed topics say
+        it stood, so a restarted worker never publishes time going backwards after a quiet
+        period advanced it."""
+        said = self.publisher.latest_as_of()
+        if said is not None:
+            self.replica.engine.advance(said)
+
+    def _advance_when_idle(self, now: float, wall: float) -> None:
+        """No input applied for ``time.idle_after_seconds``: event time advances to the
+        wall clock less the allowed lateness (:func:`~app.intel.watermark.idle_as_of`), and
+        the keyed records it changes are published as when an event moves it."""
+        policy = self.replica.policy.intel
+        if self.idle_since is None or now - self.idle_since < policy.time.idle_after_seconds:
+            return
+        self.idle_since = now
+        self.replica.engine.advance(idle_as_of(round(wall * 1_000_000), policy))
 
     def _read_output(self, name: str, record: Any) -> None:
         """An output record: what the dedupe table, the digests and the keyed topics

@@ -58,7 +58,7 @@ from app.policy import Policy
 from app.stream.checkpoint import Checkpoint
 from app.stream.emitter import Emitter, Outgoing
 from app.stream.publisher import Publisher
-from app.stream.replica import Replica
+from app.stream.replica import ANY_TIME, Replica
 
 if TYPE_CHECKING:
     import faust
@@ -131,6 +131,9 @@ class DigestTimer:
     looks, and so the revisions, out."""
     dirty: set[str] = field(default_factory=set)
     """Published weeks that events applied since their last look may have changed."""
+    forgotten: int = 0
+    """:attr:`IntelEngine.forgotten` at the last look: when it grew, the retention forgot
+    incidents (a signature they carried may be renamed), so every week is looked at."""
 
     async def produce(self, request: WeeklyDigestRequest) -> WeeklyDigestResponse:
         """Answer a digest over the replica (the API's ``weekly_digest``), write its
@@ -260,6 +263,8 @@ class DigestTimer:
         out: list[WeeklyDigestResponse] = []
         async with self.lock:
             touched, as_of = replica.take_touched(), replica.as_of()
+            if replica.engine.forgotten != self.forgotten:
+                self.forgotten, touched = replica.engine.forgotten, ANY_TIME
             if touched is not None:
                 self.dirty |= {week for week in replica.digests
                                if touched <= micros(week_end(week))}

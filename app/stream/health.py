@@ -174,7 +174,8 @@ class HealthProbe:
         metrics.replica_incidents.set(len(replica.engine.book.incidents))
         watermark = replica.engine.watermark
         if watermark is not None:
-            metrics.set_watermark(watermark / 1_000_000)
+            metrics.set_watermark(watermark / 1_000_000,
+                                  idle_advanced=replica.engine.advanced)
         return True
 
     async def close(self) -> None:

@@ -68,7 +68,7 @@ them is kept (the data path makes none; it is bounded by what one interval leave
 
 async def send(fetch: Sequence[tuple[str, Sequence[Any]]], cycle: Cycle,
                ownership: Ownership, emitter: Emitter, *, journal: Journal | None,
-               caught_up: bool, now: float,
+               caught_up: bool, now: float, wall: float | None,
                to_commit: Callable[[Mapping[TP, int]], Mapping[TP, int]],
                commit: Callable[[Mapping[TP, int]], Awaitable[bool]]) -> tuple[Step, Checkpoint]:
     """Steps 2 and 3 of a cycle over a fetched batch: journal it, apply it and plan the
@@ -81,7 +81,7 @@ async def send(fetch: Sequence[tuple[str, Sequence[Any]]], cycle: Cycle,
     if journal is not None and any(records for _, records in fetch):
         await journal(fetch)  # kept before anything of it is applied
     async with cycle.replica.state:
-        step = cycle.step(fetch, ownership, caught_up=caught_up, now=now)
+        step = cycle.step(fetch, ownership, caught_up=caught_up, now=now, wall=wall)
     checkpoint = Checkpoint(emitter, applied=cycle.mark_applied, commit=commit)
     await checkpoint.send_all(step.out)
     checkpoint.cover(step.positions, to_commit(step.commit))
@@ -90,12 +90,13 @@ async def send(fetch: Sequence[tuple[str, Sequence[Any]]], cycle: Cycle,
 
 async def deliver(fetch: Sequence[tuple[str, Sequence[Any]]], cycle: Cycle,
                   ownership: Ownership, emitter: Emitter, *, journal: Journal | None,
-                  caught_up: bool, now: float,
+                  caught_up: bool, now: float, wall: float | None,
                   to_commit: Callable[[Mapping[TP, int]], Mapping[TP, int]],
                   commit: Callable[[Mapping[TP, int]], Awaitable[bool]]) -> Step:
     """A whole cycle over a fetched batch, its checkpoint committed before returning."""
     step, checkpoint = await send(fetch, cycle, ownership, emitter, journal=journal,
-                                  caught_up=caught_up, now=now, to_commit=to_commit,
+                                  caught_up=caught_up, now=now, wall=wall,
+                                  to_commit=to_commit,
                                   commit=commit)
     await checkpoint.commit()
     return step
@@ -185,7 +186,8 @@ class Pipeline:
 
         step, checkpoint = await send(
             fetch, self.cycle, ownership, self.emitter, journal=self.journal,
-            caught_up=self.reader.caught_up, now=time.monotonic(), to_commit=to_commit,
+            caught_up=self.reader.caught_up, now=time.monotonic(), wall=time.time(),
+            to_commit=to_commit,
             commit=lambda offsets: self._commit(offsets, generation))
         await self._commit_after(checkpoint)
         replica = self.cycle.replica

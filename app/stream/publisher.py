@@ -143,6 +143,11 @@ class Publisher:
         """A follow-up on ``intel.followups``: never sent again."""
         self.emitted.add(dedupe_key)
 
+    def latest_as_of(self) -> int | None:
+        """The latest watermark any keyed record read or sent was computed at."""
+        return max((s.as_of for s in (*self.seen.values(), *self.mine.values())
+                    if s.as_of is not None), default=None)
+
     def last(self, key: OutputKey) -> Seen:
         return self.mine.get(key) or self.seen.get(key) or NOTHING
 

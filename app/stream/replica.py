@@ -45,7 +45,7 @@ from app.contracts import (
 from app.intel.engine import IntelEngine
 from app.intel.incidents import Change
 from app.intel.periods import EPOCH, from_micros, micros
-from app.intel.velocity import VelocityTracker
+from app.intel.velocity_tracker import VelocityTracker
 from app.policy import Policy
 
 T = TypeVar("T")
@@ -109,17 +109,18 @@ class Replica:
             self.tracker.apply(engine.book, event)
         self.applied += 1
         fingerprint = event.alert.fingerprint if isinstance(event, AlertTransition) else None
-        self._touch(event, change, forgot=engine.forgot > 0)
+        self._touch(event, change)
         return Folded(change, fingerprint)
 
-    def _touch(self, event: Event, change: Change | None, *, forgot: bool) -> None:
+    def _touch(self, event: Event, change: Change | None) -> None:
         """Note the earliest event time an applied event can have changed (see
         :attr:`touched`): an incident's start before and after the change; for other
-        events their ``occurred_at`` and the start of each incident they name.
-        Incidents forgotten (retention) or a signature renamed can change answers
-        about any time. Alert transitions the retention forgets cannot: their
-        retention covers every revisable week (policy validation)."""
-        if forgot or (change is not None and self.engine.relabels(change)):
+        events their ``occurred_at`` and the start of each incident they name. A
+        renamed signature can change answers about any time. (So can incidents the
+        retention forgets, by an event or an idle advance: readers compare
+        :attr:`IntelEngine.forgotten`. Alert transitions it forgets cannot: their
+        retention covers every revisable week, by policy validation.)"""
+        if change is not None and self.engine.relabels(change):
             self.touched = ANY_TIME
             return
         if isinstance(event, IncidentEvent):

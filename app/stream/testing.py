@@ -117,6 +117,9 @@ class StreamHarness:
         self.caught_up = True
         self.now = 0.0
         """The monotonic clock the settle, publication and velocity rules read (seconds)."""
+        self.wall: float | None = None
+        """The wall clock (Unix seconds) the idle rule reads; it moves with :attr:`now`.
+        ``None`` (the default): event time moves only with events."""
         self.cycle_seconds = 2 * self.publisher.keyed_seconds
         """How far :attr:`now` moves in one cycle: by default every cycle publishes."""
         self.committed: dict[TP, int] = {}
@@ -164,14 +167,25 @@ class StreamHarness:
 
         step = self._loop.run_until_complete(deliver(
             fetch, self.cycle, ownership, self.emitter, journal=self.journal,
-            caught_up=self.caught_up, now=self.now, to_commit=lambda offsets: offsets,
-            commit=commit))
-        self.now += self.cycle_seconds
+            caught_up=self.caught_up, now=self.now, wall=self.wall,
+            to_commit=lambda offsets: offsets, commit=commit))
+        self.elapse(self.cycle_seconds)
         return step
+
+    def elapse(self, seconds: float) -> None:
+        """Move both clocks on by ``seconds``."""
+        self.now += seconds
+        if self.wall is not None:
+            self.wall += seconds
 
     def settle(self) -> Step:
         """Let the inputs pause long enough for the settle rule, then run an empty cycle."""
-        self.now += self.publisher.settle_seconds + 1.0
+        self.elapse(self.publisher.settle_seconds + 1.0)
+        return self.run([])
+
+    def idle(self, seconds: float) -> Step:
+        """Let the inputs pause for ``seconds``, then run an empty cycle."""
+        self.elapse(seconds)
         return self.run([])
 
     # ------------------------------------------------------------------ reading

@@ -118,10 +118,6 @@ class WorkerView:
     async def run_digest(self, request: WeeklyDigestRequest) -> WeeklyDigestResponse:
         return await self.digests.produce(request)
 
-    def metrics_text(self) -> str:
-        """Nothing of its own: the worker's metrics are in its registry."""
-        return ""
-
 
 class VerdictPublisher:
     """The worker's :class:`app.api.feedback.LinkPublisher`: a verdict of ``POST

@@ -10,8 +10,8 @@ import pytest
 from app.api import InMemoryLiveView, TokenRoles, create_api
 from app.api.feedback import JsonlLinkPublisher
 from app.policy import Policy, load_policy
-from tests.api.history import history
-from tests.builders import jsonl
+from tests.support.api_history import history
+from tests.support.builders import jsonl
 from tests.support.http_api import ROLE_TOKENS, Client, FakeClock, make_view, running
 from tests.support.repository import POLICY_DIR
 

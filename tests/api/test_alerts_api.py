@@ -11,8 +11,8 @@ from app.api import InMemoryLiveView, TokenRoles, create_api
 from app.contracts import AlertsRequest, dump_json, event_from_obj
 from app.intel.engine import IntelEngine
 from app.policy import Policy
-from tests.api.history import history
-from tests.builders import at, stamp
+from tests.support.api_history import history
+from tests.support.builders import at, stamp
 from tests.support.http_api import Client, FakeClock, as_of, running
 
 HOSTILE = '<script>alert("x")</script>|*_'

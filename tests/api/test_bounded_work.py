@@ -30,7 +30,7 @@ from app.contracts import (
 from app.intel.engine import IntelEngine, ReadCancelled
 from app.intel.periods import canonical_week
 from app.policy import EngineReads, Limit, Policy, RateLimitPolicy
-from tests.api.history import history
+from tests.support.api_history import history
 from tests.support.http_api import ROLE_TOKENS, Client, as_of, make_view, running
 
 REQUESTS = (CorrelateRequest, RecurrenceRequest, BucketsRequest, WeeklyDigestRequest,
@@ -251,7 +251,7 @@ def test_a_timed_out_read_stops_instead_of_running_on(policy: Policy, tokens, ro
         reply = getattr(client, route)(call, role=role)
         view.opened.set()  # the read starts its work only after the call timed out
         assert reply.status == 504, reply.body
-    view._pool.shutdown(wait=True)
+    view.close()
     assert view.outcomes == ["cancelled"]
 
 

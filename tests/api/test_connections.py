@@ -186,5 +186,9 @@ def test_liveness_and_readiness(policy: Policy, tokens) -> None:
         not_ready = client.request("GET", "/readyz")
         assert not_ready.status == 503
         assert not_ready.json() == {"status": "not_ready", "waiting_for": ["events loading"]}
+        health = client.request("GET", "/healthz")  # the same answer, for /healthz checkers
+        assert (health.status, health.body) == (not_ready.status, not_ready.body)
         state = Readiness.unless(loading=False)
         assert client.request("GET", "/readyz").json() == {"status": "ready", "waiting_for": []}
+        health = client.request("GET", "/healthz")
+        assert (health.status, health.json()) == (200, {"status": "ready", "waiting_for": []})

@@ -24,18 +24,18 @@ from app.api import InMemoryLiveView, create_api
 from app.api.dashboard import CONTENT_SECURITY_POLICY, focus
 from app.api.live import Query
 from app.api.trend_chart import sparkline_svg
-from app.cli.run import feed_history
+from app.cli.first_run_feed import feed_history
 from app.contracts import event_from_obj
 from app.policy import Policy
 from app.simulation.feed import StreamTruth, first_run_story
-from tests.api.history import (
+from tests.support.api_history import (
     GATEWAY_SIGNATURE,
     PAYMENTS_SIGNATURE,
     SECRET_LABEL,
     SECRET_ROOT_CAUSE,
     history,
 )
-from tests.builders import at, incident_event
+from tests.support.builders import at, incident_event
 from tests.support.http_api import Client, FakeClock, as_of, running
 
 FIRST_RUN_NOW = datetime(2026, 3, 4, 13, 5, tzinfo=UTC)

@@ -18,9 +18,15 @@ import faust
 import pytest
 
 from app.api import LiveView, TokenRoles, register_routes
+from app.api.readiness import Readiness
 from app.api.worker_web import GuardedWeb, guarded_web_driver
 from app.policy import HttpLimits, Policy
+from app.stream.health import WorkerHealth
 from tests.support.http_api import ROLE_TOKENS, Client, running
+
+OPENMETRICS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+                      "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+"""What Prometheus 2 sends when scraping with OpenMetrics enabled."""
 
 
 def faust_app(**options: Any) -> faust.App:
@@ -116,3 +122,34 @@ def test_the_worker_web_server_enforces_the_connection_bounds(view, policy, toke
 def test_the_plain_faust_driver_is_served_with_a_warning(view, policy, tokens, caplog) -> None:
     register_routes(faust_app(), view, policy, tokens)
     assert "connection limits" in caplog.text
+
+
+def test_the_workers_probes_and_metrics(view, policy, tokens) -> None:
+    """On the worker's web server ``/healthz`` is ``/readyz`` (the broker probe's state),
+    ``/livez`` only the event loop, and ``/metrics`` answers the format asked for."""
+    health = WorkerHealth(stuck_after=60.0, exit_after=120.0)
+    state = {"replica_ready": False}
+
+    def readiness() -> Readiness:
+        return health.readiness(replica_ready=state["replica_ready"], assigned=True, now=1.0)
+
+    app = faust_app()
+    register_routes(app, view, policy, tokens, readiness=readiness, metrics=view.metrics)
+    app.web.init_server()
+    with running(app.web.web_app) as client:
+        health.broker_failed(0.0)
+        for path in ("/healthz", "/readyz"):
+            reply = client.request("GET", path)
+            assert reply.status == 503, path
+            assert reply.json() == {"status": "not_ready", "waiting_for": [
+                "broker_unreachable", "replica_catching_up"]}
+        assert client.request("GET", "/livez").status == 200
+        health.broker_answered(1.0)
+        state["replica_ready"] = True
+        assert [client.request("GET", p).status for p in ("/healthz", "/readyz")] == [200, 200]
+        text = client.request("GET", "/metrics")
+        assert text.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        assert b"\n# EOF" not in text.body
+        om = client.request("GET", "/metrics", headers={"Accept": OPENMETRICS_ACCEPT})
+        assert om.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert om.body.endswith(b"# EOF\n")

@@ -22,7 +22,7 @@ from app.api import create_api
 from app.api.feedback import JsonlLinkPublisher
 from app.contracts import LinkVerdict, decode_event
 from app.policy import Limit, Policy, RateLimitPolicy
-from tests.api.history import AS_OF
+from tests.support.api_history import AS_OF
 from tests.support.http_api import ROLE_TOKENS, Client, FakeClock, make_view, running
 from tests.support.repository import POLICY_DIR
 

@@ -1,4 +1,4 @@
-"""The seeded fuzz pass of :mod:`tests.api.fuzz` against a real ``incident-intel serve``:
+"""The seeded fuzz pass of :mod:`tests.support.fuzz` against a real ``incident-intel serve``:
 no 5xx for any input, and no token in anything the server logged."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import orjson
 import yaml
 
 from app.policy import Limit
-from tests.api import fuzz
 from tests.api.test_faust_routes import worker_web_server
+from tests.support import fuzz
 from tests.support.http_api import ROLE_TOKENS, make_view
 from tests.support.repository import POLICY_DIR
 

@@ -9,7 +9,7 @@ import pytest
 
 from app.api import InMemoryLiveView, LiveView
 from app.contracts import Note, WeeklyDigestRequest, event_from_obj
-from tests.api.history import history
+from tests.support.api_history import history
 from tests.support.http_api import Client, make_view
 
 DIGEST = WeeklyDigestRequest(action="weekly_digest", week="2026-W08", save_artifacts=True)

@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.api.history import AS_OF, history
-from tests.builders import jsonl
+from tests.support.api_history import AS_OF, history
+from tests.support.builders import jsonl
 from tests.support.http_api import ROLE_TOKENS, Client
 from tests.support.repository import POLICY_DIR
 

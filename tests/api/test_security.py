@@ -14,7 +14,7 @@ from app.api import InMemoryLiveView, create_api
 from app.api.live import Query
 from app.contracts import event_from_obj
 from app.policy import Limit, Policy, RateLimitPolicy
-from tests.api.history import history
+from tests.support.api_history import history
 from tests.support.http_api import ROLE_TOKENS, Client, FakeClock, as_of, running
 
 V1 = [("POST", "/v1/tools/incident_intelligence", {"action": "recurrence"}),
@@ -308,8 +308,10 @@ def test_not_ready_answers_503_and_health_says_so(policy: Policy, tokens) -> Non
         reply = client.tool({"action": "recurrence"})
         assert reply.status == 503 and reply.error["code"] == "not_ready"
         assert client.velocity().status == 503
-        health = client.request("GET", "/healthz")
-        assert health.status == 200 and health.json()["recovered"] is False
+        health, ready = client.request("GET", "/healthz"), client.request("GET", "/readyz")
+        assert health.status == ready.status == 503 and health.body == ready.body
+        assert health.json() == {"status": "not_ready", "waiting_for": ["replica_recovering"]}
+        assert client.request("GET", "/livez").status == 200
         page = client.request("GET", "/")
         assert page.status == 200 and b'id="recovering"' in page.body
         assert b'id="buckets"' not in page.body

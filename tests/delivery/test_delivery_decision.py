@@ -19,7 +19,7 @@ from app.delivery.decision import (
     on_attempt,
     on_record,
 )
-from tests.builders import follow_up
+from tests.support.builders import follow_up
 
 POLICY = RetryPolicy(max_attempts=4, backoff_seconds=0.5, backoff_max_seconds=3.0,
                      timeout_seconds=2.0)

@@ -12,8 +12,8 @@ from app.contracts import FollowUp
 from app.delivery.ledger import Ledger
 from app.delivery.sinks import JsonlSink, WebhookSink
 from app.errors import UserError
-from tests.builders import follow_up
-from tests.webhook_server import HANG, webhook_server
+from tests.support.builders import follow_up
+from tests.support.webhook_server import HANG, webhook_server
 
 
 def model(key: str) -> FollowUp:

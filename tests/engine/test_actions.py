@@ -19,7 +19,7 @@ from app.intel.digest import escape
 from app.intel.engine import ActionError, IntelEngine
 from app.intel.periods import last_complete_week, week_end, week_label, week_start
 from app.intel.signature import compute_signature
-from tests.builders import at, incident_event
+from tests.support.builders import at, incident_event
 from tests.support.policies import tweak
 
 

@@ -19,7 +19,7 @@ from app.intel.engine import ActionError, IntelEngine
 from app.intel.event_ids import id_key
 from app.intel.periods import from_micros, micros
 from app.policy import Policy, PolicyError, load_policy
-from tests.builders import at, stamp
+from tests.support.builders import at, stamp
 from tests.support.repository import POLICY_DIR
 
 GRID = 10

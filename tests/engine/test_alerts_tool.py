@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from app.policy import load_policy
-from tests.builders import at, incident_event, jsonl
 from tests.engine.test_alerts import transition
 from tests.engine.test_tool_cli import run
+from tests.support.builders import at, incident_event, jsonl
 from tests.support.repository import POLICY_DIR
 
 

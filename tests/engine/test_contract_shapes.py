@@ -23,7 +23,7 @@ from app.contracts import (
     event_from_obj,
 )
 from app.intel.engine import IntelEngine
-from tests.builders import at, incident_event
+from tests.support.builders import at, incident_event
 
 BUCKETS_EXAMPLE: dict[str, Any] = {
     "service_filter": "gateway",

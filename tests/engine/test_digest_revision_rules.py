@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from app.contracts import dump_json
 from app.intel import digest
 from app.intel.periods import week_end
-from tests.builders import at, incident_event
+from tests.support.builders import at, incident_event
 from tests.support.digests import offline
 from tests.support.policies import default_policy
 

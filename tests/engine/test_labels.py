@@ -16,7 +16,7 @@ from app.intel.digest import escape
 from app.intel.engine import IntelEngine
 from app.intel.signature import normalise_title
 from app.policy import Policy
-from tests.builders import at, incident_event
+from tests.support.builders import at, incident_event
 
 TITLES = ["Disk 91% full on db-1", "disk 97% full on db-2", "inode exhaustion",
           "Disk full", ""]

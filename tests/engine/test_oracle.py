@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from app.contracts import event_from_obj
 from app.intel.engine import IntelEngine
 from app.intel.periods import micros
-from tests.builders import at, incident_event
-from tests.engine.oracle import Naive
+from tests.support.builders import at, incident_event
+from tests.support.engine_oracle import Naive
 from tests.support.policies import tweak
 from tests.support.repository import POLICY_DIR
 

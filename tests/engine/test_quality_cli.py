@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from app.cli import main
 from app.policy import load_policy
-from tests.builders import at, incident_event, jsonl, stamp
+from tests.support.builders import at, incident_event, jsonl, stamp
 from tests.support.repository import POLICY_DIR
 
 

@@ -2,7 +2,7 @@
 
 The oracle knows nothing of classes, orders or memos: it takes the newest
 verdict of each pair by reading every verdict, decides "kept" from the naive
-``correlate`` (tests/engine/oracle.py) of both incidents, counts every pair,
+``correlate`` (tests/support/engine_oracle.py) of both incidents, counts every pair,
 and for the suggestion scores every grid point by recomputing those naive
 answers under the changed policy, then runs the cross-validation by hand.
 """
@@ -27,8 +27,8 @@ from app.contracts import (
 from app.intel.engine import IntelEngine
 from app.intel.quality import fold_of
 from app.policy import CorrelationRule, Policy, load_policy
-from tests.builders import at, incident_event, stamp
-from tests.engine.oracle import Naive
+from tests.support.builders import at, incident_event, stamp
+from tests.support.engine_oracle import Naive
 from tests.support.policies import tweak
 from tests.support.repository import POLICY_DIR
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli import main
-from tests.builders import at, incident_event, jsonl
+from tests.support.builders import at, incident_event, jsonl
 from tests.support.repository import POLICY_DIR
 
 
@@ -50,6 +50,18 @@ def test_as_of_hides_later_events(events_file, tmp_path):
                         '{"action":"correlate","incident_id":"late"}'], tmp_path)
     assert code == 2
     assert json.loads(out)["error"]["code"] == "unknown_incident"
+
+
+def test_an_as_of_after_the_newest_event_is_a_quiet_period(events_file, tmp_path):
+    """The answer a worker gives after a quiet period, at that as_of: windows aged."""
+    query = '{"action":"gate","service":"gateway","profile":"staging"}'
+    _, busy, _ = run(["--events", str(events_file), "--as-of", "2026-02-17T00:00:00Z", query],
+                     tmp_path)
+    _, quiet, _ = run(["--events", str(events_file), "--as-of", "2026-04-01T00:00:00Z", query],
+                      tmp_path)
+    assert json.loads(busy)["total_incidents"] == 6
+    assert json.loads(quiet)["total_incidents"] == 0
+    assert json.loads(quiet)["as_of"] == "2026-04-01T00:00:00Z"
 
 
 @pytest.mark.parametrize("action", ['{"action":"nope"}', "{oops", '{"action":"recurrence",'

@@ -12,7 +12,7 @@ from app.contracts import CorrelateRequest, event_from_obj
 from app.intel.engine import IntelEngine
 from app.intel.periods import micros
 from app.policy import Policy
-from tests.builders import at, incident_event, stamp
+from tests.support.builders import at, incident_event, stamp
 
 SERVICES = ["gateway", "billing"]
 KINDS = ["error_rate", "oom"]

@@ -20,7 +20,7 @@ from app.contracts import (
 )
 from app.intel.engine import IntelEngine
 from app.policy import Policy
-from tests.builders import at, incident_event, stamp
+from tests.support.builders import at, incident_event, stamp
 from tests.support.policies import tweak
 
 CLUSTER = ["inc_a", "inc_b", "inc_c"]

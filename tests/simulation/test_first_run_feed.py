@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from app.cli import main
-from app.cli.run import feed_history
+from app.cli.first_run_feed import feed_history
 from app.contracts import OPEN_STATUSES, AlertsRequest, IncidentEvent
 from app.intel.engine import IntelEngine
 from app.policy import load_policy
@@ -43,9 +43,9 @@ def _tool(cli, events, request):
 @pytest.mark.parametrize(("seed", "now"), [(7, MOMENTS[0]), (7, MOMENTS[1]), (7, MOMENTS[2]),
                                            (1, MOMENTS[2]), (42, MOMENTS[0]), (99, MOMENTS[1])])
 def test_first_run_shows_every_feature(cli, tmp_path, policy, seed, now, monkeypatch):
-    import app.cli.run as run
+    import app.cli.first_run_feed as first_run
 
-    monkeypatch.setattr(run, "FEED_SEED", seed)
+    monkeypatch.setattr(first_run, "FEED_SEED", seed)
     records, truth = feed_history(policy, now)
     assert max(r.occurred_at for r in records) <= now, "event times end at or before now"
     latest: dict[str, IncidentEvent] = {}
@@ -100,9 +100,9 @@ def test_the_planted_patterns_are_what_stands_out(policy, seed, now, monkeypatch
     """With the shipped thresholds, the warn and high rows a first run shows are the
     planted recurrences (their signatures, kinds and services), the clusters' kinds and
     services, and the planted noisy alerts: a calm background around them."""
-    import app.cli.run as run
+    import app.cli.first_run_feed as first_run
 
-    monkeypatch.setattr(run, "FEED_SEED", seed)
+    monkeypatch.setattr(first_run, "FEED_SEED", seed)
     records, truth = feed_history(policy, now)
     engine = IntelEngine(policy)
     engine.apply_all(r.value for r in records)

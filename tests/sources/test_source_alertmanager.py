@@ -23,7 +23,7 @@ from app.policy import Policy
 from app.sources.alertmanager import label_fingerprint, map_alerts, scoped, transition_id
 from app.sources.records import InvalidDelivery
 from app.stream.inputs import check_record
-from tests.sources.payloads import ZERO_TIME, am_alert, am_group, grafana_group
+from tests.support.source_payloads import ZERO_TIME, am_alert, am_group, grafana_group
 
 T0 = datetime(2026, 12, 7, 1, 0, tzinfo=UTC)
 

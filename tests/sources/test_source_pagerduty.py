@@ -18,7 +18,7 @@ from app.intel.engine import IntelEngine
 from app.policy import Policy
 from app.sources.pagerduty import map_event
 from app.sources.records import InvalidDelivery
-from tests.sources.payloads import pd_event
+from tests.support.source_payloads import pd_event
 
 
 def version(policy: Policy, body: dict) -> IncidentEvent:

@@ -107,7 +107,7 @@ def test_receivers_without_their_secret_answer_404_and_wrong_methods_405(
             assert reply.status == 404 and reply.error["code"] == "not_found", path
             assert client.request("GET", path).status == 405
         assert client.request("PUT", "/v1/sources/pagerduty").headers["Allow"] == "POST"
-    assert publisher._producer is None
+    assert not publisher.connected
     counted = receivers.metrics.source_deliveries
     assert counted.value(receiver="alertmanager", outcome="disabled") == 2
     assert counted.value(receiver="pagerduty", outcome="disabled") == 1

@@ -26,7 +26,7 @@ from app.intel.periods import week_end, week_label
 from app.policy import Policy
 from app.stream.digest_timer import DigestTimer
 from app.stream.testing import StreamHarness
-from tests.builders import at, incident_event, jsonl
+from tests.support.builders import at, incident_event, jsonl
 from tests.support.digests import offline
 from tests.support.policies import default_policy, tweak
 from tests.support.repository import POLICY_DIR

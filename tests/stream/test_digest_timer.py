@@ -15,7 +15,7 @@ import pytest
 from app.contracts import FollowUp
 from app.stream.digest_timer import DigestTimer, due_week, next_run, week_to_produce
 from app.stream.testing import Produced, StreamHarness
-from tests.builders import at, incident_event
+from tests.support.builders import at, incident_event
 from tests.support.policies import default_policy
 
 MONDAY_8 = "0 8 * * 1"

@@ -12,10 +12,10 @@ import pytest
 
 from app.contracts import QuarterVelocity, dump_json
 from app.intel.periods import EPOCH
-from app.intel.velocity import velocity_by_quarter
+from app.intel.velocity_quarters import velocity_by_quarter
 from app.stream.cycle import VELOCITY_SECONDS, velocity_record_id
 from app.stream.testing import StreamHarness
-from tests.builders import incident_event
+from tests.support.builders import incident_event
 from tests.support.policies import default_policy
 
 

@@ -26,7 +26,7 @@ from app.intel.periods import from_micros, week_end, week_label
 from app.intel.publication import BUCKETS, RECURRENCE
 from app.stream.inputs import Received
 from app.stream.testing import Produced, StreamHarness
-from tests.builders import at, incident_event
+from tests.support.builders import at, incident_event
 from tests.support.policies import default_policy
 
 PARTITIONS = 3

@@ -35,7 +35,7 @@ from app.contracts import (
 from app.intel import publication
 from app.intel.engine import IntelEngine
 from app.intel.periods import from_micros, week_end, week_label
-from app.intel.velocity import velocity_by_quarter
+from app.intel.velocity_quarters import velocity_by_quarter
 from app.policy import load_policy
 from app.simulation.feed import first_run_feed, to_jsonl
 from tests.support.repository import POLICY_DIR, ROOT

@@ -24,7 +24,7 @@ from app.api import InMemoryLiveView
 from app.api.connections import guarded_site, server_options
 from app.contracts import Timestamp, event_from_obj
 from app.policy import HttpLimits, Policy
-from tests.api.history import AS_OF, history
+from tests.support.api_history import AS_OF, history
 
 ROLE_TOKENS: dict[str, str] = {
     "agent_cto": "cto-token-0000000000000000",

@@ -16,7 +16,9 @@ import matplotlib.image
 import orjson
 import pytest
 from click.testing import CliRunner
-from velocity_reference import (
+
+from app.cli import main
+from tests.support.velocity_reference import (
     BASE,
     Plain,
     firing_event,
@@ -26,8 +28,6 @@ from velocity_reference import (
     reference,
     regression_test_event,
 )
-
-from app.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = str(ROOT / "policy")

@@ -5,18 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from velocity_reference import firing_event, incident_event, postmortem, regression_test_event
 
 from app.contracts import event_from_obj
 from app.intel.incidents import IncidentBook
-from app.intel.velocity import (
-    ascii_bar,
+from app.intel.velocity_quarters import (
     clamped_duration,
     detection_moment,
-    digest_section,
     duration_stats,
-    learning_section_markdown,
-    learning_summary,
     learning_velocity_score,
     previous_quarter,
     quantile,
@@ -24,7 +19,19 @@ from app.intel.velocity import (
     trend,
     velocity_by_quarter,
 )
+from app.intel.velocity_report import (
+    ascii_bar,
+    digest_section,
+    learning_section_markdown,
+    learning_summary,
+)
 from app.policy import KindDerivation
+from tests.support.velocity_reference import (
+    firing_event,
+    incident_event,
+    postmortem,
+    regression_test_event,
+)
 
 MIN = 60_000_000  # microseconds per minute
 T = 0.10
@@ -106,11 +113,12 @@ def test_detection_moment_falls_back_in_order() -> None:
 
 
 def test_trend() -> None:
-    assert trend([0.2, None, 0.5, 0.5])["monotonically_increasing"] is True
-    assert trend([0.2, 0.5, 0.5])["strictly_increasing"] is False
-    assert trend([0.2, 0.4, 0.9])["strictly_increasing"] is True
-    assert trend([0.6, 0.4])["monotonically_increasing"] is False
-    assert trend([None, 0.4])["monotonically_increasing"] is None
+    assert trend([0.2, None, 0.5, 0.5]).monotonically_increasing is True
+    assert trend([0.2, None, 0.5, 0.5]).scored_quarters == 3
+    assert trend([0.2, 0.5, 0.5]).strictly_increasing is False
+    assert trend([0.2, 0.4, 0.9]).strictly_increasing is True
+    assert trend([0.6, 0.4]).monotonically_increasing is False
+    assert trend([None, 0.4]).monotonically_increasing is None
 
 
 def test_previous_quarter_wraps_the_year() -> None:
@@ -321,11 +329,11 @@ def test_digest_section_is_flat_and_judged_against_the_target() -> None:
     as_of = d(2026, 4, 13)
     section = digest_section(book, as_of, T)
     assert section is not None
-    assert section["quarter"] == "2026-Q2" and section["compared_with"] == "2026-Q1"
-    assert section["incidents"] == 2 and section["incidents_last_quarter"] == 1
-    assert section["recurrence_rate"] == 0.5 and section["above_target"] is True
-    assert not any(isinstance(v, dict | list) for v in section.values())
-    assert section["recurrence_target"] == T
+    assert section.quarter == "2026-Q2" and section.compared_with == "2026-Q1"
+    assert section.incidents == 2 and section.incidents_last_quarter == 1
+    assert section.recurrence_rate == 0.5 and section.above_target is True
+    assert not any(isinstance(v, dict | list) for v in section.model_dump().values())
+    assert section.recurrence_target == T
     lenient = digest_section(book, as_of, 0.75)
-    assert lenient is not None and lenient["above_target"] is False
+    assert lenient is not None and lenient.above_target is False
     assert digest_section(book, d(2025, 6, 1), T) is None

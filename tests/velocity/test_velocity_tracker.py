@@ -6,12 +6,19 @@ from datetime import datetime, timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from velocity_reference import BASE, firing_event, incident_event, postmortem, regression_test_event
 
 from app.contracts import QuarterVelocity, event_from_obj
 from app.intel.incidents import IncidentBook
-from app.intel.velocity import VelocityTracker, velocity_by_quarter
+from app.intel.velocity_quarters import velocity_by_quarter
+from app.intel.velocity_tracker import VelocityTracker
 from app.policy import KindDerivation
+from tests.support.velocity_reference import (
+    BASE,
+    firing_event,
+    incident_event,
+    postmortem,
+    regression_test_event,
+)
 
 TARGET = 0.10
 IDS = [f"inc-{i}" for i in range(6)]

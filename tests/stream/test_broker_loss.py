@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from app.broker import EmbeddedBroker, free_port
-from tests.kafka_support import CliProcess, wait_until
+from tests.support.kafka import CliProcess, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("tansu_available")]
 

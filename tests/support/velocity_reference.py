@@ -1,8 +1,8 @@
 """Test helpers: event builders and an independent reading of the issue's formulas.
 
 The reference below is written straight from the issue text with the standard
-library (``statistics``) and floats, sharing no code with ``app.intel.velocity``,
-so agreement between the two means something.
+library (``statistics``) and floats, sharing no code with the
+``app.intel.velocity_*`` modules, so agreement between the two means something.
 """
 
 from __future__ import annotations

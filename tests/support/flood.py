@@ -2,9 +2,9 @@
 
 Write a history with one large service, serve it, then measure (127.0.0.1 only)::
 
-    python -m tests.api.flood events --out /tmp/flood.jsonl --incidents 8000
+    python -m tests.support.flood events --out /tmp/flood.jsonl --incidents 8000
     incident-intel serve --events /tmp/flood.jsonl --port 6067 &
-    python -m tests.api.flood measure --url http://127.0.0.1:6067 \\
+    python -m tests.support.flood measure --url http://127.0.0.1:6067 \\
         --flood-token RELEASE_TOKEN --probe-token ONCALL_TOKEN --seconds 30
 
 The flood sends the largest gate call the API accepts (8 windows up to 3660
@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from tests.builders import at, incident_event, jsonl
+from tests.support.builders import at, incident_event, jsonl
 
 FLOOD_CALL = {"service": "gateway",
               "recurrence_watch_windows_days": [1, 7, 30, 90, 365, 1000, 2000, 3660]}

@@ -50,14 +50,14 @@ from app.intel.engine import IntelEngine
 from app.policy import load_policy
 from app.sources.alertmanager import label_fingerprint
 from app.sources.snippets import alertmanager_receiver
-from tests.builders import incident_event
-from tests.integration.stream_oracle import latest, read_all
-from tests.kafka_support import REPO, CliProcess, produce, wait_until
-from tests.sources.payloads import am_alert, am_group, grafana_group, pd_event
+from tests.ops.test_dashboard_queries import DASHBOARDS, expressions
+from tests.support.builders import incident_event
 from tests.support.http_api import Client, Reply
+from tests.support.kafka import REPO, CliProcess, produce, wait_until
 from tests.support.real_programs import Daemon, query, start_alertmanager, start_prometheus
 from tests.support.repository import POLICY_DIR
-from tests.unit.test_dashboard_queries import DASHBOARDS, expressions
+from tests.support.source_payloads import am_alert, am_group, grafana_group, pd_event
+from tests.support.stream_oracle import latest, read_all
 
 pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("tansu_available")]
 

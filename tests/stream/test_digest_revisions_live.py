@@ -26,10 +26,10 @@ from app.intel import digest
 from app.intel.periods import week_end, week_start
 from app.policy import load_policy
 from app.stream.digest_timer import due_week
-from tests.builders import incident_event
-from tests.integration.stream_oracle import produce_all, read_all, worker_env
-from tests.kafka_support import REPO, CliProcess, wait_until
+from tests.support.builders import incident_event
 from tests.support.digests import offline
+from tests.support.kafka import REPO, CliProcess, wait_until
+from tests.support.stream_oracle import produce_all, read_all, worker_env
 
 pytestmark = pytest.mark.broker
 

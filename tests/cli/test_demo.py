@@ -25,7 +25,7 @@ from app.intel.labels import Name
 from app.intel.periods import week_end
 from app.intel.signature import normalise_title
 from app.policy import load_policy
-from tests.kafka_support import REPO, pid_alive, wait_until
+from tests.support.kafka import REPO, pid_alive, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("tansu_available")]
 

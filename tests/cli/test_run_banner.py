@@ -11,7 +11,7 @@ import orjson
 from app.api.routes import ROUTES
 from app.api.tokens import LOCAL_TOKEN_ROLES, local_tokens
 from app.broker.history import DurableHistory
-from app.cli.run import FeedExample, curl_lines, history_note, web_lines
+from app.cli.banner import FeedExample, curl_lines, history_note, web_lines
 from app.stream.settings import WorkerSettings
 
 SETTINGS = WorkerSettings(web_port=6391, bootstrap_servers="127.0.0.1:9092")

@@ -21,7 +21,7 @@ import pytest
 
 from app.broker import free_port
 from app.contracts import DlqRecord
-from tests.kafka_support import CliProcess, pid_alive, produce, read_topic, wait_until
+from tests.support.kafka import CliProcess, pid_alive, produce, read_topic, wait_until
 
 pytestmark = pytest.mark.broker
 

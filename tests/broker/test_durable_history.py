@@ -37,7 +37,8 @@ from app.policy import load_policy
 from app.stream.app import ensure_topics
 from app.stream.inputs import Received
 from app.stream.settings import WorkerSettings
-from tests.integration.stream_oracle import (
+from tests.support.kafka import REPO, CliProcess, wait_until
+from tests.support.stream_oracle import (
     RELEASE_TOKEN,
     TOKEN,
     offline,
@@ -47,7 +48,6 @@ from tests.integration.stream_oracle import (
     read_all,
     tool,
 )
-from tests.kafka_support import REPO, CliProcess, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("tansu_available")]
 

@@ -23,7 +23,8 @@ import pytest
 
 from app.contracts import FollowUp
 from app.policy import load_policy
-from tests.integration.stream_oracle import (
+from tests.support.kafka import REPO, CliProcess, wait_until
+from tests.support.stream_oracle import (
     Produced,
     check_parity,
     committed_through,
@@ -37,7 +38,6 @@ from tests.integration.stream_oracle import (
     touches,
     worker_env,
 )
-from tests.kafka_support import REPO, CliProcess, wait_until
 
 pytestmark = pytest.mark.broker
 

@@ -20,7 +20,8 @@ import pytest
 
 from app.contracts import FollowUp
 from app.policy import load_policy
-from tests.integration.stream_oracle import (
+from tests.support.kafka import REPO, CliProcess
+from tests.support.stream_oracle import (
     check_parity,
     committed_through,
     hot_bucket,
@@ -32,7 +33,6 @@ from tests.integration.stream_oracle import (
     touches,
     worker_env,
 )
-from tests.kafka_support import REPO, CliProcess
 
 pytestmark = pytest.mark.broker
 

@@ -57,7 +57,7 @@ from app.intel.periods import from_micros, last_complete_week, micros, week_end,
 from app.simulation.feed import DEFAULT_START, StreamTruth, generate_stream
 from app.stream import progress
 from app.stream.settings import load_settings
-from tests.kafka_support import REPO, wait_until
+from tests.support.kafka import REPO, wait_until
 
 
 def read_all(bootstrap: str, topics: list[str]) -> dict[str, list[Any]]:

@@ -156,7 +156,7 @@ def test_the_data_path_marks_nothing_applied_that_is_not_journaled(tmp_path: Pat
     import orjson
 
     from app.stream.testing import StreamHarness
-    from tests.builders import incident_event
+    from tests.support.builders import incident_event
     from tests.support.policies import default_policy
 
     history = DurableHistory(WorkerSettings(app_id="t-journal-hook", data_dir=tmp_path))

@@ -156,10 +156,10 @@ def test_cli_refuses_a_busy_web_port(monkeypatch: pytest.MonkeyPatch, tmp_path: 
 
 
 def test_cli_reports_an_unreachable_kafka(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import app.cli.run as run_module
+    import app.cli.broker_start as broker_start
     from app.broker import free_port
 
-    monkeypatch.setattr(run_module, "_KAFKA_WAIT", 1.0)
+    monkeypatch.setattr(broker_start, "KAFKA_WAIT", 1.0)
     closed = free_port()
     result = _run_cli(
         monkeypatch,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from app.broker import BrokerError, EmbeddedBroker
-from tests.kafka_support import REPO, pid_alive, produce, read_topic, wait_until
+from tests.support.kafka import REPO, pid_alive, produce, read_topic, wait_until
 
 pytestmark = [pytest.mark.broker, pytest.mark.usefixtures("tansu_available")]
 

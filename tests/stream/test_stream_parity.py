@@ -14,7 +14,7 @@ equal what the offline engine answers for the same events (see
 
 "Processed" is observed, not guessed: the worker's consumer group must have
 committed every record of the input topics
-(:func:`~tests.integration.stream_oracle.committed_through`).
+(:func:`~tests.support.stream_oracle.committed_through`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from pathlib import Path
 import pytest
 
 from app.policy import load_policy
-from tests.integration.stream_oracle import (
+from tests.support.kafka import REPO, CliProcess
+from tests.support.stream_oracle import (
     check_parity,
     committed_through,
     offline,
@@ -35,7 +36,6 @@ from tests.integration.stream_oracle import (
     touches,
     worker_env,
 )
-from tests.kafka_support import REPO, CliProcess
 
 pytestmark = pytest.mark.broker
 

@@ -12,8 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.builders import at, incident_event, stamp
-from tests.integration.stream_oracle import (
+from tests.support.builders import at, incident_event, stamp
+from tests.support.kafka import CliProcess, wait_until
+from tests.support.stream_oracle import (
     TOKEN,
     post,
     produce_all,
@@ -21,7 +22,6 @@ from tests.integration.stream_oracle import (
     tool,
     worker_env,
 )
-from tests.kafka_support import CliProcess, wait_until
 
 pytestmark = pytest.mark.broker
 

@@ -5,7 +5,7 @@ Every answer must be below 500 (the API's refusals are 4xx; only a full
 connection table answers 503). Run it against ``incident-intel serve`` or a
 worker (127.0.0.1 only)::
 
-    python -m tests.api.fuzz --url http://127.0.0.1:6067 --token TOKEN [--count 300]
+    python -m tests.support.fuzz --url http://127.0.0.1:6067 --token TOKEN [--count 300]
 
 ``tests/api/test_fuzz.py`` runs it, bounded, against ``incident-intel serve``
 and also checks that the server's log holds no token.

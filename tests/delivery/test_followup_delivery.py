@@ -19,9 +19,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.contracts import DlqRecord, FollowUp
 from app.delivery.deliverer import READY
-from tests.builders import follow_up
-from tests.kafka_support import CliProcess, produce, read_topic, wait_until
-from tests.webhook_server import HANG, webhook_server
+from tests.support.builders import follow_up
+from tests.support.kafka import CliProcess, produce, read_topic, wait_until
+from tests.support.webhook_server import HANG, webhook_server
 
 pytestmark = pytest.mark.broker
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from tests.builders import at, incident_event, stamp
+from tests.support.builders import at, incident_event, stamp
 
 AS_OF = "2026-02-23T08:00:00Z"
 SCRIPT_TITLE = "<script>document.title='pwned'</script> 5xx spike"
