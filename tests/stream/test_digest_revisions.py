@@ -178,6 +178,30 @@ def test_a_later_incident_renaming_a_signature_the_week_shows_revises_it(leader)
     assert digest.content(revised[0]) == dump_json(offline(leader.policy, leader.events, W08))
 
 
+def test_incidents_the_retention_forgets_can_rename_what_a_past_week_shows(tmp_path):
+    policy = default_policy()
+    policy = policy.model_copy(update={"intel": policy.intel.model_copy(
+        update={"retention_days": 60})})
+    worker = Leader(tmp_path, policy)
+    old = [incident_event(f"old-{n}", started=at(days=-37, hours=n), signature="ee" * 32,
+                          title="disk full", status="resolved") for n in range(4)]
+    week = [incident_event(f"w08-{n}", started=at(days=2, hours=n), signature="ee" * 32,
+                           status="resolved") for n in range(3)]
+    worker.send(*old, *week, incident_event("next", started=at(days=8), service="billing"))
+    first = worker.publish()
+    assert first.warn_recurrence[0].label.startswith("disk full")
+    assert worker.revise() == []
+
+    # An incident of a later week moves the retention cutoff past the old ones.
+    worker.send(incident_event("tick", started=at(days=24), service="search"))
+    revised = worker.revise()
+
+    assert [r.revision for r in revised] == [2]
+    assert revised[0].warn_recurrence[0].label.startswith("5xx spike")
+    assert digest.content(revised[0]) == dump_json(offline(policy, worker.events, W08))
+    worker.close()
+
+
 def test_the_final_revision_is_the_tools_digest_byte_for_byte(leader, tmp_path):
     leader.publish()
     leader.send(LATE)
