@@ -147,17 +147,18 @@ class Replica:
     def digest_seen(self, week: str, value: bytes | DigestSummary | None = None) -> None:
         """A record of ``intel.digests`` (read back, or just published): the week's latest
         revision is the highest seen, so a late read-back of an older one changes nothing."""
-        summary = value
-        if isinstance(value, bytes):
+        summary: DigestSummary | None = None
+        if isinstance(value, DigestSummary):
+            summary = value
+        elif value is not None:
             try:
                 summary = DigestSummary.model_validate_json(value)
             except ValidationError:
-                summary = None
+                pass  # someone else's record: the week is produced, never revised here
         known = self.digests.get(week)
-        if week not in self.digests or known is None or (
-                isinstance(summary, DigestSummary)
-                and (summary.revision or 1) >= (known.revision or 1)):
-            self.digests[week] = summary if isinstance(summary, DigestSummary) else known
+        if known is None or (summary is not None
+                             and (summary.revision or 1) >= (known.revision or 1)):
+            self.digests[week] = summary if summary is not None else known
 
     def settle(self) -> None:
         """The data path read everything there was: the inputs pause here."""
