@@ -5,11 +5,12 @@ when late events change it.
 Monday 08:00 UTC) on the leader only, and produces the digest of the week
 that ended before that moment. A digest missed because no worker was up, or
 none was leader, at that moment is produced by the next leader: a timer on
-the leader checks every ``CATCH_UP_SECONDS`` (first right after start-up)
-whether the week due at the latest scheduled moment has a record on the
-compacted ``intel.digests``, as the replica reads it. Weeks are keys there,
-and the leader adds a week to its view as it publishes it, so each week is
-produced once, whatever the number of workers or restarts.
+the leader checks every ``INTEL_DIGEST_CHECK_SECONDS`` (default
+``CATCH_UP_SECONDS``; first right after start-up) whether the week due at the
+latest scheduled moment has a record on the compacted ``intel.digests``, as
+the replica reads it. Weeks are keys there, and the leader adds a week to its
+view as it publishes it, so each week is produced once, whatever the number of
+workers or restarts.
 
 "Now" is the timer's ``clock`` (the wall clock in a worker; ``incident-intel
 demo`` sets it to the end of its simulated history, so the timer and the demo
@@ -305,15 +306,17 @@ def artifact_paths(reports_dir: Path, week: str) -> tuple[Path, Path]:
     return reports_dir / f"{week}.json", reports_dir / f"{week}.md"
 
 
-def register(app: faust.App, timer: DigestTimer) -> None:
-    """The schedule on the leader, the catch-up timer, and a first check at start."""
+def register(app: faust.App, timer: DigestTimer,
+             check_seconds: float = CATCH_UP_SECONDS) -> None:
+    """The schedule on the leader, the catch-up (and revision) timer every
+    ``check_seconds``, and a first check at start."""
     settings = timer.policy.intel.digest
 
     @app.crontab(settings.schedule, timezone=ZoneInfo(settings.timezone), on_leader=True)
     async def weekly_digest() -> None:
         await timer.catch_up()
 
-    @app.timer(CATCH_UP_SECONDS, on_leader=True)
+    @app.timer(check_seconds, on_leader=True)
     async def missed_digest() -> None:
         await timer.catch_up()
         await timer.revise()

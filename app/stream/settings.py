@@ -53,6 +53,9 @@ INTEL_STUCK_PARTITION_      ``60``                            seconds a partitio
 SECONDS                                                       committed offset may stand
                                                               still with lag before
                                                               ``/readyz`` says so
+INTEL_DIGEST_CHECK_SECONDS  ``30``                            how often the leader checks
+                                                              for a missed digest and for
+                                                              weeks to revise
 ==========================  ================================  ==========================
 """
 
@@ -114,6 +117,7 @@ class WorkerSettings(BaseModel):
     session_timeout: float = Field(10.0, ge=2.0, le=300.0)
     broker_loss_exit_seconds: float = Field(120.0, ge=10.0, le=86400.0)
     stuck_partition_seconds: float = Field(60.0, ge=5.0, le=86400.0)
+    digest_check_seconds: float = Field(30.0, ge=1.0, le=3600.0)
 
     @field_validator("bootstrap_servers")
     @classmethod

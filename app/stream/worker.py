@@ -179,7 +179,7 @@ def build_worker(settings: WorkerSettings, policy: Policy | None = None, *,
     links = VerdictPublisher(emitter)
 
     app.task(pipeline.run)
-    digest_timer.register(app, digests)
+    digest_timer.register(app, digests, settings.digest_check_seconds)
     health.register(app, probe)
 
     async def stop() -> None:

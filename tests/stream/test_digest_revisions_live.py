@@ -4,7 +4,8 @@ incidents of it give revision 2, and a restarted worker continues with revision 
 The week is the one due by the wall clock (the worker's digest clock), its
 incidents dated inside it, so the test holds whatever day it runs. The policy
 copy sets ``digest.revise_min_interval_minutes`` to 0: the leader's 30-second
-timer publishes a revision at its first look after the inputs pause. The
+timer (every 2 s here, ``INTEL_DIGEST_CHECK_SECONDS``) publishes a revision at its
+first look after the inputs pause. The
 latest revision must equal the offline ``weekly_digest`` of the same events.
 """
 
@@ -74,6 +75,7 @@ def test_late_incidents_revise_the_published_week_across_a_restart(kafka_bootstr
     env = worker_env(kafka_bootstrap, f"rev-{run_id}", prefix, tmp_path / "data", reports,
                      session_timeout=SESSION_TIMEOUT)
     env["INTEL_POLICY_DIR"] = str(policy_dir)
+    env["INTEL_DIGEST_CHECK_SECONDS"] = "2"  # the leader looks every 2 s, not 30
     topic = prefix + "intel.digests"
 
     def send(events: list[dict[str, Any]]) -> None:

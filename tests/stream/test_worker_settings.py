@@ -21,6 +21,7 @@ def test_defaults_match_the_documented_ones() -> None:
     assert settings.app_id == "incident-intel"
     assert settings.partitions == 4
     assert settings.broker_loss_exit_seconds == 120.0
+    assert settings.digest_check_seconds == 30.0
     assert (settings.web_host, settings.web_port) == ("127.0.0.1", 6066)
     assert (settings.policy_dir / "incident_intelligence.yml").is_file()
     assert settings.reports_dir == Path("ops/reports/incidents/weekly")
@@ -36,6 +37,7 @@ def test_values_are_read_and_empty_means_unset() -> None:
             "INTEL_BROKER_LOSS_EXIT_SECONDS": "45",
             "INTEL_WEB_PORT": "",
             "INTEL_TOPIC_PREFIX": "dev.",
+            "INTEL_DIGEST_CHECK_SECONDS": "2",
         }
     )
     assert settings.bootstrap_servers == "kafka:9092,kafka2:9092"
@@ -44,6 +46,7 @@ def test_values_are_read_and_empty_means_unset() -> None:
     assert settings.broker_loss_exit_seconds == 45.0
     assert settings.web_port == 6066
     assert settings.topic("intel.dlq") == "dev.intel.dlq"
+    assert settings.digest_check_seconds == 2.0
 
 
 def test_sasl_settings_become_client_options() -> None:
