@@ -312,6 +312,11 @@ class IntelEngine:
         answers about any time). A signature that starts or stops being carried is not
         renamed: answers that showed it, or will, hold the changed incident itself."""
         before, after = change.before, change.after
+        if before is None and self.names.single(after.signature):
+            return False  # a new incident of a signature with one variant: same name
+        if (before is not None and before.signature == after.signature
+                and labels.variant_of(before) == labels.variant_of(after)):
+            return False  # the same counts as before the change
         signatures = {after.signature} | ({before.signature} if before is not None else set())
         for signature in signatures:
             now = self.names.name(signature)

@@ -10,10 +10,12 @@ a signature the same way, and the label changes only when one of its
 incidents changes (which also moves the signature's keyed record).
 
 :class:`SignatureNames` keeps, per signature, how many incidents carry each
-(title, service, kind), with the records' own strings. A computed signature
-hashes the normalised title, service and kind, so its incidents differ at most
-by numbers and ids in their titles: a label costs a look-up of those few
-variants (usually one), whatever the number of incidents.
+(title, service, kind), with the records' own strings, and beside them how many
+carry each normalised title, service and kind. A computed signature hashes the
+normalised title, service and kind, so those are one value each (a given
+signature may carry a few): a label costs a look at them, whatever the number
+of incidents or of raw titles, which matters because every incident change asks
+whether it renamed its signature (:meth:`IntelEngine.relabels`).
 """
 
 from __future__ import annotations
@@ -62,27 +64,81 @@ def _most_common(counts: Mapping[str, int]) -> str:
     return min(counts, key=lambda value: (-counts[value], value))
 
 
+Parts = tuple[str, str, str]
+"""(normalised title, service, kind): what a label is chosen from."""
+
+
+def parts_of(variant: Variant) -> Parts:
+    title, service, kind = variant
+    return (_normalised(title), service, kind)
+
+
 def name_of(variants: Mapping[Variant, int]) -> Name:
     """Most common normalised title, service and kind among the variants (each on its
     own)."""
-    parts: list[dict[str, int]] = [{}, {}, {}]
-    for (title, service, kind), count in variants.items():
-        for part, value in zip(parts, (_normalised(title), service, kind), strict=True):
-            part[value] = part.get(value, 0) + count
-    title, service, kind = (_most_common(part) for part in parts)
-    return Name(title, service, kind)
+    tally = _Tally()
+    for variant, count in variants.items():
+        tally.add(parts_of(variant), count)
+    return tally.name()
+
+
+class _Tally:
+    """Per part (normalised title, service, kind), how many incidents carry each value:
+    a label is read from these few values, however many variants a signature has."""
+
+    __slots__ = ("counts",)
+
+    def __init__(self) -> None:
+        self.counts: tuple[dict[str, int], dict[str, int], dict[str, int]] = ({}, {}, {})
+
+    def add(self, parts: Parts, count: int) -> None:
+        for counts, value in zip(self.counts, parts, strict=True):
+            left = counts.get(value, 0) + count
+            if left > 0:
+                counts[value] = left
+            else:
+                counts.pop(value, None)
+
+    def copy(self) -> _Tally:
+        other = _Tally()
+        other.counts = (dict(self.counts[0]), dict(self.counts[1]), dict(self.counts[2]))
+        return other
+
+    def name(self) -> Name:
+        title, service, kind = (_most_common(counts) for counts in self.counts)
+        return Name(title, service, kind)
+
+
+class _Many:
+    """A signature whose kept incidents carry several variants."""
+
+    __slots__ = ("tally", "variants")
+
+    def __init__(self) -> None:
+        self.variants: dict[Variant, int] = {}
+        self.tally = _Tally()
+
+    def add(self, variant: Variant, count: int) -> None:
+        left = self.variants.get(variant, 0) + count
+        if left > 0:
+            self.variants[variant] = left
+        else:
+            self.variants.pop(variant, None)
+        self.tally.add(parts_of(variant), count)
 
 
 class SignatureNames:
     """Per signature, how many of the kept incidents carry each variant.
 
     The variant's strings are the record's own (interned), so the index adds no
-    text; a signature with one variant, the usual case, is kept as one tuple."""
+    text; a signature with one variant, the usual case, is kept as one tuple, and
+    one with several keeps the counts of each label part beside them, so a name
+    costs a look at a few values whatever the number of incidents."""
 
     __slots__ = ("_variants",)
 
     def __init__(self) -> None:
-        self._variants: dict[str, Single | dict[Variant, int]] = {}
+        self._variants: dict[str, Single | _Many] = {}
 
     def add(self, record: Record) -> None:
         variant = variant_of(record)
@@ -93,9 +149,12 @@ class SignatureNames:
             if kept[:3] == variant:
                 self._variants[record.signature] = (*variant, kept[3] + 1)
             else:
-                self._variants[record.signature] = {kept[:3]: kept[3], variant: 1}
+                many = _Many()
+                many.add(kept[:3], kept[3])
+                many.add(variant, 1)
+                self._variants[record.signature] = many
         else:
-            kept[variant] = kept.get(variant, 0) + 1
+            kept.add(variant, 1)
 
     def remove(self, record: Record) -> None:
         variant = variant_of(record)
@@ -110,40 +169,47 @@ class SignatureNames:
             else:
                 del self._variants[record.signature]
             return
-        left = kept.get(variant, 0) - 1
-        if left > 0:
-            kept[variant] = left
+        if variant not in kept.variants:
             return
-        kept.pop(variant, None)
-        if len(kept) == 1:
-            ((last, count),) = kept.items()
+        kept.add(variant, -1)
+        if len(kept.variants) == 1:
+            ((last, count),) = kept.variants.items()
             self._variants[record.signature] = (*last, count)
+
+    def single(self, signature: str) -> bool:
+        """Every kept incident of the signature carries the same variant."""
+        return isinstance(self._variants.get(signature), tuple)
+
+    def _tally(self, signature: str) -> _Tally | None:
+        kept = self._variants.get(signature)
+        if kept is None:
+            return None
+        if isinstance(kept, tuple):
+            tally = _Tally()
+            tally.add(parts_of(kept[:3]), kept[3])
+            return tally
+        return kept.tally
 
     def name(self, signature: str) -> Name | None:
         """The signature's label parts; None when no kept incident carries it."""
         kept = self._variants.get(signature)
         if kept is None:
             return None
-        return name_of({kept[:3]: kept[3]} if isinstance(kept, tuple) else kept)
+        if isinstance(kept, tuple):
+            return Name(*parts_of(kept[:3]))
+        return kept.tally.name()
 
     def name_if(self, signature: str, *, without: Record | None,
                 with_: Record | None) -> Name | None:
         """The signature's label parts were ``without`` not counted and ``with_`` counted
         (each only if it carries the signature): its name before a change, asked after."""
-        kept = self._variants.get(signature)
-        counts: dict[Variant, int] = ({} if kept is None else {kept[:3]: kept[3]}
-                                      if isinstance(kept, tuple) else dict(kept))
+        kept = self._tally(signature)
+        tally = _Tally() if kept is None else kept.copy()
         if without is not None and without.signature == signature:
-            variant = variant_of(without)
-            left = counts.get(variant, 0) - 1
-            if left > 0:
-                counts[variant] = left
-            else:
-                counts.pop(variant, None)
+            tally.add(parts_of(variant_of(without)), -1)
         if with_ is not None and with_.signature == signature:
-            variant = variant_of(with_)
-            counts[variant] = counts.get(variant, 0) + 1
-        return name_of(counts) if counts else None
+            tally.add(parts_of(variant_of(with_)), 1)
+        return tally.name() if tally.counts[0] else None
 
 
 def key_label(key_type: KeyType, key: str, names: SignatureNames, template: str) -> str:

@@ -65,6 +65,30 @@ def test_labels_equal_a_count_over_the_kept_incidents(policy: Policy, versions) 
     assert engine.label("service", "db") == "db"
 
 
+@settings(max_examples=150, deadline=None)
+@given(versions=versions)
+def test_relabels_says_whether_a_change_renamed_a_signature(policy: Policy, versions) -> None:
+    """Against the labels before and after each change, by definition."""
+    engine = IntelEngine(policy)
+    template = policy.intel.recurrence.label_template
+    for n, occurred, title, service, kind, signature in versions:
+        event = event_from_obj(incident_event(
+            f"inc_{n}", started=at(days=n), occurred=at(days=n, hours=occurred), title=title,
+            service=service, kind=kind, signature=signature,
+            event_id=f"e{n}-{occurred}-{title}-{service}-{kind}-{signature}"))
+        old = engine.book.incidents.get(f"inc_{n}")
+        touched = {r.signature for r in engine.book.incidents.values()}
+        before = {s: oracle(engine, s, template) for s in touched}
+        change = engine.apply(event)
+        if change is None:
+            continue
+        sigs = {change.after.signature} | ({old.signature} if old is not None else set())
+        renamed = any(s in before and any(r.signature == s for r in
+                                          engine.book.incidents.values())
+                      and oracle(engine, s, template) != before[s] for s in sigs)
+        assert engine.relabels(change) == renamed
+
+
 def test_one_label_in_the_answers_the_keyed_record_and_the_digest(policy: Policy) -> None:
     sig = "a" * 64
     events = [incident_event(f"inc_{i}", started=at(days=1, hours=i), signature=sig,
