@@ -119,7 +119,12 @@ class Replica:
         renamed signature can change answers about any time. (So can incidents the
         retention forgets, by an event or an idle advance: readers compare
         :attr:`IntelEngine.forgotten`. Alert transitions it forgets cannot: their
-        retention covers every revisable week, by policy validation.)"""
+        retention covers every revisable week, by policy validation.) While no week is
+        known to be published, any time is noted at once, without asking the engine."""
+        if not self.digests:
+            self.touched = ANY_TIME
+        if self.touched == ANY_TIME:
+            return
         if change is not None and self.engine.relabels(change):
             self.touched = ANY_TIME
             return
