@@ -32,6 +32,7 @@ class WebhookServer:
 
     script: Script
     hang_seconds: float = 3.0
+    answer_after: float = 0.0
     received: list[Received] = field(default_factory=list)
     url: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -56,6 +57,8 @@ class WebhookServer:
         if answer == HANG:
             time.sleep(self.hang_seconds)
             answer = 200
+        elif self.answer_after:
+            time.sleep(self.answer_after)
         body = b"" if answer in (204, 304) else b"{}"  # these answers carry no body
         try:
             handler.send_response(answer)
@@ -67,9 +70,11 @@ class WebhookServer:
 
 
 @contextmanager
-def webhook_server(script: Script, *, hang_seconds: float = 3.0) -> Iterator[WebhookServer]:
-    """Serve ``script`` on 127.0.0.1 (a free port) until the block ends."""
-    server = WebhookServer(script, hang_seconds=hang_seconds)
+def webhook_server(script: Script, *, hang_seconds: float = 3.0,
+                   answer_after: float = 0.0) -> Iterator[WebhookServer]:
+    """Serve ``script`` on 127.0.0.1 (a free port) until the block ends; ``answer_after``
+    makes every answer that long in coming (a slow receiver)."""
+    server = WebhookServer(script, hang_seconds=hang_seconds, answer_after=answer_after)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 - http.server's naming
