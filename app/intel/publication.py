@@ -56,8 +56,8 @@ class RecurrenceContent(NamedTuple):
 
 Content = RecurrenceContent | bytes | None
 """What a keyed record says apart from when it was computed: the counts, level and label
-of a recurrence record, the bytes of a bucket or alert record, ``None`` for nothing (a
-tombstone, or a recurrence key at zero)."""
+of a recurrence record, the bytes of a bucket or alert record, ``None`` for nothing (no
+record, or a tombstone)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +135,7 @@ def row(engine: IntelEngine, key: OutputKey, as_of: datetime) -> Row:
 
 
 def content(topic: str, value: bytes | None) -> Content:
-    """What a record of ``topic`` read from the topic says, without when it was computed.
-
-    A recurrence record of zero counts says the same as no record at all: a
-    key that never had a record needs none to say it is quiet.
-    """
+    """What a record of ``topic`` read from the topic says, without when it was computed."""
     if value is None or topic != RECURRENCE:
         return value
     fields = orjson.loads(value)
@@ -148,13 +144,19 @@ def content(topic: str, value: bytes | None) -> Content:
 
 
 def recurrence_content(count_7d: int, count_30d: int, level: str,
-                       label: str | None) -> RecurrenceContent | None:
-    """What a recurrence record says: its counts, level and label (``None`` when both
-    counts are zero). A record without a label (written before records carried one)
-    differs from every labelled one, so it is re-stated with its label."""
-    if not (count_7d or count_30d):
-        return None
+                       label: str | None) -> RecurrenceContent:
+    """What a recurrence record says: its counts, level and label. A record without a
+    label (written before records carried one) differs from every labelled one, so it
+    is re-stated with its label."""
     return RecurrenceContent(count_7d, count_30d, level, label)
+
+
+def quiet(content: Content) -> bool:
+    """Whether a record says nothing is happening: none at all, a tombstone, or a
+    recurrence record at zero. A key that never had a record needs none to say so;
+    a zero record already on the topic is kept true, label included."""
+    return content is None or (isinstance(content, RecurrenceContent)
+                               and not (content.count_7d or content.count_30d))
 
 
 def weeks_completed(before: int | None, after: int) -> list[str]:

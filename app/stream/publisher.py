@@ -225,9 +225,11 @@ class Publisher:
                 continue
             last = self.last(key)
             row = publication.row(engine, key, as_of)
-            stale = refresh and key.topic == publication.RECURRENCE and row.content is not None \
-                and last.as_of != at
+            stale = refresh and key.topic == publication.RECURRENCE \
+                and not publication.quiet(row.content) and last.as_of != at
             if row.content == last.content and not stale:
+                continue
+            if last.content is None and publication.quiet(row.content):
                 continue
             out.append(Outgoing(key.topic, key.key.encode(), row.value, row.record_id, header))
             self.mine[key] = Seen(row.content, at)

@@ -169,3 +169,35 @@ def test_keyed_records_are_published_once_for_the_cycles_of_a_burst() -> None:
         harness.feed("incidents.events", [incident(n)])
     assert [u.count_30d for u in service_records()] == [1, 4, 5]
     harness.close()
+
+
+def test_a_zero_record_keeps_its_label_true_and_a_quiet_key_gets_none() -> None:
+    """A recurrence record at zero still names its key: a late retitle of an incident
+    outside the window re-states it; a key that never had a record gets none."""
+    harness = StreamHarness(default_policy(), partitions=1, leader=False,
+                            settle_seconds=float("inf"))
+    signature, old_only = "a" * 64, "c" * 64
+
+    def send(event: dict[str, Any]) -> None:
+        harness.feed("incidents.events", [(event["incident"]["incident_id"].encode(),
+                                           orjson.dumps(event))])
+
+    def records(key: str) -> list[RecurrenceUpdate]:
+        return [RecurrenceUpdate.model_validate_json(r.value or b"")
+                for r in harness.to(RECURRENCE) if r.key == key.encode()]
+
+    first = incident_event("inc-old", started=at(), signature=signature, title="5xx spike")
+    send(first)
+    send(incident_event("inc-new", started=at(days=40), signature="b" * 64))
+    assert [(u.count_30d, u.label) for u in records(f"signature:{signature}")][-1] == (
+        0, "5xx spike · gateway/error_rate")  # aged out: a zero record says so
+    send(incident_event("inc-old", started=at(), signature=signature, title="queue backlog",
+                        occurred=at(days=41), etype="incident.updated"))
+    latest = records(f"signature:{signature}")[-1]
+    engine = harness.replica.engine
+    want = engine.recurrence_update(f"signature:{signature}", from_micros(engine.watermark or 0))
+    assert (latest.count_30d, latest.label) == (0, want.label)
+    assert "queue backlog" in want.label
+    send(incident_event("inc-older", started=at(days=1), signature=old_only))
+    assert records(f"signature:{old_only}") == []  # quiet since it arrived: no record
+    harness.close()
