@@ -46,7 +46,9 @@ class OutputKey:
 
 
 class RecurrenceContent(NamedTuple):
-    """What an ``intel.recurrence`` record says apart from when it was computed."""
+    """What an ``intel.recurrence`` record says apart from when it was computed. A record
+    without a label (written before records carried one) differs from every labelled
+    one, so it is re-stated with its label."""
 
     count_7d: int
     count_30d: int
@@ -119,8 +121,8 @@ def row(engine: IntelEngine, key: OutputKey, as_of: datetime) -> Row:
     if key.topic == RECURRENCE:
         update = engine.recurrence_update(key.key, as_of)
         return Row(key, dump_json(update),
-                   recurrence_content(update.count_7d, update.count_30d, update.level,
-                                      update.label),
+                   RecurrenceContent(update.count_7d, update.count_30d, update.level,
+                                     update.label),
                    update.update_id)
     if key.topic == ALERTS:
         summary: BaseModel | None = engine.alerts.published_row(
@@ -139,16 +141,8 @@ def content(topic: str, value: bytes | None) -> Content:
     if value is None or topic != RECURRENCE:
         return value
     fields = orjson.loads(value)
-    return recurrence_content(fields["count_7d"], fields["count_30d"], fields["level"],
-                              fields.get("label"))
-
-
-def recurrence_content(count_7d: int, count_30d: int, level: str,
-                       label: str | None) -> RecurrenceContent:
-    """What a recurrence record says: its counts, level and label. A record without a
-    label (written before records carried one) differs from every labelled one, so it
-    is re-stated with its label."""
-    return RecurrenceContent(count_7d, count_30d, level, label)
+    return RecurrenceContent(fields["count_7d"], fields["count_30d"], fields["level"],
+                             fields.get("label"))
 
 
 def quiet(content: Content) -> bool:

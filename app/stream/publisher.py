@@ -227,9 +227,10 @@ class Publisher:
             row = publication.row(engine, key, as_of)
             stale = refresh and key.topic == publication.RECURRENCE \
                 and not publication.quiet(row.content) and last.as_of != at
-            if row.content == last.content and not stale:
-                continue
-            if last.content is None and publication.quiet(row.content):
+            # A key that never had a record needs none to say it is quiet.
+            unchanged = row.content == last.content or (
+                last.content is None and publication.quiet(row.content))
+            if unchanged and not stale:
                 continue
             out.append(Outgoing(key.topic, key.key.encode(), row.value, row.record_id, header))
             self.mine[key] = Seen(row.content, at)
